@@ -1,0 +1,1 @@
+//! dubbo codec (in progress).

@@ -1,0 +1,1 @@
+//! kafka codec (in progress).

@@ -1,0 +1,1 @@
+//! thrift codec (in progress).

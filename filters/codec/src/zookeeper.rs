@@ -1,0 +1,1 @@
+//! zookeeper codec (in progress).

@@ -1,0 +1,2 @@
+//! The sans-IO engine (in progress).
+#![forbid(unsafe_code)]

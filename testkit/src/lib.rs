@@ -1,0 +1,1 @@
+//! Test rig (in progress).

@@ -1,0 +1,1 @@
+//! proxy-wasm network filter (in progress).
