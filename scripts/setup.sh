@@ -41,4 +41,10 @@ if [ ! -x "$envoy_bin" ]; then
   echo "setup: envoy binary not found at $envoy_bin" >&2
   exit 1
 fi
+
+# Protocol peers and tools, one script per protocol (real servers and clients for tests).
+for s in "$here"/scripts/setup.d/*.sh; do
+  [ -e "$s" ] || continue
+  bash "$s"
+done
 echo "setup: ok (envoy: $envoy_bin)"

@@ -1,0 +1,2 @@
+//! dubbo codec benchmarks (in progress).
+fn main() {}

@@ -1,0 +1,2 @@
+//! kafka codec benchmarks (in progress).
+fn main() {}

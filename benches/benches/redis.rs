@@ -1,0 +1,2 @@
+//! redis codec benchmarks (in progress).
+fn main() {}

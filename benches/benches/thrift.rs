@@ -1,0 +1,2 @@
+//! thrift codec benchmarks (in progress).
+fn main() {}

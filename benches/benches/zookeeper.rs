@@ -1,0 +1,2 @@
+//! zookeeper codec benchmarks (in progress).
+fn main() {}

@@ -1,0 +1,4 @@
+#![no_main]
+//! redis codec fuzz target (in progress).
+use libfuzzer_sys::fuzz_target;
+fuzz_target!(|_data: &[u8]| {});
