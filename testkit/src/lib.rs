@@ -1,1 +1,80 @@
-//! Test rig (in progress).
+//! The real-component test rig: starts the real Envoy 1.40 binary and real protocol peers on
+//! 127.0.0.1, reads Envoy's `/stats`, and stops every process it started, by its PID, on drop.
+//!
+//! Deliberately small and dependency-free (std only): tests and the end-to-end benchmark harness
+//! both use it. It does not build the artifacts; `.ci/run` (and `scripts/build-artifacts.sh`)
+//! build the `.so` and `.wasm` first and [`artifacts`] finds them.
+#![forbid(unsafe_code)]
+
+pub mod artifacts;
+mod envoy;
+mod peers;
+mod proc;
+
+pub use envoy::{Envoy, EnvoyOptions};
+pub use peers::{redis_cli, RedisServer};
+pub use proc::{free_port, workspace_root, Process, TempDir};
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 20 ms until it returns `Some`, or gives up after `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A blocking HTTP/1.1 GET on 127.0.0.1, returning (status, body). Enough for Envoy's admin API.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status"))?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
