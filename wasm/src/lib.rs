@@ -1,1 +1,216 @@
-//! proxy-wasm network filter (in progress).
+//! Meltemi's proxy-wasm network filter (`wasm32-wasip1`), for any Istio >= 1.20 sidecar.
+//!
+//! Glue only: it reads the plugin configuration into the engine's [`FilterConfig`], defines the
+//! engine's metrics on the host, and feeds each connection's bytes to an engine [`Session`].
+//! It only observes and applies coarse policy (closing a connection): a proxy-wasm network filter
+//! cannot answer a client itself or route single requests (see `docs/design.md`), which is the
+//! dynamic module's job.
+//!
+//! Every host call goes through the `Result`-returning functions of `proxy_wasm::hostcalls`,
+//! never the SDK's unwrapping trait helpers: a panic traps the VM and with it every connection
+//! on that worker.
+#![forbid(unsafe_code)]
+
+use meltemi_engine::{Engine, FilterConfig, MetricId, MetricKind, MetricSink, Session, Verdict};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, RootContext, StreamContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, PeerType};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Warn);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// The compiled engine plus the host's handle for every engine metric.
+#[derive(Debug)]
+struct Compiled {
+    engine: Engine,
+    /// Host metric id per engine [`MetricId`].
+    handles: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Root {
+    compiled: Option<Rc<Compiled>>,
+}
+
+fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) => b,
+            Ok(None) => Vec::new(),
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    &format!("meltemi: cannot read plugin configuration: {status:?}"),
+                );
+                return false;
+            }
+        };
+        let text = match std::str::from_utf8(&raw) {
+            Ok(t) => t,
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("meltemi: configuration is not UTF-8: {e}"),
+                );
+                return false;
+            }
+        };
+        let config = match FilterConfig::from_json(text) {
+            Ok(c) => c,
+            Err(e) => {
+                // Returning false refuses the configuration; Envoy will not start with it.
+                log(LogLevel::Error, &format!("meltemi: {e}"));
+                return false;
+            }
+        };
+        let engine = Engine::new(config);
+        let mut handles = Vec::with_capacity(engine.metrics.defs().len());
+        for def in engine.metrics.defs() {
+            let kind = match def.kind {
+                MetricKind::Counter => MetricType::Counter,
+                MetricKind::Gauge => MetricType::Gauge,
+                MetricKind::Histogram => MetricType::Histogram,
+            };
+            match hostcalls::define_metric(kind, &def.name) {
+                Ok(id) => handles.push(id),
+                Err(status) => {
+                    log(
+                        LogLevel::Error,
+                        &format!("meltemi: cannot define metric {}: {status:?}", def.name),
+                    );
+                    return false;
+                }
+            }
+        }
+        self.compiled = Some(Rc::new(Compiled { engine, handles }));
+        true
+    }
+
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        let compiled = self.compiled.clone()?;
+        Some(Box::new(Connection::new(compiled)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::StreamContext)
+    }
+}
+
+/// Host metrics through `Result`-returning host calls; failures are ignored (a metric is never
+/// worth a trap).
+struct HostSink<'a>(&'a [u32]);
+
+impl MetricSink for HostSink<'_> {
+    fn inc(&mut self, id: MetricId, delta: u64) {
+        if let Some(&h) = self.0.get(id.0 as usize) {
+            let _ = hostcalls::increment_metric(h, delta as i64);
+        }
+    }
+    fn gauge_add(&mut self, id: MetricId, delta: i64) {
+        if let Some(&h) = self.0.get(id.0 as usize) {
+            let _ = hostcalls::increment_metric(h, delta);
+        }
+    }
+    fn record(&mut self, id: MetricId, value: u64) {
+        if let Some(&h) = self.0.get(id.0 as usize) {
+            let _ = hostcalls::record_metric(h, value);
+        }
+    }
+}
+
+/// One connection.
+struct Connection {
+    compiled: Rc<Compiled>,
+    session: Option<Session>,
+    closed: bool,
+}
+
+impl Connection {
+    fn new(compiled: Rc<Compiled>) -> Self {
+        Connection {
+            compiled,
+            session: None,
+            closed: false,
+        }
+    }
+
+    fn apply(&mut self, verdict: Verdict) -> Action {
+        match verdict {
+            Verdict::Continue => Action::Continue,
+            Verdict::Close(reason) => {
+                if !self.closed {
+                    self.closed = true;
+                    log(
+                        LogLevel::Warn,
+                        &format!("meltemi: closing connection: {reason:?}"),
+                    );
+                    let _ = hostcalls::close_downstream();
+                    let _ = hostcalls::close_upstream();
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_data(&mut self, buffer: BufferType, size: usize) -> Action {
+        if self.closed || size == 0 {
+            return Action::Continue;
+        }
+        let data = match hostcalls::get_buffer(buffer, 0, size) {
+            Ok(Some(b)) => b,
+            _ => return Action::Continue,
+        };
+        let Some(session) = self.session.as_mut() else {
+            return Action::Continue;
+        };
+        let c = &*self.compiled;
+        let mut sink = HostSink(&c.handles);
+        let v = match buffer {
+            BufferType::DownstreamData => session.on_downstream(&c.engine, &data, &mut sink),
+            _ => session.on_upstream(&c.engine, &data, &mut sink),
+        };
+        self.apply(v)
+    }
+
+    fn close(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            let c = &*self.compiled;
+            session.on_close(&c.engine, &mut HostSink(&c.handles));
+        }
+    }
+}
+
+impl Context for Connection {}
+
+impl StreamContext for Connection {
+    fn on_new_connection(&mut self) -> Action {
+        let c = &*self.compiled;
+        self.session = Some(Session::new(&c.engine, &mut HostSink(&c.handles)));
+        Action::Continue
+    }
+
+    fn on_downstream_data(&mut self, data_size: usize, _end_of_stream: bool) -> Action {
+        self.on_data(BufferType::DownstreamData, data_size)
+    }
+
+    fn on_upstream_data(&mut self, data_size: usize, _end_of_stream: bool) -> Action {
+        self.on_data(BufferType::UpstreamData, data_size)
+    }
+
+    fn on_downstream_close(&mut self, _peer_type: PeerType) {
+        self.close();
+    }
+
+    fn on_upstream_close(&mut self, _peer_type: PeerType) {
+        self.close();
+    }
+}

@@ -1,2 +1,20 @@
-//! The sans-IO engine (in progress).
+//! The sans-IO engine shared by both host adapters (the proxy-wasm filter and the Envoy dynamic
+//! module).
+//!
+//! One [`Session`] per connection takes the bytes each way (`on_downstream`, `on_upstream`) and
+//! turns them into decisions ([`Verdict`]) and metric events delivered to a [`MetricSink`] that
+//! the adapter maps onto its host's counters. Time is an argument and nothing here does I/O,
+//! spawns threads, reads clocks or draws random numbers, so tests drive it with no host at all.
+//!
+//! What it deliberately does not do: own buffers of the host (the adapter lets the host buffer),
+//! or know host types. Metric names are defined here once ([`metrics`]) so both adapters export
+//! the same stats.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod metrics;
+mod session;
+
+pub use config::{ConfigError, FilterConfig, Protocol};
+pub use metrics::{MetricDef, MetricId, MetricKind, MetricSink, Metrics};
+pub use session::{CloseReason, Engine, Session, Verdict};

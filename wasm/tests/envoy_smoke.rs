@@ -1,0 +1,104 @@
+//! The `.wasm` filter in the real Envoy 1.40, before `tcp_proxy`, in front of a real redis-server.
+
+use meltemi_testkit::{artifacts, free_port, redis_cli, Envoy, RedisServer};
+use std::time::Duration;
+
+fn yaml(listen: u16, upstream: u16, filter_json: &str) -> String {
+    let wasm = artifacts::wasm_path();
+    let json = filter_json.replace('\'', "''");
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: redis
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.wasm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
+          config:
+            name: meltemi
+            root_id: meltemi
+            vm_config:
+              runtime: envoy.wasm.runtime.v8
+              code: {{ local: {{ filename: "{wasm}" }} }}
+            configuration:
+              "@type": type.googleapis.com/google.protobuf.StringValue
+              value: '{json}'
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: redis
+          cluster: redis
+  clusters:
+  - name: redis
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: redis
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+"#,
+        wasm = wasm.display()
+    )
+}
+
+/// RESP as redis-cli sends it: SET and GET as arrays of bulk strings.
+const SET: &[u8] = b"*3\r\n$3\r\nSET\r\n$5\r\nsmoke\r\n$4\r\nwasm\r\n";
+const GET: &[u8] = b"*2\r\n$3\r\nGET\r\n$5\r\nsmoke\r\n";
+
+#[test]
+fn wasm_filter_loads_and_counts_exact_bytes_of_real_redis_traffic() {
+    let redis = RedisServer::start().expect("redis-server");
+    let listen = free_port();
+    let envoy = Envoy::start(
+        &yaml(
+            listen,
+            redis.port(),
+            r#"{"protocol":"redis","stat_prefix":"smoke"}"#,
+        ),
+        &[],
+    )
+    .expect("envoy with the wasm filter");
+
+    assert_eq!(redis_cli(listen, &["SET", "smoke", "wasm"]).unwrap(), "OK");
+    assert_eq!(redis_cli(listen, &["GET", "smoke"]).unwrap(), "wasm");
+
+    // redis-cli sends exactly these bytes per connection; the replies are +OK and $4 wasm.
+    let want_down = (SET.len() + GET.len()) as u64;
+    let want_up = (b"+OK\r\n".len() + b"$4\r\nwasm\r\n".len()) as u64;
+    let name = |s: &str| format!("wasmcustom.redis.smoke.{s}");
+    let got = envoy.wait_stat_at_least(
+        &name("downstream_rx_bytes"),
+        want_down,
+        Duration::from_secs(5),
+    );
+    assert_eq!(got, Some(want_down), "client bytes seen by the filter");
+    assert_eq!(envoy.stat(&name("upstream_rx_bytes")), Some(want_up));
+    assert_eq!(envoy.stat(&name("cx_total")), Some(2));
+    let active = envoy.wait_stat_at_least(&name("cx_total"), 2, Duration::from_secs(1));
+    assert_eq!(active, Some(2));
+    // Both redis-cli connections are closed: the active gauge returns to zero.
+    let drained = meltemi_testkit::wait_for(Duration::from_secs(5), || {
+        (envoy.stat(&name("cx_active")) == Some(0)).then_some(())
+    });
+    assert!(
+        drained.is_some(),
+        "cx_active back to 0: {:?}",
+        envoy.stat(&name("cx_active"))
+    );
+}
+
+#[test]
+fn bad_wasm_config_is_refused_and_envoy_does_not_start() {
+    let listen = free_port();
+    let err = Envoy::start(&yaml(listen, 1, r#"{"protocol":"http"}"#), &[])
+        .expect_err("Envoy must refuse the listener");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("unknown protocol \"http\""),
+        "the refusal names the bad field: {msg}"
+    );
+}
