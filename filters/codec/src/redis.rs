@@ -1,1 +1,0 @@
-//! redis codec (in progress).
