@@ -127,6 +127,15 @@ impl MetricSink for HostSink<'_> {
     }
 }
 
+/// The host's clock in nanoseconds (wall clock: proxy-wasm offers no monotonic one).
+fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// One connection.
 struct Connection {
     compiled: Rc<Compiled>,
@@ -174,10 +183,20 @@ impl Connection {
         };
         let c = &*self.compiled;
         let mut sink = HostSink(&c.handles);
+        let now = now_ns();
         let v = match buffer {
-            BufferType::DownstreamData => session.on_downstream(&c.engine, &data, &mut sink),
-            _ => session.on_upstream(&c.engine, &data, &mut sink),
+            BufferType::DownstreamData => session.on_downstream(&c.engine, &data, now, &mut sink),
+            _ => session.on_upstream(&c.engine, &data, now, &mut sink),
         };
+        if let (Verdict::Close(_), Some(e)) = (v, session.error()) {
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "meltemi: {}: malformed stream, closing: {e}",
+                    c.engine.config.stat_prefix
+                ),
+            );
+        }
         self.apply(v)
     }
 

@@ -78,6 +78,12 @@ fn wasm_filter_loads_and_counts_exact_bytes_of_real_redis_traffic() {
     assert_eq!(got, Some(want_down), "client bytes seen by the filter");
     assert_eq!(envoy.stat(&name("upstream_rx_bytes")), Some(want_up));
     assert_eq!(envoy.stat(&name("cx_total")), Some(2));
+    // Decoded by the codec: one SET and one GET, each answered successfully.
+    assert_eq!(envoy.stat(&name("command.set.total")), Some(1));
+    assert_eq!(envoy.stat(&name("command.set.success")), Some(1));
+    assert_eq!(envoy.stat(&name("command.get.success")), Some(1));
+    assert_eq!(envoy.stat(&name("response_success")), Some(2));
+    assert_eq!(envoy.stat(&name("request_decoding_error")), Some(0));
     let active = envoy.wait_stat_at_least(&name("cx_total"), 2, Duration::from_secs(1));
     assert_eq!(active, Some(2));
     // Both redis-cli connections are closed: the active gauge returns to zero.

@@ -70,6 +70,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Default largest frame: 64 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
+
+/// What to do with a connection whose bytes break the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDecodeError {
+    /// Count it, log once, close the connection (default).
+    #[default]
+    Close,
+    /// Count it, log once, stop decoding and pass the bytes through untouched.
+    Passthrough,
+}
+
 /// The filter configuration after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterConfig {
@@ -80,6 +93,10 @@ pub struct FilterConfig {
     /// Test-only fault injection: when the client's bytes contain this marker, the session
     /// panics. Used by the adapters' tests to prove panic containment; never set in production.
     pub panic_on: Option<Vec<u8>>,
+    /// Decode errors close the connection or switch it to pass-through.
+    pub on_decode_error: OnDecodeError,
+    /// Largest frame accepted (bytes); bigger ones are decode errors.
+    pub max_frame_bytes: usize,
 }
 
 impl FilterConfig {
@@ -89,6 +106,8 @@ impl FilterConfig {
             protocol,
             stat_prefix: stat_prefix.to_string(),
             panic_on: None,
+            on_decode_error: OnDecodeError::Close,
+            max_frame_bytes: DEFAULT_MAX_FRAME,
         }
     }
 
@@ -104,6 +123,10 @@ impl FilterConfig {
             stat_prefix: Option<String>,
             #[serde(default, alias = "panicOn")]
             panic_on: Option<String>,
+            #[serde(default, alias = "onDecodeError")]
+            on_decode_error: Option<String>,
+            #[serde(default, alias = "maxFrameBytes")]
+            max_frame_bytes: Option<u64>,
         }
         let raw: Raw = serde_json::from_str(text).map_err(|e| ConfigError {
             field: "(json)".into(),
@@ -116,10 +139,31 @@ impl FilterConfig {
                 raw.protocol
             ),
         })?;
+        let on_decode_error = match raw.on_decode_error.as_deref() {
+            None | Some("close") => OnDecodeError::Close,
+            Some("passthrough") => OnDecodeError::Passthrough,
+            Some(other) => {
+                return Err(ConfigError {
+                    field: "on_decode_error".into(),
+                    message: format!("{other:?} is not one of close, passthrough"),
+                })
+            }
+        };
         let cfg = FilterConfig {
             protocol,
             stat_prefix: raw.stat_prefix.unwrap_or_else(|| "default".into()),
             panic_on: raw.panic_on.map(String::into_bytes),
+            on_decode_error,
+            max_frame_bytes: match raw.max_frame_bytes {
+                None => DEFAULT_MAX_FRAME,
+                Some(n) if (16..=1 << 30).contains(&n) => n as usize,
+                Some(n) => {
+                    return Err(ConfigError {
+                        field: "max_frame_bytes".into(),
+                        message: format!("{n} is outside 16..=1073741824"),
+                    })
+                }
+            },
         };
         cfg.validate()?;
         Ok(cfg)

@@ -12,9 +12,14 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod framer;
 pub mod metrics;
+pub mod observe;
+mod proto;
 mod session;
 
-pub use config::{ConfigError, FilterConfig, Protocol};
-pub use metrics::{MetricDef, MetricId, MetricKind, MetricSink, Metrics};
+pub use config::{ConfigError, FilterConfig, OnDecodeError, Protocol};
+pub use metrics::{LabelSet, MetricDef, MetricId, MetricKind, MetricSink, Metrics};
+pub use observe::{Outcome, RequestKind};
+pub use proto::DecodeFailure;
 pub use session::{CloseReason, Engine, Session, Verdict};

@@ -54,17 +54,85 @@ pub struct Core {
     pub panic: MetricId,
 }
 
+/// Request/response metrics common to every protocol (names follow Envoy's native
+/// `dubbo_proxy`/`thrift_proxy` stats where they exist).
+#[derive(Debug, Clone, Copy)]
+pub struct Obs {
+    /// Requests decoded.
+    pub request: MetricId,
+    /// Requests that expect an answer.
+    pub request_call: MetricId,
+    /// Requests that expect none.
+    pub request_oneway: MetricId,
+    /// Heartbeats, pings and protocol events.
+    pub request_event: MetricId,
+    /// Requests waiting for an answer (gauge).
+    pub request_active: MetricId,
+    /// Requests still waiting when the connection closed.
+    pub request_no_reply: MetricId,
+    /// Client bytes that broke the protocol.
+    pub request_decoding_error: MetricId,
+    /// Request latency (histogram, microseconds).
+    pub request_time_us: MetricId,
+    /// Responses decoded.
+    pub response: MetricId,
+    /// Normal answers.
+    pub response_success: MetricId,
+    /// Protocol-level errors.
+    pub response_error: MetricId,
+    /// Business/declared exceptions.
+    pub response_exception: MetricId,
+    /// Answers to no known request.
+    pub response_unmatched: MetricId,
+    /// Server bytes that broke the protocol.
+    pub response_decoding_error: MetricId,
+    /// Out-of-band server messages (watch events, pushes).
+    pub server_event: MetricId,
+}
+
+/// Per-label metrics (per command, method, api key or opcode), named like Envoy's native
+/// `redis_proxy`: `<family>.<label>.total|success|error|latency_us`.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelStats {
+    /// Requests.
+    pub total: MetricId,
+    /// Successful answers.
+    pub success: MetricId,
+    /// Errors and exceptions.
+    pub error: MetricId,
+    /// Latency histogram (microseconds).
+    pub latency_us: MetricId,
+}
+
+/// A closed set of label values for per-label metrics.
+#[derive(Debug, Clone)]
+pub struct LabelSet {
+    /// The family segment of the stat name (`command`, `method`, `api`, `opcode`).
+    pub family: &'static str,
+    /// Label values, indexed by the `u16` the protocol module passes to the tracker.
+    pub names: Vec<String>,
+}
+
 /// All metrics of one configuration, in definition order.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     defs: Vec<MetricDef>,
     /// The fixed metrics.
     pub core: Core,
+    /// Request/response metrics.
+    pub obs: Obs,
+    labels: Vec<LabelStats>,
 }
 
 impl Metrics {
-    /// Builds the metric table for `config`.
-    pub fn new(config: &FilterConfig) -> Metrics {
+    /// The per-label stats for label index `i`, if it is in the set.
+    #[inline]
+    pub fn label(&self, i: u16) -> Option<&LabelStats> {
+        self.labels.get(i as usize)
+    }
+
+    /// Builds the metric table for `config`, with per-label metrics for `labels`.
+    pub fn new(config: &FilterConfig, labels: &LabelSet) -> Metrics {
         let mut defs = Vec::new();
         let prefix = format!("{}.{}.", config.protocol.as_str(), config.stat_prefix);
         let mut def = |name: &str, kind| {
@@ -81,7 +149,43 @@ impl Metrics {
             upstream_rx_bytes: def("upstream_rx_bytes", MetricKind::Counter),
             panic: def("panic", MetricKind::Counter),
         };
-        Metrics { defs, core }
+        use MetricKind::{Counter as C, Gauge as G, Histogram as H};
+        let obs = Obs {
+            request: def("request", C),
+            request_call: def("request_call", C),
+            request_oneway: def("request_oneway", C),
+            request_event: def("request_event", C),
+            request_active: def("request_active", G),
+            request_no_reply: def("request_no_reply", C),
+            request_decoding_error: def("request_decoding_error", C),
+            request_time_us: def("request_time_us", H),
+            response: def("response", C),
+            response_success: def("response_success", C),
+            response_error: def("response_error", C),
+            response_exception: def("response_exception", C),
+            response_unmatched: def("response_unmatched", C),
+            response_decoding_error: def("response_decoding_error", C),
+            server_event: def("server_event", C),
+        };
+        let labels = labels
+            .names
+            .iter()
+            .map(|l| {
+                let f = labels.family;
+                LabelStats {
+                    total: def(&format!("{f}.{l}.total"), C),
+                    success: def(&format!("{f}.{l}.success"), C),
+                    error: def(&format!("{f}.{l}.error"), C),
+                    latency_us: def(&format!("{f}.{l}.latency_us"), H),
+                }
+            })
+            .collect();
+        Metrics {
+            defs,
+            core,
+            obs,
+            labels,
+        }
     }
 
     /// Every metric to define on the host, indexed by [`MetricId`].

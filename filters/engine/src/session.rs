@@ -1,7 +1,11 @@
 //! One connection's state machine.
 
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, OnDecodeError};
+use crate::framer::Framer;
 use crate::metrics::{MetricSink, Metrics};
+use crate::observe::Tracker;
+use crate::proto::{self, Ctx, DecodeFailure, Wire};
+use meltemi_codec::Limits;
 
 /// What the adapter must do after handing the engine some bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +32,22 @@ pub struct Engine {
     pub config: FilterConfig,
     /// The metric table built from it.
     pub metrics: Metrics,
+    limits: Limits,
 }
 
 impl Engine {
     /// Compiles a validated configuration.
     pub fn new(config: FilterConfig) -> Engine {
-        let metrics = Metrics::new(&config);
-        Engine { config, metrics }
+        let metrics = Metrics::new(&config, &proto::labels(&config));
+        let limits = Limits {
+            max_frame: config.max_frame_bytes,
+            ..Limits::default()
+        };
+        Engine {
+            config,
+            metrics,
+            limits,
+        }
     }
 }
 
@@ -43,6 +56,13 @@ impl Engine {
 #[derive(Debug)]
 pub struct Session {
     open: bool,
+    wire: Wire,
+    tracker: Tracker,
+    down: Framer,
+    up: Framer,
+    /// Decoding stopped (a decode error with `on_decode_error: passthrough`).
+    passthrough: bool,
+    error: Option<DecodeFailure>,
 }
 
 impl Session {
@@ -50,14 +70,39 @@ impl Session {
     pub fn new(engine: &Engine, sink: &mut impl MetricSink) -> Self {
         sink.inc(engine.metrics.core.cx_total, 1);
         sink.gauge_add(engine.metrics.core.cx_active, 1);
-        Session { open: true }
+        let (wire, tracker) = Wire::new(engine.config.protocol);
+        Session {
+            open: true,
+            wire,
+            tracker,
+            down: Framer::default(),
+            up: Framer::default(),
+            passthrough: false,
+            error: None,
+        }
     }
 
-    /// Bytes from the client, as the host holds them (`data` may be only the new part).
+    /// The first decode error of this connection, for the adapter's one log line.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_ref().map(|e| e.0.as_str())
+    }
+
+    /// Bytes held for frames that straddle chunks (both directions).
+    pub fn buffered(&self) -> usize {
+        self.down.pending() + self.up.pending()
+    }
+
+    /// Requests waiting for an answer.
+    pub fn in_flight(&self) -> usize {
+        self.tracker.in_flight()
+    }
+
+    /// Bytes from the client (only the new ones), at monotonic time `now_ns`.
     pub fn on_downstream(
         &mut self,
         engine: &Engine,
         data: &[u8],
+        now_ns: u64,
         sink: &mut impl MetricSink,
     ) -> Verdict {
         sink.inc(engine.metrics.core.downstream_rx_bytes, data.len() as u64);
@@ -66,79 +111,78 @@ impl Session {
                 panic!("meltemi: panic_on marker seen (test-only fault injection)");
             }
         }
-        Verdict::Continue
+        self.feed(engine, data, now_ns, sink, true)
     }
 
-    /// Bytes from the server.
+    /// Bytes from the server (only the new ones), at monotonic time `now_ns`.
     pub fn on_upstream(
         &mut self,
         engine: &Engine,
         data: &[u8],
+        now_ns: u64,
         sink: &mut impl MetricSink,
     ) -> Verdict {
         sink.inc(engine.metrics.core.upstream_rx_bytes, data.len() as u64);
-        Verdict::Continue
+        self.feed(engine, data, now_ns, sink, false)
+    }
+
+    fn feed(
+        &mut self,
+        engine: &Engine,
+        data: &[u8],
+        now_ns: u64,
+        sink: &mut impl MetricSink,
+        request: bool,
+    ) -> Verdict {
+        if self.passthrough || self.error.is_some() || !self.wire.decodes() {
+            return Verdict::Continue;
+        }
+        let Session {
+            wire,
+            tracker,
+            down,
+            up,
+            ..
+        } = self;
+        let mut cx = Ctx {
+            metrics: &engine.metrics,
+            limits: &engine.limits,
+            tracker,
+            sink,
+            now_ns,
+        };
+        let r = if request {
+            down.feed(data, |buf| wire.request(buf, &mut cx))
+        } else {
+            up.feed(data, |buf| wire.response(buf, &mut cx))
+        };
+        let Err(e) = r else {
+            return Verdict::Continue;
+        };
+        let o = &engine.metrics.obs;
+        sink.inc(
+            if request {
+                o.request_decoding_error
+            } else {
+                o.response_decoding_error
+            },
+            1,
+        );
+        self.error = Some(e);
+        match engine.config.on_decode_error {
+            OnDecodeError::Close => Verdict::Close(CloseReason::DecodeError),
+            OnDecodeError::Passthrough => {
+                self.passthrough = true;
+                Verdict::Continue
+            }
+        }
     }
 
     /// The connection closed (either side). Idempotent.
     pub fn on_close(&mut self, engine: &Engine, sink: &mut impl MetricSink) {
         if std::mem::take(&mut self.open) {
             sink.gauge_add(engine.metrics.core.cx_active, -1);
+            self.tracker.close(&engine.metrics, sink);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Protocol;
-    use crate::metrics::MetricId;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Fake(HashMap<u32, i64>);
-    impl MetricSink for Fake {
-        fn inc(&mut self, id: MetricId, d: u64) {
-            *self.0.entry(id.0).or_default() += d as i64;
-        }
-        fn gauge_add(&mut self, id: MetricId, d: i64) {
-            *self.0.entry(id.0).or_default() += d;
-        }
-        fn record(&mut self, _: MetricId, _: u64) {}
-    }
-
-    #[test]
-    fn counts_bytes_and_connections() {
-        let e = Engine::new(FilterConfig::new(Protocol::Raw, "t"));
-        let m = &e.metrics;
-        let mut sink = Fake::default();
-        let mut s = Session::new(&e, &mut sink);
-        assert_eq!(s.on_downstream(&e, b"hello", &mut sink), Verdict::Continue);
-        s.on_upstream(&e, b"hi", &mut sink);
-        s.on_close(&e, &mut sink);
-        s.on_close(&e, &mut sink);
-        assert_eq!(sink.0[&m.core.downstream_rx_bytes.0], 5);
-        assert_eq!(sink.0[&m.core.upstream_rx_bytes.0], 2);
-        assert_eq!(sink.0[&m.core.cx_total.0], 1);
-        assert_eq!(sink.0[&m.core.cx_active.0], 0);
-        assert_eq!(m.defs()[m.core.cx_total.0 as usize].name, "raw.t.cx_total");
-    }
-
-    #[test]
-    fn bad_stat_prefix_is_refused_with_field() {
-        let cfg = FilterConfig::new(Protocol::Redis, "a b");
-        let e = cfg.validate().unwrap_err();
-        assert_eq!(e.field, "stat_prefix");
-    }
-
-    #[test]
-    #[should_panic(expected = "panic_on marker")]
-    fn panic_marker_panics() {
-        let mut cfg = FilterConfig::new(Protocol::Raw, "t");
-        cfg.panic_on = Some(b"BOOM".to_vec());
-        let e = Engine::new(cfg);
-        let mut sink = Fake::default();
-        let mut s = Session::new(&e, &mut sink);
-        s.on_downstream(&e, b"xxBOOMxx", &mut sink);
     }
 }

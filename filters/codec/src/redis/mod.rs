@@ -20,6 +20,7 @@
 use crate::{Decoded, Limits, Need};
 use core::fmt;
 
+pub mod catalog;
 mod commands;
 pub use commands::Command;
 use commands::TABLE;

@@ -1,0 +1,198 @@
+//! Request/response pairing, latency and outcome: the protocol-independent half of
+//! observability. Each protocol module turns frames into [`Tracker`] calls; the tracker turns
+//! them into metric events.
+
+use crate::metrics::{MetricSink, Metrics};
+use std::collections::{HashMap, VecDeque};
+
+/// What a request expects back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Expects a response.
+    Call,
+    /// Expects none (Thrift oneway, Dubbo one-way).
+    Oneway,
+    /// Protocol housekeeping: heartbeats, pings, events (counted apart, still paired).
+    Event,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A normal answer.
+    Success,
+    /// The protocol says it failed (Redis `-ERR`, Dubbo non-OK status, Kafka error code,
+    /// ZooKeeper error, Thrift TApplicationException).
+    Error,
+    /// The service raised a declared/business exception (Thrift declared exception, Dubbo
+    /// response with exception).
+    Exception,
+}
+
+impl Outcome {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Error => "error",
+            Outcome::Exception => "exception",
+        }
+    }
+}
+
+/// How responses find their request.
+#[derive(Debug)]
+enum Pending {
+    /// By the protocol's request id.
+    ById(HashMap<i64, Inflight>),
+    /// In order (Redis).
+    Ordered(VecDeque<Inflight>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Inflight {
+    label: u16,
+    kind: RequestKind,
+    start_ns: u64,
+}
+
+/// Most requests in flight per connection the tracker remembers; more are counted but not paired
+/// (a client that never reads its answers cannot grow our memory).
+pub const MAX_INFLIGHT: usize = 4096;
+
+/// One connection's requests in flight.
+#[derive(Debug)]
+pub struct Tracker {
+    pending: Pending,
+}
+
+impl Tracker {
+    /// Pairs by request id.
+    pub fn by_id() -> Tracker {
+        Tracker {
+            pending: Pending::ById(HashMap::new()),
+        }
+    }
+
+    /// Pairs in order.
+    pub fn ordered() -> Tracker {
+        Tracker {
+            pending: Pending::Ordered(VecDeque::new()),
+        }
+    }
+
+    /// Requests waiting for an answer.
+    pub fn in_flight(&self) -> usize {
+        match &self.pending {
+            Pending::ById(m) => m.len(),
+            Pending::Ordered(q) => q.len(),
+        }
+    }
+
+    /// A request left the client. `label` indexes the protocol's label set.
+    pub fn request(
+        &mut self,
+        m: &Metrics,
+        sink: &mut impl MetricSink,
+        id: i64,
+        label: u16,
+        kind: RequestKind,
+        now_ns: u64,
+    ) {
+        let o = &m.obs;
+        sink.inc(o.request, 1);
+        sink.inc(
+            match kind {
+                RequestKind::Call => o.request_call,
+                RequestKind::Oneway => o.request_oneway,
+                RequestKind::Event => o.request_event,
+            },
+            1,
+        );
+        if let Some(l) = m.label(label) {
+            sink.inc(l.total, 1);
+        }
+        if kind == RequestKind::Oneway {
+            return;
+        }
+        let f = Inflight {
+            label,
+            kind,
+            start_ns: now_ns,
+        };
+        let stored = match &mut self.pending {
+            Pending::ById(map) if map.len() < MAX_INFLIGHT => map.insert(id, f).is_none(),
+            Pending::Ordered(q) if q.len() < MAX_INFLIGHT => {
+                q.push_back(f);
+                true
+            }
+            _ => false,
+        };
+        if stored {
+            sink.gauge_add(o.request_active, 1);
+        }
+    }
+
+    /// An answer arrived. Unmatched answers are counted as such.
+    pub fn response(
+        &mut self,
+        m: &Metrics,
+        sink: &mut impl MetricSink,
+        id: i64,
+        outcome: Outcome,
+        now_ns: u64,
+    ) {
+        let o = &m.obs;
+        sink.inc(o.response, 1);
+        let f = match &mut self.pending {
+            Pending::ById(map) => map.remove(&id),
+            Pending::Ordered(q) => q.pop_front(),
+        };
+        let Some(f) = f else {
+            sink.inc(o.response_unmatched, 1);
+            return;
+        };
+        sink.gauge_add(o.request_active, -1);
+        sink.inc(
+            match outcome {
+                Outcome::Success => o.response_success,
+                Outcome::Error => o.response_error,
+                Outcome::Exception => o.response_exception,
+            },
+            1,
+        );
+        let us = now_ns.saturating_sub(f.start_ns) / 1_000;
+        if f.kind != RequestKind::Event {
+            sink.record(o.request_time_us, us);
+        }
+        if let Some(l) = m.label(f.label) {
+            sink.inc(
+                if outcome == Outcome::Success {
+                    l.success
+                } else {
+                    l.error
+                },
+                1,
+            );
+            sink.record(l.latency_us, us);
+        }
+    }
+
+    /// An out-of-band message from the server that answers no request (watch event, push).
+    pub fn server_event(&self, m: &Metrics, sink: &mut impl MetricSink) {
+        sink.inc(m.obs.server_event, 1);
+    }
+
+    /// The connection closed: whatever is still in flight got no reply.
+    pub fn close(&mut self, m: &Metrics, sink: &mut impl MetricSink) {
+        let n = self.in_flight() as u64;
+        if n > 0 {
+            sink.inc(m.obs.request_no_reply, n);
+            sink.gauge_add(m.obs.request_active, -(n as i64));
+        }
+        match &mut self.pending {
+            Pending::ById(map) => map.clear(),
+            Pending::Ordered(q) => q.clear(),
+        }
+    }
+}
