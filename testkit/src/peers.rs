@@ -59,6 +59,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's PID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Stops the server now (a "backend down" test).
     pub fn stop(&mut self) {
         self.process.stop();
