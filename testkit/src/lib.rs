@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod artifacts;
+pub mod config;
 mod envoy;
 mod peers;
 mod proc;

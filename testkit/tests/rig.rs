@@ -1,31 +1,13 @@
 //! The rig itself: real Envoy (plain tcp_proxy) in front of a real redis-server.
 
+use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::{free_port, redis_cli, Envoy, RedisServer};
 
 fn tcp_proxy_yaml(listen: u16, upstream: u16) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: redis
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: rig
-          cluster: redis
-  clusters:
-  - name: redis
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: redis
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
-"#
+    bootstrap(
+        listen,
+        &[Filter::TcpProxy("rig".into())],
+        &[("rig", upstream)],
     )
 }
 

@@ -1,47 +1,17 @@
 //! The `.wasm` filter in the real Envoy 1.40, before `tcp_proxy`, in front of a real redis-server.
 
-use meltemi_testkit::{artifacts, free_port, redis_cli, Envoy, RedisServer};
+use meltemi_testkit::config::{bootstrap, Filter};
+use meltemi_testkit::{free_port, redis_cli, Envoy, RedisServer};
 use std::time::Duration;
 
 fn yaml(listen: u16, upstream: u16, filter_json: &str) -> String {
-    let wasm = artifacts::wasm_path();
-    let json = filter_json.replace('\'', "''");
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: redis
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.wasm
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
-          config:
-            name: meltemi
-            root_id: meltemi
-            vm_config:
-              runtime: envoy.wasm.runtime.v8
-              code: {{ local: {{ filename: "{wasm}" }} }}
-            configuration:
-              "@type": type.googleapis.com/google.protobuf.StringValue
-              value: '{json}'
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: redis
-          cluster: redis
-  clusters:
-  - name: redis
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: redis
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
-"#,
-        wasm = wasm.display()
+    bootstrap(
+        listen,
+        &[
+            Filter::Wasm(filter_json.into()),
+            Filter::TcpProxy("redis".into()),
+        ],
+        &[("redis", upstream)],
     )
 }
 

@@ -8,7 +8,8 @@
 //! Usage: `cargo run --release -p meltemi-benches --bin e2e-redis [-- REQUESTS [ROUNDS]]`
 //! (after `scripts/build-artifacts.sh`). Not a test: it asserts nothing, it measures.
 
-use meltemi_testkit::{artifacts, free_port, Envoy, EnvoyOptions, RedisServer};
+use meltemi_testkit::config::{bootstrap, Filter};
+use meltemi_testkit::{free_port, Envoy, EnvoyOptions, RedisServer};
 use std::process::Command;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,73 +31,24 @@ impl Setup {
     }
 }
 
-fn filters(setup: Setup) -> String {
-    let tcp = r#"
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: redis"#;
-    match setup {
-        Setup::TcpProxy => tcp.to_string(),
-        Setup::NativeRedisProxy => r#"
-      - name: envoy.filters.network.redis_proxy
+fn yaml(setup: Setup, listen: u16, upstream: u16) -> String {
+    let cfg = r#"{"protocol":"redis","stat_prefix":"bench"}"#;
+    let tcp = Filter::TcpProxy("redis".into());
+    let chain = match setup {
+        Setup::TcpProxy => vec![tcp],
+        Setup::NativeRedisProxy => vec![Filter::Yaml(
+            r#"      - name: envoy.filters.network.redis_proxy
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy
           stat_prefix: bench
           settings: { op_timeout: 5s }
           prefix_routes: { catch_all_route: { cluster: redis } }"#
-            .to_string(),
-        Setup::MeltemiSo => format!(
-            r#"
-      - name: envoy.filters.network.dynamic_modules
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
-          dynamic_module_config: {{ name: meltemi }}
-          filter_name: meltemi
-          filter_config:
-            "@type": type.googleapis.com/google.protobuf.StringValue
-            value: '{{"protocol":"redis","stat_prefix":"bench"}}'{tcp}"#
-        ),
-        Setup::MeltemiWasm => format!(
-            r#"
-      - name: envoy.filters.network.wasm
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm
-          config:
-            root_id: meltemi
-            vm_config:
-              runtime: envoy.wasm.runtime.v8
-              code: {{ local: {{ filename: "{}" }} }}
-            configuration:
-              "@type": type.googleapis.com/google.protobuf.StringValue
-              value: '{{"protocol":"redis","stat_prefix":"bench"}}'{tcp}"#,
-            artifacts::wasm_path().display()
-        ),
-    }
-}
-
-fn yaml(setup: Setup, listen: u16, upstream: u16) -> String {
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: bench
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:{filters}
-  clusters:
-  - name: redis
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: redis
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
-"#,
-        filters = filters(setup)
-    )
+                .into(),
+        )],
+        Setup::MeltemiSo => vec![Filter::Module(cfg.into()), tcp],
+        Setup::MeltemiWasm => vec![Filter::Wasm(cfg.into()), tcp],
+    };
+    bootstrap(listen, &chain, &[("redis", upstream)])
 }
 
 /// CPU time (user + system) of a process, in clock ticks.

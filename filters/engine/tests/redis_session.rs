@@ -1,6 +1,6 @@
 //! The engine driven by hand (no host): Redis pairing, latency, outcomes, decode errors.
 
-use meltemi_engine::{Engine, FilterConfig, MetricId, MetricSink, Protocol, Session, Verdict};
+use meltemi_engine::{Engine, FilterConfig, MetricId, MetricSink, Session, Verdict};
 use std::collections::HashMap;
 
 #[derive(Default)]
