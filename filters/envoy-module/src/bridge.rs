@@ -136,8 +136,10 @@ mod tests {
     #[test]
     fn waits_for_one_reply_per_pipelined_request() {
         let mut b = Bridge::new();
-        let mut h = FakeBridgeHost::default();
-        h.request = vec![b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n".to_vec()];
+        let mut h = FakeBridgeHost {
+            request: vec![b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n".to_vec()],
+            ..Default::default()
+        };
         b.on_encode_data(&mut h, true);
         h.response = vec![b"+PONG\r\n".to_vec()];
         b.on_upstream_data(&mut h, false);
@@ -153,8 +155,10 @@ mod tests {
         b.on_encode_headers(&mut h, true);
         assert_eq!(h.responses[0].0, 400);
         let mut b = Bridge::new();
-        let mut h = FakeBridgeHost::default();
-        h.request = vec![b"*1\r\n$4\r\nPING\r\n".to_vec()];
+        let mut h = FakeBridgeHost {
+            request: vec![b"*1\r\n$4\r\nPING\r\n".to_vec()],
+            ..Default::default()
+        };
         b.on_encode_data(&mut h, true);
         b.on_upstream_data(&mut h, true);
         b.on_upstream_data(&mut h, true);

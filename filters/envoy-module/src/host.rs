@@ -667,6 +667,9 @@ pub mod fake {
         }
     }
 
+    /// An answer a fake bridge sent: status, headers, body.
+    pub type FakeResponse = (u32, Vec<(String, Vec<u8>)>, Vec<u8>);
+
     /// A fake bridge instance.
     #[derive(Debug, Default)]
     pub struct FakeBridgeHost {
@@ -675,7 +678,7 @@ pub mod fake {
         pub response: Vec<Vec<u8>>,
         pub sent_upstream: Vec<u8>,
         pub upstream_end_stream: bool,
-        pub responses: Vec<(u32, Vec<(String, Vec<u8>)>, Vec<u8>)>,
+        pub responses: Vec<FakeResponse>,
     }
 
     impl BridgeHost for FakeBridgeHost {
