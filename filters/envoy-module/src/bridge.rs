@@ -52,8 +52,6 @@ pub struct Bridge {
     replies_seen: u64,
     response: Vec<u8>,
     answered: bool,
-    /// Set once a hook panicked; later hooks do nothing.
-    pub(crate) failed: bool,
 }
 
 impl Bridge {

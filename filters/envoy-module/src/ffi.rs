@@ -7,9 +7,13 @@
 //! hooks of that connection do nothing. Other connections and Envoy keep running.
 //!
 //! Pointer conventions: config hooks return `Box::into_raw(Box<Arc<Config>>)`; per-connection
-//! (per-request) hooks return `Box::into_raw(Box<Filter>)` (`Box<Bridge>`), released by the
-//! matching destroy hook. Envoy calls every hook of one connection on that connection's worker
-//! thread, never concurrently, so the `&mut` made from the module pointer is unique.
+//! (per-request) hooks return `Box::into_raw(Box<Slot<Filter>>)` (`Slot<Bridge>`), released by
+//! the matching destroy hook. Envoy calls every hook of one connection on that connection's
+//! worker thread, never concurrently, but it does call back *re-entrantly*: writing to the client
+//! from a hook runs the write filter chain, i.e. our own `on_network_filter_write`, before the
+//! write returns (measured: a callout answer written in `http_callout_done` showed up in the
+//! write hook). [`Slot`] keeps the `&mut` unique: a re-entrant hook finds the slot busy and
+//! returns without touching the object.
 
 use crate::abi::{self, EnvoyBuffer};
 use crate::bridge::{Bridge, BridgeConfig};
@@ -20,7 +24,7 @@ use crate::host::{
     NetworkHost,
 };
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Once};
@@ -44,7 +48,8 @@ fn install_panic_hook() {
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(m) = LAST_PANIC.with(|p| p.borrow_mut().take()) {
-        return m;
+        // One log line: the std message puts the payload on its own line.
+        return m.replace('\n', " ");
     }
     payload
         .downcast_ref::<&str>()
@@ -62,6 +67,24 @@ fn log_panic(hook: &str, payload: &(dyn Any + Send), what: &str) {
             &format!("meltemi: panic in {hook}: {msg}; {what}"),
         )
     }));
+}
+
+/// A per-connection (per-request) object as Envoy holds it: exclusive access for one hook at a
+/// time, re-entry detected, failure remembered.
+pub(crate) struct Slot<T> {
+    busy: Cell<bool>,
+    failed: Cell<bool>,
+    inner: UnsafeCell<T>,
+}
+
+impl<T> Slot<T> {
+    fn new(inner: T) -> Self {
+        Slot {
+            busy: Cell::new(false),
+            failed: Cell::new(false),
+            inner: UnsafeCell::new(inner),
+        }
+    }
 }
 
 /// # Safety
@@ -156,7 +179,8 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_new(
         // SAFETY: the config outlives its filters (Envoy holds it by shared_ptr in each filter);
         // `Arc<Config>` is only read here, so sharing it across workers is fine.
         let config = unsafe { &*(config_module_ptr as *const Arc<Config>) };
-        Box::into_raw(Box::new(Filter::new(Arc::clone(config)))) as abi::NetworkFilterModulePtr
+        let slot = Slot::new(Filter::new(Arc::clone(config)));
+        Box::into_raw(Box::new(slot)) as abi::NetworkFilterModulePtr
     });
     r.unwrap_or_else(|p| {
         log_panic("on_network_filter_new", &*p, "Envoy closes the connection");
@@ -165,10 +189,12 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_new(
 }
 
 /// Runs `f` on the connection's filter inside `catch_unwind`; fails closed on a panic.
+/// Returns `on_skip` without running `f` when the filter already failed or is re-entered.
 fn with_filter<R>(
     hook: &'static str,
     filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
     filter_module_ptr: abi::NetworkFilterModulePtr,
+    on_skip: R,
     on_failure: R,
     f: impl FnOnce(&mut Filter, &mut EnvoyNetworkHost) -> R,
 ) -> R {
@@ -176,23 +202,30 @@ fn with_filter<R>(
         return on_failure;
     }
     // SAFETY: the pointer came from `Box::into_raw` in filter_new and stays valid until
-    // filter_destroy; hooks of one connection never run concurrently (see module docs).
-    let filter = unsafe { &mut *(filter_module_ptr as *mut Filter) };
-    if filter.failed {
+    // filter_destroy; only shared references to the slot are made here.
+    let slot = unsafe { &*(filter_module_ptr as *const Slot<Filter>) };
+    if slot.failed.get() {
         return on_failure;
     }
+    if slot.busy.replace(true) {
+        return on_skip;
+    }
     let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `busy` was false, so no other reference into `inner` exists (hooks of one
+        // connection run on one thread); this one ends with the closure.
+        let filter = unsafe { &mut *slot.inner.get() };
         // SAFETY: `filter_envoy_ptr` is the pointer of the running hook; `host` dies with it.
         let mut host = unsafe { EnvoyNetworkHost::new(filter_envoy_ptr) };
         f(filter, &mut host)
     }));
-    match r {
+    let out = match r {
         Ok(v) => v,
         Err(p) => {
-            filter.failed = true;
-            let panics = filter.config().metrics.panics;
+            slot.failed.set(true);
             let msg = panic_message(&*p);
             let _ = catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: the `&mut` of the closure above is gone; reading the immutable config.
+                let panics = unsafe { &*slot.inner.get() }.config().metrics.panics;
                 // SAFETY: as above; a fresh host, the panicking one is gone.
                 let mut host = unsafe { EnvoyNetworkHost::new(filter_envoy_ptr) };
                 host.increment_counter(panics, 1);
@@ -203,11 +236,14 @@ fn with_filter<R>(
                         host.connection_id()
                     ),
                 );
+                // Still `busy`: the close events Envoy raises re-entrantly are skipped.
                 host.close(Close::NoFlush);
             }));
             on_failure
         }
-    }
+    };
+    slot.busy.set(false);
+    out
 }
 
 /// `envoy_dynamic_module_on_network_filter_new_connection`.
@@ -220,6 +256,7 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_new_connection(
         "on_network_filter_new_connection",
         filter_envoy_ptr,
         filter_module_ptr,
+        abi::NetworkFilterDataStatus::CONTINUE,
         abi::NetworkFilterDataStatus::STOP_ITERATION,
         |f, h| status(f.on_new_connection(h)),
     )
@@ -237,6 +274,7 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_read(
         "on_network_filter_read",
         filter_envoy_ptr,
         filter_module_ptr,
+        abi::NetworkFilterDataStatus::CONTINUE,
         abi::NetworkFilterDataStatus::STOP_ITERATION,
         |f, h| status(f.on_read(h, data_length, end_stream)),
     )
@@ -254,6 +292,8 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_write(
         "on_network_filter_write",
         filter_envoy_ptr,
         filter_module_ptr,
+        // Re-entered: bytes the module itself writes to the client; not upstream bytes.
+        abi::NetworkFilterDataStatus::CONTINUE,
         abi::NetworkFilterDataStatus::STOP_ITERATION,
         |f, h| status(f.on_write(h, data_length, end_stream)),
     )
@@ -270,6 +310,7 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_event(
         "on_network_filter_event",
         filter_envoy_ptr,
         filter_module_ptr,
+        (),
         (),
         |_, _| (),
     )
@@ -292,6 +333,7 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_http_callout_done(
         "on_network_filter_http_callout_done",
         filter_envoy_ptr,
         filter_module_ptr,
+        (),
         (),
         |f, h| {
             // SAFETY: Envoy guarantees `headers_size` headers and `body_chunks_size` chunks (or
@@ -347,7 +389,7 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_destroy(
     }
     let r = catch_unwind(|| {
         // SAFETY: from `Box::into_raw` in filter_new; Envoy calls destroy exactly once, last.
-        drop(unsafe { Box::from_raw(filter_module_ptr as *mut Filter) });
+        drop(unsafe { Box::from_raw(filter_module_ptr as *mut Slot<Filter>) });
     });
     if let Err(p) = r {
         log_panic("on_network_filter_destroy", &*p, "filter leaked");
@@ -422,7 +464,8 @@ pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_new(
     if config_module_ptr.is_null() {
         return std::ptr::null();
     }
-    let r = catch_unwind(|| Box::into_raw(Box::new(Bridge::new())) as abi::BridgeModulePtr);
+    let r =
+        catch_unwind(|| Box::into_raw(Box::new(Slot::new(Bridge::new()))) as abi::BridgeModulePtr);
     r.unwrap_or_else(|p| {
         log_panic("on_upstream_http_tcp_bridge_new", &*p, "request fails");
         std::ptr::null()
@@ -439,28 +482,32 @@ fn with_bridge(
     if bridge_module_ptr.is_null() {
         return;
     }
-    // SAFETY: from `Box::into_raw` in bridge_new, valid until bridge_destroy; one request's
-    // hooks run on one worker, never concurrently. Envoy defers the bridge's deletion past the
-    // running hook (its C++ touches `this` after calling us), so a response sent inside `f`
-    // does not free the bridge under our feet.
-    let bridge = unsafe { &mut *(bridge_module_ptr as *mut Bridge) };
-    if bridge.failed {
+    // SAFETY: from `Box::into_raw` in bridge_new, valid until bridge_destroy. Envoy defers the
+    // bridge's deletion past the running hook (its C++ touches `this` after calling us), so a
+    // response sent inside `f` does not free the slot under our feet.
+    let slot = unsafe { &*(bridge_module_ptr as *const Slot<Bridge>) };
+    if slot.failed.get() || slot.busy.replace(true) {
         return;
     }
     let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: not busy before, so this is the only reference into `inner`.
+        let bridge = unsafe { &mut *slot.inner.get() };
         // SAFETY: the pointer of the running hook; `host` dies with it.
         let mut host = unsafe { EnvoyBridgeHost::new(bridge_envoy_ptr) };
         f(bridge, &mut host)
     }));
     if let Err(p) = r {
-        bridge.failed = true;
+        slot.failed.set(true);
         log_panic(hook, &*p, "answering 500");
         let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the closure's `&mut` is gone; this is again the only reference.
+            let bridge = unsafe { &mut *slot.inner.get() };
             // SAFETY: as above.
             let mut host = unsafe { EnvoyBridgeHost::new(bridge_envoy_ptr) };
             bridge.answer(&mut host, 500, b"meltemi bridge: internal error");
         }));
     }
+    slot.busy.set(false);
 }
 
 /// `envoy_dynamic_module_on_upstream_http_tcp_bridge_encode_headers`.
@@ -532,7 +579,7 @@ pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_destroy(
     }
     let r = catch_unwind(|| {
         // SAFETY: from `Box::into_raw` in bridge_new; destroyed once, last.
-        drop(unsafe { Box::from_raw(bridge_module_ptr as *mut Bridge) });
+        drop(unsafe { Box::from_raw(bridge_module_ptr as *mut Slot<Bridge>) });
     });
     if let Err(p) = r {
         log_panic("on_upstream_http_tcp_bridge_destroy", &*p, "bridge leaked");

@@ -23,8 +23,6 @@ pub struct Filter {
     config: Arc<Config>,
     commands: Option<RespCounter>,
     protocol_error_counted: bool,
-    /// Set once a hook panicked: the connection is being closed, later hooks do nothing.
-    pub(crate) failed: bool,
     probes_in_flight: u32,
 }
 
@@ -38,7 +36,6 @@ impl Filter {
             config,
             commands,
             protocol_error_counted: false,
-            failed: false,
             probes_in_flight: 0,
         }
     }
