@@ -1,0 +1,179 @@
+//! The HTTP-to-TCP bridge glue (upstream `envoy.upstreams.http.dynamic_modules`), written
+//! against [`BridgeHost`] only.
+//!
+//! One instance per HTTP request routed to a bridged cluster (the network filter's callouts).
+//! The request body is a batch of whole protocol frames; it is written to the upstream TCP
+//! connection as is. Upstream bytes are collected until as many whole replies as requests have
+//! arrived, then answered as one HTTP 200 whose body is the reply bytes. Envoy hands each
+//! `encode_data` / `on_upstream_data` only the new bytes (it drains or moves them after the
+//! hook), so both sides are fed to the counters exactly once.
+
+use crate::host::BridgeHost;
+use crate::resp::{RespCounter, ValueCounter};
+use serde::Deserialize;
+
+/// The bridge's config (`bridge_config`, JSON; empty means Redis).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_protocol() -> String {
+    "redis".to_owned()
+}
+
+impl BridgeConfig {
+    pub fn parse(json: &[u8]) -> Result<BridgeConfig, String> {
+        if json.iter().all(u8::is_ascii_whitespace) {
+            return Ok(BridgeConfig {
+                protocol: default_protocol(),
+            });
+        }
+        let c: BridgeConfig =
+            serde_json::from_slice(json).map_err(|e| format!("invalid JSON bridge config: {e}"))?;
+        if c.protocol != "redis" {
+            return Err(format!(
+                "bridge protocol {:?} is not supported yet (only \"redis\")",
+                c.protocol
+            ));
+        }
+        Ok(c)
+    }
+}
+
+/// One bridged request.
+#[derive(Debug, Default)]
+pub struct Bridge {
+    requests: RespCounter,
+    replies: RespCounter,
+    requests_seen: u64,
+    replies_seen: u64,
+    response: Vec<u8>,
+    answered: bool,
+}
+
+impl Bridge {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn on_encode_headers(&mut self, host: &mut impl BridgeHost, end_of_stream: bool) {
+        if end_of_stream {
+            self.answer(host, 400, b"meltemi bridge: request without body");
+        }
+    }
+
+    pub fn on_encode_data(&mut self, host: &mut impl BridgeHost, _end_of_stream: bool) {
+        // Copy once: the chunks borrow the host, and writing needs it mutably.
+        let body: Vec<u8> = host.request_chunks().concat();
+        if body.is_empty() {
+            return;
+        }
+        self.requests_seen += self.requests.feed(&body);
+        host.send_upstream(&body, false);
+    }
+
+    pub fn on_encode_trailers(&mut self, _host: &mut impl BridgeHost) {}
+
+    pub fn on_upstream_data(&mut self, host: &mut impl BridgeHost, end_of_stream: bool) {
+        for chunk in host.response_chunks() {
+            self.replies_seen += self.replies.feed(chunk);
+            self.response.extend_from_slice(chunk);
+        }
+        if self.answered {
+            return;
+        }
+        if self.requests_seen > 0 && self.replies_seen >= self.requests_seen {
+            let body = std::mem::take(&mut self.response);
+            self.answered = true;
+            host.send_response(200, &[("content-type", b"application/octet-stream")], &body);
+        } else if end_of_stream || self.replies.broken() {
+            self.answer(
+                host,
+                502,
+                b"meltemi bridge: upstream closed before a whole reply",
+            );
+        }
+    }
+
+    /// Answers with an error status, once (also used when a hook panicked).
+    pub(crate) fn answer(&mut self, host: &mut impl BridgeHost, status: u32, body: &[u8]) {
+        if !self.answered {
+            self.answered = true;
+            host.send_response(status, &[], body);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeBridgeHost;
+
+    #[test]
+    fn ping_round_trip_split_reply() {
+        let mut b = Bridge::new();
+        let mut h = FakeBridgeHost::default();
+        b.on_encode_headers(&mut h, false);
+        h.request = vec![b"*1\r\n$4\r\n".to_vec(), b"PING\r\n".to_vec()];
+        b.on_encode_data(&mut h, true);
+        assert_eq!(h.sent_upstream, b"*1\r\n$4\r\nPING\r\n");
+        assert!(!h.upstream_end_stream);
+        h.response = vec![b"+PO".to_vec()];
+        b.on_upstream_data(&mut h, false);
+        assert!(h.responses.is_empty());
+        h.response = vec![b"NG\r\n".to_vec()];
+        b.on_upstream_data(&mut h, false);
+        assert_eq!(h.responses.len(), 1);
+        assert_eq!(h.responses[0].0, 200);
+        assert_eq!(h.responses[0].2, b"+PONG\r\n");
+    }
+
+    #[test]
+    fn waits_for_one_reply_per_pipelined_request() {
+        let mut b = Bridge::new();
+        let mut h = FakeBridgeHost {
+            request: vec![b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n".to_vec()],
+            ..Default::default()
+        };
+        b.on_encode_data(&mut h, true);
+        h.response = vec![b"+PONG\r\n".to_vec()];
+        b.on_upstream_data(&mut h, false);
+        assert!(h.responses.is_empty());
+        b.on_upstream_data(&mut h, false);
+        assert_eq!(h.responses[0].2, b"+PONG\r\n+PONG\r\n");
+    }
+
+    #[test]
+    fn early_close_and_empty_request_answer_errors_once() {
+        let mut b = Bridge::new();
+        let mut h = FakeBridgeHost::default();
+        b.on_encode_headers(&mut h, true);
+        assert_eq!(h.responses[0].0, 400);
+        let mut b = Bridge::new();
+        let mut h = FakeBridgeHost {
+            request: vec![b"*1\r\n$4\r\nPING\r\n".to_vec()],
+            ..Default::default()
+        };
+        b.on_encode_data(&mut h, true);
+        b.on_upstream_data(&mut h, true);
+        b.on_upstream_data(&mut h, true);
+        assert_eq!(h.responses.len(), 1);
+        assert_eq!(h.responses[0].0, 502);
+    }
+
+    #[test]
+    fn config() {
+        assert_eq!(BridgeConfig::parse(b"").unwrap().protocol, "redis");
+        assert_eq!(
+            BridgeConfig::parse(br#"{"protocol":"redis"}"#)
+                .unwrap()
+                .protocol,
+            "redis"
+        );
+        assert!(BridgeConfig::parse(br#"{"protocol":"kafka"}"#).is_err());
+        assert!(BridgeConfig::parse(b"{").is_err());
+    }
+}

@@ -1,0 +1,587 @@
+//! The exported event hooks (`envoy_dynamic_module_on_*`).
+//!
+//! Each hook is a thin shell: turn Envoy's opaque pointers back into our objects, build the host
+//! for this hook, call the glue inside `catch_unwind`. A panic never unwinds into Envoy: it is
+//! logged once (one line with the message and location), counted in `panics`, and the affected
+//! connection is closed (a bridged request is answered 500); the object is marked failed so later
+//! hooks of that connection do nothing. Other connections and Envoy keep running.
+//!
+//! Pointer conventions: config hooks return `Box::into_raw(Box<Arc<Config>>)`; per-connection
+//! (per-request) hooks return `Box::into_raw(Box<Slot<Filter>>)` (`Slot<Bridge>`), released by
+//! the matching destroy hook. Envoy calls every hook of one connection on that connection's
+//! worker thread, never concurrently, but it does call back *re-entrantly*: writing to the client
+//! from a hook runs the write filter chain, i.e. our own `on_network_filter_write`, before the
+//! write returns (measured: a callout answer written in `http_callout_done` showed up in the
+//! write hook). [`Slot`] keeps the `&mut` unique: a re-entrant hook finds the slot busy and
+//! returns without touching the object.
+
+use crate::abi::{self, EnvoyBuffer};
+use crate::bridge::{Bridge, BridgeConfig};
+use crate::config::Config;
+use crate::filter::{Filter, Flow};
+use crate::host::{
+    self, CalloutOutcome, Close, EnvoyBridgeHost, EnvoyNetworkHost, EnvoyNetworkMetrics, Level,
+    NetworkHost,
+};
+use std::any::Any;
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Once};
+
+thread_local! {
+    /// The message and location of the last panic on this thread, captured by our hook.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Replaces the default panic hook (which would print to Envoy's stderr) with one that keeps the
+/// message for the single log line the catching hook writes.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info.to_string();
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(msg));
+        }));
+    });
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(m) = LAST_PANIC.with(|p| p.borrow_mut().take()) {
+        // One log line: the std message puts the payload on its own line.
+        return m.replace('\n', " ");
+    }
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+fn log_panic(hook: &str, payload: &(dyn Any + Send), what: &str) {
+    let msg = panic_message(payload);
+    // Logging itself must not unwind into Envoy either.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        host::log(
+            Level::Error,
+            &format!("meltemi: panic in {hook}: {msg}; {what}"),
+        )
+    }));
+}
+
+/// A per-connection (per-request) object as Envoy holds it: exclusive access for one hook at a
+/// time, re-entry detected, failure remembered.
+pub(crate) struct Slot<T> {
+    busy: Cell<bool>,
+    failed: Cell<bool>,
+    inner: UnsafeCell<T>,
+}
+
+impl<T> Slot<T> {
+    fn new(inner: T) -> Self {
+        Slot {
+            busy: Cell::new(false),
+            failed: Cell::new(false),
+            inner: UnsafeCell::new(inner),
+        }
+    }
+}
+
+/// # Safety
+/// `b` must describe readable bytes valid for the running hook (or be null/empty).
+unsafe fn envoy_bytes<'a>(b: EnvoyBuffer) -> &'a [u8] {
+    if b.ptr.is_null() || b.length == 0 {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts(b.ptr.cast::<u8>(), b.length) }
+}
+
+fn status(flow: Flow) -> abi::NetworkFilterDataStatus {
+    match flow {
+        Flow::Continue => abi::NetworkFilterDataStatus::CONTINUE,
+        Flow::Stop => abi::NetworkFilterDataStatus::STOP_ITERATION,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Program
+// ------------------------------------------------------------------------------------------
+
+/// `envoy_dynamic_module_on_program_init`: returns the ABI version string.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    let _ = catch_unwind(install_panic_hook);
+    abi::ABI_VERSION.as_ptr().cast()
+}
+
+// ------------------------------------------------------------------------------------------
+// Network filter
+// ------------------------------------------------------------------------------------------
+
+/// `envoy_dynamic_module_on_network_filter_config_new` (main thread).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_config_new(
+    config_envoy_ptr: abi::NetworkFilterConfigEnvoyPtr,
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> abi::NetworkFilterConfigModulePtr {
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: Envoy owns both buffers for the duration of this hook.
+        let (name, json) = unsafe { (envoy_bytes(name), envoy_bytes(config)) };
+        let name = String::from_utf8_lossy(name);
+        // SAFETY: `config_envoy_ptr` is the pointer of this running config_new.
+        let mut registry = unsafe { EnvoyNetworkMetrics::new(config_envoy_ptr) };
+        match Config::parse(json, &mut registry) {
+            Ok(c) => Box::into_raw(Box::new(Arc::new(c))) as abi::NetworkFilterConfigModulePtr,
+            Err(e) => {
+                host::log(
+                    Level::Error,
+                    &format!("meltemi: refusing network filter config (filter_name {name:?}): {e}"),
+                );
+                std::ptr::null()
+            }
+        }
+    }));
+    r.unwrap_or_else(|p| {
+        log_panic("on_network_filter_config_new", &*p, "refusing the config");
+        std::ptr::null()
+    })
+}
+
+/// `envoy_dynamic_module_on_network_filter_config_destroy`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_config_destroy(
+    config_module_ptr: abi::NetworkFilterConfigModulePtr,
+) {
+    if config_module_ptr.is_null() {
+        return;
+    }
+    let r = catch_unwind(|| {
+        // SAFETY: the pointer came from `Box::into_raw` in config_new and Envoy destroys it once.
+        drop(unsafe { Box::from_raw(config_module_ptr as *mut Arc<Config>) });
+    });
+    if let Err(p) = r {
+        log_panic("on_network_filter_config_destroy", &*p, "config leaked");
+    }
+}
+
+/// `envoy_dynamic_module_on_network_filter_new` (worker thread, one per connection).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_new(
+    config_module_ptr: abi::NetworkFilterConfigModulePtr,
+    _filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
+) -> abi::NetworkFilterModulePtr {
+    if config_module_ptr.is_null() {
+        return std::ptr::null();
+    }
+    let r = catch_unwind(|| {
+        // SAFETY: the config outlives its filters (Envoy holds it by shared_ptr in each filter);
+        // `Arc<Config>` is only read here, so sharing it across workers is fine.
+        let config = unsafe { &*(config_module_ptr as *const Arc<Config>) };
+        let slot = Slot::new(Filter::new(Arc::clone(config)));
+        Box::into_raw(Box::new(slot)) as abi::NetworkFilterModulePtr
+    });
+    r.unwrap_or_else(|p| {
+        log_panic("on_network_filter_new", &*p, "Envoy closes the connection");
+        std::ptr::null()
+    })
+}
+
+/// Runs `f` on the connection's filter inside `catch_unwind`; fails closed on a panic.
+/// Returns `on_skip` without running `f` when the filter already failed or is re-entered.
+fn with_filter<R>(
+    hook: &'static str,
+    filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
+    filter_module_ptr: abi::NetworkFilterModulePtr,
+    on_skip: R,
+    on_failure: R,
+    f: impl FnOnce(&mut Filter, &mut EnvoyNetworkHost) -> R,
+) -> R {
+    if filter_module_ptr.is_null() {
+        return on_failure;
+    }
+    // SAFETY: the pointer came from `Box::into_raw` in filter_new and stays valid until
+    // filter_destroy; only shared references to the slot are made here.
+    let slot = unsafe { &*(filter_module_ptr as *const Slot<Filter>) };
+    if slot.failed.get() {
+        return on_failure;
+    }
+    if slot.busy.replace(true) {
+        return on_skip;
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `busy` was false, so no other reference into `inner` exists (hooks of one
+        // connection run on one thread); this one ends with the closure.
+        let filter = unsafe { &mut *slot.inner.get() };
+        // SAFETY: `filter_envoy_ptr` is the pointer of the running hook; `host` dies with it.
+        let mut host = unsafe { EnvoyNetworkHost::new(filter_envoy_ptr) };
+        f(filter, &mut host)
+    }));
+    let out = match r {
+        Ok(v) => v,
+        Err(p) => {
+            slot.failed.set(true);
+            let msg = panic_message(&*p);
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: the `&mut` of the closure above is gone; reading the immutable config.
+                let panics = unsafe { &*slot.inner.get() }.config().metrics.panics;
+                // SAFETY: as above; a fresh host, the panicking one is gone.
+                let mut host = unsafe { EnvoyNetworkHost::new(filter_envoy_ptr) };
+                host.increment_counter(panics, 1);
+                host::log(
+                    Level::Error,
+                    &format!(
+                        "meltemi: panic in {hook} on connection {}: {msg}; closing the connection",
+                        host.connection_id()
+                    ),
+                );
+                // Still `busy`: the close events Envoy raises re-entrantly are skipped.
+                host.close(Close::NoFlush);
+            }));
+            on_failure
+        }
+    };
+    slot.busy.set(false);
+    out
+}
+
+/// `envoy_dynamic_module_on_network_filter_new_connection`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_new_connection(
+    filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
+    filter_module_ptr: abi::NetworkFilterModulePtr,
+) -> abi::NetworkFilterDataStatus {
+    with_filter(
+        "on_network_filter_new_connection",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        abi::NetworkFilterDataStatus::CONTINUE,
+        abi::NetworkFilterDataStatus::STOP_ITERATION,
+        |f, h| status(f.on_new_connection(h)),
+    )
+}
+
+/// `envoy_dynamic_module_on_network_filter_read` (client -> upstream bytes).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_read(
+    filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
+    filter_module_ptr: abi::NetworkFilterModulePtr,
+    data_length: usize,
+    end_stream: bool,
+) -> abi::NetworkFilterDataStatus {
+    with_filter(
+        "on_network_filter_read",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        abi::NetworkFilterDataStatus::CONTINUE,
+        abi::NetworkFilterDataStatus::STOP_ITERATION,
+        |f, h| status(f.on_read(h, data_length, end_stream)),
+    )
+}
+
+/// `envoy_dynamic_module_on_network_filter_write` (upstream -> client bytes).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_write(
+    filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
+    filter_module_ptr: abi::NetworkFilterModulePtr,
+    data_length: usize,
+    end_stream: bool,
+) -> abi::NetworkFilterDataStatus {
+    with_filter(
+        "on_network_filter_write",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        // Re-entered: bytes the module itself writes to the client; not upstream bytes.
+        abi::NetworkFilterDataStatus::CONTINUE,
+        abi::NetworkFilterDataStatus::STOP_ITERATION,
+        |f, h| status(f.on_write(h, data_length, end_stream)),
+    )
+}
+
+/// `envoy_dynamic_module_on_network_filter_event`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_event(
+    filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
+    filter_module_ptr: abi::NetworkFilterModulePtr,
+    _event: abi::ConnectionEvent,
+) {
+    with_filter(
+        "on_network_filter_event",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        (),
+        (),
+        |_, _| (),
+    )
+}
+
+/// `envoy_dynamic_module_on_network_filter_http_callout_done`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the ABI's shape
+pub extern "C" fn envoy_dynamic_module_on_network_filter_http_callout_done(
+    filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
+    filter_module_ptr: abi::NetworkFilterModulePtr,
+    _callout_id: u64,
+    result: abi::CalloutResult,
+    headers: *mut abi::EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *mut EnvoyBuffer,
+    body_chunks_size: usize,
+) {
+    with_filter(
+        "on_network_filter_http_callout_done",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        (),
+        (),
+        |f, h| {
+            // SAFETY: Envoy guarantees `headers_size` headers and `body_chunks_size` chunks (or
+            // null) valid until this hook returns; the slices do not outlive it.
+            let (headers, chunks) = unsafe {
+                (
+                    raw_slice(headers, headers_size),
+                    raw_slice(body_chunks, body_chunks_size),
+                )
+            };
+            let status = headers.iter().find_map(|hd| {
+                // SAFETY: header bytes are valid for this hook (see above).
+                let key = unsafe {
+                    envoy_bytes(EnvoyBuffer {
+                        ptr: hd.key_ptr,
+                        length: hd.key_length,
+                    })
+                };
+                (key == b":status").then(|| {
+                    // SAFETY: as above.
+                    unsafe {
+                        envoy_bytes(EnvoyBuffer {
+                            ptr: hd.value_ptr,
+                            length: hd.value_length,
+                        })
+                    }
+                })
+            });
+            // SAFETY: body chunk bytes are valid for this hook (see above).
+            let body: Vec<&[u8]> = chunks.iter().map(|c| unsafe { envoy_bytes(*c) }).collect();
+            f.on_callout_done(h, CalloutOutcome::from_abi(result), status, &body)
+        },
+    )
+}
+
+/// # Safety
+/// `ptr` must point to `len` initialised values valid for the running hook, or be null.
+unsafe fn raw_slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
+/// `envoy_dynamic_module_on_network_filter_destroy`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_destroy(
+    filter_module_ptr: abi::NetworkFilterModulePtr,
+) {
+    if filter_module_ptr.is_null() {
+        return;
+    }
+    let r = catch_unwind(|| {
+        // SAFETY: from `Box::into_raw` in filter_new; Envoy calls destroy exactly once, last.
+        drop(unsafe { Box::from_raw(filter_module_ptr as *mut Slot<Filter>) });
+    });
+    if let Err(p) = r {
+        log_panic("on_network_filter_destroy", &*p, "filter leaked");
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Upstream HTTP-to-TCP bridge
+// ------------------------------------------------------------------------------------------
+
+/// `envoy_dynamic_module_on_upstream_http_tcp_bridge_config_new` (created lazily per worker).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_config_new(
+    _config_envoy_ptr: abi::BridgeConfigEnvoyPtr,
+    name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> abi::BridgeConfigModulePtr {
+    let r = catch_unwind(|| {
+        // SAFETY: Envoy owns both buffers for the duration of this hook.
+        let (name, json) = unsafe { (envoy_bytes(name), envoy_bytes(config)) };
+        match BridgeConfig::parse(json) {
+            Ok(c) => Box::into_raw(Box::new(Arc::new(c))) as abi::BridgeConfigModulePtr,
+            Err(e) => {
+                host::log(
+                    Level::Error,
+                    &format!(
+                        "meltemi: refusing bridge config (bridge_name {:?}): {e}",
+                        String::from_utf8_lossy(name)
+                    ),
+                );
+                std::ptr::null()
+            }
+        }
+    });
+    r.unwrap_or_else(|p| {
+        log_panic(
+            "on_upstream_http_tcp_bridge_config_new",
+            &*p,
+            "refusing the config",
+        );
+        std::ptr::null()
+    })
+}
+
+/// `envoy_dynamic_module_on_upstream_http_tcp_bridge_config_destroy`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_config_destroy(
+    config_module_ptr: abi::BridgeConfigModulePtr,
+) {
+    if config_module_ptr.is_null() {
+        return;
+    }
+    let r = catch_unwind(|| {
+        // SAFETY: from `Box::into_raw` in bridge config_new; destroyed once.
+        drop(unsafe { Box::from_raw(config_module_ptr as *mut Arc<BridgeConfig>) });
+    });
+    if let Err(p) = r {
+        log_panic(
+            "on_upstream_http_tcp_bridge_config_destroy",
+            &*p,
+            "config leaked",
+        );
+    }
+}
+
+/// `envoy_dynamic_module_on_upstream_http_tcp_bridge_new` (one per bridged request).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_new(
+    config_module_ptr: abi::BridgeConfigModulePtr,
+    _bridge_envoy_ptr: abi::BridgeEnvoyPtr,
+) -> abi::BridgeModulePtr {
+    if config_module_ptr.is_null() {
+        return std::ptr::null();
+    }
+    let r =
+        catch_unwind(|| Box::into_raw(Box::new(Slot::new(Bridge::new()))) as abi::BridgeModulePtr);
+    r.unwrap_or_else(|p| {
+        log_panic("on_upstream_http_tcp_bridge_new", &*p, "request fails");
+        std::ptr::null()
+    })
+}
+
+/// Runs `f` on the request's bridge inside `catch_unwind`; answers 500 on a panic.
+fn with_bridge(
+    hook: &'static str,
+    bridge_envoy_ptr: abi::BridgeEnvoyPtr,
+    bridge_module_ptr: abi::BridgeModulePtr,
+    f: impl FnOnce(&mut Bridge, &mut EnvoyBridgeHost),
+) {
+    if bridge_module_ptr.is_null() {
+        return;
+    }
+    // SAFETY: from `Box::into_raw` in bridge_new, valid until bridge_destroy. Envoy defers the
+    // bridge's deletion past the running hook (its C++ touches `this` after calling us), so a
+    // response sent inside `f` does not free the slot under our feet.
+    let slot = unsafe { &*(bridge_module_ptr as *const Slot<Bridge>) };
+    if slot.failed.get() || slot.busy.replace(true) {
+        return;
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: not busy before, so this is the only reference into `inner`.
+        let bridge = unsafe { &mut *slot.inner.get() };
+        // SAFETY: the pointer of the running hook; `host` dies with it.
+        let mut host = unsafe { EnvoyBridgeHost::new(bridge_envoy_ptr) };
+        f(bridge, &mut host)
+    }));
+    if let Err(p) = r {
+        slot.failed.set(true);
+        log_panic(hook, &*p, "answering 500");
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: the closure's `&mut` is gone; this is again the only reference.
+            let bridge = unsafe { &mut *slot.inner.get() };
+            // SAFETY: as above.
+            let mut host = unsafe { EnvoyBridgeHost::new(bridge_envoy_ptr) };
+            bridge.answer(&mut host, 500, b"meltemi bridge: internal error");
+        }));
+    }
+    slot.busy.set(false);
+}
+
+/// `envoy_dynamic_module_on_upstream_http_tcp_bridge_encode_headers`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_encode_headers(
+    bridge_envoy_ptr: abi::BridgeEnvoyPtr,
+    bridge_module_ptr: abi::BridgeModulePtr,
+    end_of_stream: bool,
+) {
+    with_bridge(
+        "on_upstream_http_tcp_bridge_encode_headers",
+        bridge_envoy_ptr,
+        bridge_module_ptr,
+        |b, h| b.on_encode_headers(h, end_of_stream),
+    )
+}
+
+/// `envoy_dynamic_module_on_upstream_http_tcp_bridge_encode_data`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_encode_data(
+    bridge_envoy_ptr: abi::BridgeEnvoyPtr,
+    bridge_module_ptr: abi::BridgeModulePtr,
+    end_of_stream: bool,
+) {
+    with_bridge(
+        "on_upstream_http_tcp_bridge_encode_data",
+        bridge_envoy_ptr,
+        bridge_module_ptr,
+        |b, h| b.on_encode_data(h, end_of_stream),
+    )
+}
+
+/// `envoy_dynamic_module_on_upstream_http_tcp_bridge_encode_trailers`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_encode_trailers(
+    bridge_envoy_ptr: abi::BridgeEnvoyPtr,
+    bridge_module_ptr: abi::BridgeModulePtr,
+) {
+    with_bridge(
+        "on_upstream_http_tcp_bridge_encode_trailers",
+        bridge_envoy_ptr,
+        bridge_module_ptr,
+        |b, h| b.on_encode_trailers(h),
+    )
+}
+
+/// `envoy_dynamic_module_on_upstream_http_tcp_bridge_on_upstream_data`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_on_upstream_data(
+    bridge_envoy_ptr: abi::BridgeEnvoyPtr,
+    bridge_module_ptr: abi::BridgeModulePtr,
+    end_of_stream: bool,
+) {
+    with_bridge(
+        "on_upstream_http_tcp_bridge_on_upstream_data",
+        bridge_envoy_ptr,
+        bridge_module_ptr,
+        |b, h| b.on_upstream_data(h, end_of_stream),
+    )
+}
+
+/// `envoy_dynamic_module_on_upstream_http_tcp_bridge_destroy`.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_destroy(
+    bridge_module_ptr: abi::BridgeModulePtr,
+) {
+    if bridge_module_ptr.is_null() {
+        return;
+    }
+    let r = catch_unwind(|| {
+        // SAFETY: from `Box::into_raw` in bridge_new; destroyed once, last.
+        drop(unsafe { Box::from_raw(bridge_module_ptr as *mut Slot<Bridge>) });
+    });
+    if let Err(p) = r {
+        log_panic("on_upstream_http_tcp_bridge_destroy", &*p, "bridge leaked");
+    }
+}
