@@ -2,45 +2,22 @@
 //! `google.protobuf.StringValue`, which Envoy hands to the module without the wrapper).
 //!
 //! ```json
-//! {"protocol": "redis"}
+//! {"protocol": "redis", "stat_prefix": "cache"}
 //! ```
 //!
-//! Test-only fields (documented, off unless set):
-//! - `"panic_on": "MELTEMI-PANIC"`: a connection whose client bytes contain the marker makes the
-//!   filter panic inside the hook; proves panic containment (the connection is closed, counted
-//!   in `panics`, Envoy and other connections carry on).
+//! Everything but `probe` is the engine's configuration ([`meltemi_engine::FilterConfig`]:
+//! `protocol`, `stat_prefix`, `on_decode_error`, `max_frame_bytes`, and the test-only
+//! `panic_on`). Module-only, test-only:
 //! - `"probe": {"on": "MELTEMI-PROBE", "cluster": "meltemi_bridge", "body": "*1\r\n$4\r\nPING\r\n",
 //!   "timeout_ms": 1000}`: a client read containing the marker is drained from the stream (it
 //!   never reaches the upstream), `body` is sent by HTTP callout to `cluster` (whose upstream is
 //!   this module's HTTP-to-TCP bridge), and the callout's answer is written back to the client.
 //!   The first brick of the per-request detour described in the design notes.
 
-use crate::host::{CounterId, HistogramId, MetricsRegistry};
+use crate::host::{CounterId, GaugeId, HistogramId, MetricsRegistry};
+use meltemi_engine::{Engine, FilterConfig, MetricId, MetricKind};
 use serde::Deserialize;
 use std::fmt;
-
-/// Protocols the filter knows by name. Only Redis has a command counter so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Redis,
-    Dubbo,
-    Thrift,
-    Kafka,
-    Zookeeper,
-    /// Opaque bytes: count bytes only.
-    Tcp,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    protocol: Protocol,
-    #[serde(default)]
-    panic_on: Option<String>,
-    #[serde(default)]
-    probe: Option<RawProbe>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,44 +47,50 @@ pub struct Probe {
     pub timeout_ms: u64,
 }
 
-/// Metric handles defined once per config.
+/// The host handle of one engine metric.
+#[derive(Debug, Clone, Copy)]
+pub enum Handle {
+    Counter(CounterId),
+    Gauge(GaugeId),
+    Histogram(HistogramId),
+}
+
+/// Module-only metric handles.
 #[derive(Debug, Clone, Copy)]
 pub struct Metrics {
-    pub connections: CounterId,
-    pub downstream_rx_bytes: CounterId,
-    pub upstream_rx_bytes: CounterId,
-    pub commands: CounterId,
-    pub protocol_errors: CounterId,
     pub panics: CounterId,
     pub callouts_ok: CounterId,
     pub callouts_failed: CounterId,
-    pub downstream_read_bytes: HistogramId,
 }
 
 /// The compiled, immutable config shared by every connection of a listener.
 #[derive(Debug)]
 pub struct Config {
-    pub protocol: Protocol,
-    pub panic_on: Option<Vec<u8>>,
+    pub engine: Engine,
     pub probe: Option<Probe>,
+    /// Host handle per engine [`MetricId`].
+    pub handles: Vec<Handle>,
     pub metrics: Metrics,
 }
 
 /// Why a config was refused.
 #[derive(Debug)]
 pub enum ConfigError {
-    /// Not valid JSON, or not our schema.
+    /// Not valid JSON.
     Json(serde_json::Error),
+    /// The engine refused it (names the field).
+    Engine(meltemi_engine::ConfigError),
     /// A field has a value we refuse.
     Invalid(&'static str),
     /// Envoy refused to define a metric.
-    Metric(&'static str),
+    Metric(String),
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Json(e) => write!(f, "invalid JSON config: {e}"),
+            ConfigError::Engine(e) => write!(f, "{e}"),
             ConfigError::Invalid(why) => write!(f, "invalid config: {why}"),
             ConfigError::Metric(name) => write!(f, "could not define metric {name}"),
         }
@@ -116,20 +99,18 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn counter(reg: &mut dyn MetricsRegistry, name: &'static str) -> Result<CounterId, ConfigError> {
-    reg.define_counter(name).ok_or(ConfigError::Metric(name))
-}
-
 impl Config {
     /// Parses and validates `json`, then defines the metrics. Never panics on bad input.
     pub fn parse(json: &[u8], reg: &mut dyn MetricsRegistry) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_json::from_slice(json).map_err(ConfigError::Json)?;
-        if raw.panic_on.as_deref() == Some("") {
-            return Err(ConfigError::Invalid("panic_on must not be empty"));
-        }
-        let probe = match raw.probe {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(json).map_err(ConfigError::Json)?;
+        let raw_probe = value.as_object_mut().and_then(|o| o.remove("probe"));
+        let engine_cfg =
+            FilterConfig::from_json(&value.to_string()).map_err(ConfigError::Engine)?;
+        let probe = match raw_probe {
             None => None,
             Some(p) => {
+                let p: RawProbe = serde_json::from_value(p).map_err(ConfigError::Json)?;
                 if p.on.is_empty() {
                     return Err(ConfigError::Invalid("probe.on must not be empty"));
                 }
@@ -144,25 +125,45 @@ impl Config {
                 })
             }
         };
+        let engine = Engine::new(engine_cfg);
+        let mut handles = Vec::with_capacity(engine.metrics.defs().len());
+        for d in engine.metrics.defs() {
+            let h = match d.kind {
+                MetricKind::Counter => reg.define_counter(&d.name).map(Handle::Counter),
+                MetricKind::Gauge => reg.define_gauge(&d.name).map(Handle::Gauge),
+                MetricKind::Histogram => reg.define_histogram(&d.name).map(Handle::Histogram),
+            };
+            handles.push(h.ok_or_else(|| ConfigError::Metric(d.name.clone()))?);
+        }
+        let prefix = format!(
+            "{}.{}.",
+            engine.config.protocol.as_str(),
+            engine.config.stat_prefix
+        );
+        let mut counter = |name: &str| {
+            let full = format!("{prefix}{name}");
+            reg.define_counter(&full).ok_or(ConfigError::Metric(full))
+        };
         let metrics = Metrics {
-            connections: counter(reg, "connections")?,
-            downstream_rx_bytes: counter(reg, "downstream_rx_bytes")?,
-            upstream_rx_bytes: counter(reg, "upstream_rx_bytes")?,
-            commands: counter(reg, "commands")?,
-            protocol_errors: counter(reg, "protocol_errors")?,
-            panics: counter(reg, "panics")?,
-            callouts_ok: counter(reg, "callouts_ok")?,
-            callouts_failed: counter(reg, "callouts_failed")?,
-            downstream_read_bytes: reg
-                .define_histogram("downstream_read_bytes")
-                .ok_or(ConfigError::Metric("downstream_read_bytes"))?,
+            panics: match handles.get(engine.metrics.core.panic.0 as usize) {
+                Some(Handle::Counter(c)) => *c,
+                _ => return Err(ConfigError::Metric("panic".into())),
+            },
+            callouts_ok: counter("callouts_ok")?,
+            callouts_failed: counter("callouts_failed")?,
         };
         Ok(Config {
-            protocol: raw.protocol,
-            panic_on: raw.panic_on.map(String::into_bytes),
+            engine,
             probe,
+            handles,
             metrics,
         })
+    }
+
+    /// The host handle of an engine metric.
+    #[inline]
+    pub fn handle(&self, id: MetricId) -> Option<Handle> {
+        self.handles.get(id.0 as usize).copied()
     }
 }
 
@@ -170,15 +171,22 @@ impl Config {
 mod tests {
     use super::*;
     use crate::host::fake::FakeRegistry;
+    use meltemi_engine::Protocol;
 
     #[test]
-    fn minimal_redis_config() {
+    fn minimal_redis_config_defines_the_engine_metrics() {
         let mut reg = FakeRegistry::default();
-        let c = Config::parse(br#"{"protocol":"redis"}"#, &mut reg).unwrap();
-        assert_eq!(c.protocol, Protocol::Redis);
-        assert!(c.panic_on.is_none() && c.probe.is_none());
-        assert!(reg.counters.contains(&"panics".to_owned()));
-        assert_eq!(reg.histograms, ["downstream_read_bytes"]);
+        let c = Config::parse(br#"{"protocol":"redis","stat_prefix":"c"}"#, &mut reg).unwrap();
+        assert_eq!(c.engine.config.protocol, Protocol::Redis);
+        assert!(c.probe.is_none());
+        assert!(reg.counters.contains(&"redis.c.panic".to_owned()));
+        assert!(reg
+            .counters
+            .contains(&"redis.c.command.get.total".to_owned()));
+        assert!(reg.gauges.contains(&"redis.c.cx_active".to_owned()));
+        assert!(reg
+            .histograms
+            .contains(&"redis.c.command.get.latency_us".to_owned()));
     }
 
     #[test]
@@ -199,8 +207,8 @@ mod tests {
         let mut reg = FakeRegistry::default();
         for (json, needle) in [
             (&b"not json"[..], "invalid JSON"),
-            (br#"{"protocol":"smtp"}"#, "unknown variant"),
-            (br#"{"protocol":"redis","typo":1}"#, "unknown field"),
+            (br#"{"protocol":"smtp"}"#, "unknown protocol \"smtp\""),
+            (br#"{"protocol":"redis","typo":1}"#, "unknown field `typo`"),
             (br#"{}"#, "missing field `protocol`"),
             (br#"{"protocol":"redis","panic_on":""}"#, "panic_on"),
             (
@@ -216,6 +224,6 @@ mod tests {
             ..Default::default()
         };
         let e = Config::parse(br#"{"protocol":"tcp"}"#, &mut refusing).unwrap_err();
-        assert!(e.to_string().contains("connections"));
+        assert!(e.to_string().contains("cx_total"), "{e}");
     }
 }

@@ -304,7 +304,7 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_write(
 pub extern "C" fn envoy_dynamic_module_on_network_filter_event(
     filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
     filter_module_ptr: abi::NetworkFilterModulePtr,
-    _event: abi::ConnectionEvent,
+    event: abi::ConnectionEvent,
 ) {
     with_filter(
         "on_network_filter_event",
@@ -312,7 +312,13 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_event(
         filter_module_ptr,
         (),
         (),
-        |_, _| (),
+        |f, h| {
+            if event == abi::ConnectionEvent::REMOTE_CLOSE
+                || event == abi::ConnectionEvent::LOCAL_CLOSE
+            {
+                f.on_close(h);
+            }
+        },
     )
 }
 

@@ -1,14 +1,15 @@
 //! Per-connection glue of the network filter, written against [`NetworkHost`] only.
 //!
-//! Today it is a pass-through observer that sits before `tcp_proxy`: it counts bytes each way
-//! and, for Redis, whole commands; it never changes or holds the stream (every data hook
-//! returns Continue). `tcp_proxy` consumes the whole read buffer on every `onData` (it asserts
-//! so), hence each read hook sees only new bytes and the streaming counter sees every byte once.
+//! A pass-through observer before `tcp_proxy`: it hands each chunk of new bytes to the engine's
+//! [`Session`] and maps the engine's metric events onto Envoy stats. It never changes or holds
+//! the stream unless the engine asks to close it. `tcp_proxy` consumes the whole read buffer on
+//! every `onData` (it asserts so), hence each read hook sees only new bytes.
 
-use crate::config::{Config, Protocol};
-use crate::host::{CalloutOutcome, Direction, Level, NetworkHost};
-use crate::resp::{RespCounter, ValueCounter};
-use std::sync::Arc;
+use crate::config::{Config, Handle};
+use crate::host::{CalloutOutcome, Close, Direction, Level, NetworkHost};
+use meltemi_engine::{MetricId, MetricSink, Session, Verdict};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 /// What a data hook tells Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,26 +18,60 @@ pub enum Flow {
     Stop,
 }
 
+/// Monotonic nanoseconds since the module's first use.
+fn now_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Metric events of one hook, applied to the host after the host's buffers are released (the
+/// chunks borrow the host). The vector is reused, so steady state allocates nothing.
+#[derive(Debug, Default)]
+struct Events(Vec<(MetricId, i64, bool)>);
+
+impl MetricSink for Events {
+    fn inc(&mut self, id: MetricId, delta: u64) {
+        self.0.push((id, delta as i64, false));
+    }
+    fn gauge_add(&mut self, id: MetricId, delta: i64) {
+        self.0.push((id, delta, false));
+    }
+    fn record(&mut self, id: MetricId, value: u64) {
+        self.0.push((id, value as i64, true));
+    }
+}
+
+impl Events {
+    fn flush(&mut self, config: &Config, host: &mut impl NetworkHost) {
+        for (id, v, _) in self.0.drain(..) {
+            match config.handle(id) {
+                Some(Handle::Counter(c)) => host.increment_counter(c, v as u64),
+                Some(Handle::Gauge(g)) => host.gauge_add(g, v),
+                Some(Handle::Histogram(h)) => host.record_histogram(h, v as u64),
+                None => {}
+            }
+        }
+    }
+}
+
 /// One connection's state.
 #[derive(Debug)]
 pub struct Filter {
     config: Arc<Config>,
-    commands: Option<RespCounter>,
-    protocol_error_counted: bool,
+    session: Option<Session>,
+    events: Events,
     probes_in_flight: u32,
+    logged: bool,
 }
 
 impl Filter {
     pub fn new(config: Arc<Config>) -> Self {
-        let commands = match config.protocol {
-            Protocol::Redis => Some(RespCounter::new()),
-            _ => None,
-        };
         Filter {
             config,
-            commands,
-            protocol_error_counted: false,
+            session: None,
+            events: Events::default(),
             probes_in_flight: 0,
+            logged: false,
         }
     }
 
@@ -45,58 +80,81 @@ impl Filter {
     }
 
     pub fn on_new_connection(&mut self, host: &mut impl NetworkHost) -> Flow {
-        host.increment_counter(self.config.metrics.connections, 1);
+        let config = Arc::clone(&self.config);
+        self.session = Some(Session::new(&config.engine, &mut self.events));
+        self.events.flush(&config, host);
         Flow::Continue
     }
 
     /// Client bytes arrived; `len` is the size of Envoy's read buffer.
-    pub fn on_read(&mut self, host: &mut impl NetworkHost, len: usize, _end_stream: bool) -> Flow {
+    pub fn on_read(&mut self, host: &mut impl NetworkHost, _len: usize, _end_stream: bool) -> Flow {
         let config = Arc::clone(&self.config);
-        let m = &config.metrics;
-        if len > 0 {
-            host.increment_counter(m.downstream_rx_bytes, len as u64);
-            host.record_histogram(m.downstream_read_bytes, len as u64);
-        }
-        let mut probe_hit = false;
-        let mut done = 0u64;
-        {
-            let chunks = host.chunks(Direction::Downstream);
-            if let Some(marker) = &config.panic_on {
-                if contains(&chunks, marker) {
-                    // Test-only (see config docs): proves the hooks contain panics.
-                    panic!("test-only panic marker seen in client bytes");
-                }
-            }
-            if let Some(probe) = &config.probe {
-                probe_hit = contains(&chunks, &probe.on);
-            }
-            if !probe_hit {
-                if let Some(counter) = &mut self.commands {
-                    done = chunks.iter().map(|c| counter.feed(c)).sum();
-                }
+        if let Some(probe) = &config.probe {
+            if contains(&host.chunks(Direction::Downstream), &probe.on) {
+                return self.start_probe(host);
             }
         }
-        if done > 0 {
-            host.increment_counter(m.commands, done);
-        }
-        if let Some(counter) = &self.commands {
-            if counter.broken() && !self.protocol_error_counted {
-                self.protocol_error_counted = true;
-                host.increment_counter(m.protocol_errors, 1);
-            }
-        }
-        if probe_hit {
-            return self.start_probe(host);
-        }
-        Flow::Continue
+        self.feed(host, Direction::Downstream)
     }
 
     /// Upstream bytes are about to be written to the client.
-    pub fn on_write(&mut self, host: &mut impl NetworkHost, len: usize, _end_stream: bool) -> Flow {
-        if len > 0 {
-            host.increment_counter(self.config.metrics.upstream_rx_bytes, len as u64);
+    pub fn on_write(
+        &mut self,
+        host: &mut impl NetworkHost,
+        _len: usize,
+        _end_stream: bool,
+    ) -> Flow {
+        self.feed(host, Direction::Upstream)
+    }
+
+    fn feed(&mut self, host: &mut impl NetworkHost, dir: Direction) -> Flow {
+        let config = Arc::clone(&self.config);
+        let Some(session) = self.session.as_mut() else {
+            return Flow::Continue;
+        };
+        let now = now_ns();
+        let mut verdict = Verdict::Continue;
+        for chunk in host.chunks(dir) {
+            verdict = match dir {
+                Direction::Downstream => {
+                    session.on_downstream(&config.engine, chunk, now, &mut self.events)
+                }
+                Direction::Upstream => {
+                    session.on_upstream(&config.engine, chunk, now, &mut self.events)
+                }
+            };
+            if verdict != Verdict::Continue {
+                break;
+            }
         }
-        Flow::Continue
+        self.events.flush(&config, host);
+        match verdict {
+            Verdict::Continue => Flow::Continue,
+            Verdict::Close(reason) => {
+                if !std::mem::replace(&mut self.logged, true) {
+                    host.log(
+                        Level::Warn,
+                        &format!(
+                            "meltemi: {}: closing connection {} ({reason:?}): {}",
+                            config.engine.config.stat_prefix,
+                            host.connection_id(),
+                            session.error().unwrap_or("")
+                        ),
+                    );
+                }
+                host.close(Close::NoFlush);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// The connection closed (either side) or the filter is going away.
+    pub fn on_close(&mut self, host: &mut impl NetworkHost) {
+        let config = Arc::clone(&self.config);
+        if let Some(s) = self.session.as_mut() {
+            s.on_close(&config.engine, &mut self.events);
+            self.events.flush(&config, host);
+        }
     }
 
     /// The test probe: take the client's bytes out of the stream and ask the bridge instead.
@@ -171,10 +229,16 @@ fn contains(chunks: &[&[u8]], needle: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::host::fake::{FakeNetworkHost, FakeRegistry};
-    use crate::host::Close;
 
-    fn config(json: &str) -> Arc<Config> {
-        Arc::new(Config::parse(json.as_bytes(), &mut FakeRegistry::default()).unwrap())
+    fn config(json: &str) -> (Arc<Config>, FakeRegistry) {
+        let mut reg = FakeRegistry::default();
+        let c = Config::parse(json.as_bytes(), &mut reg).unwrap();
+        (Arc::new(c), reg)
+    }
+
+    fn counter(reg: &FakeRegistry, h: &FakeNetworkHost, name: &str) -> u64 {
+        let i = reg.counters.iter().position(|c| c == name).unwrap();
+        h.counters.get(&i).copied().unwrap_or(0)
     }
 
     fn read(f: &mut Filter, h: &mut FakeNetworkHost, chunks: &[&[u8]]) -> Flow {
@@ -190,8 +254,7 @@ mod tests {
 
     #[test]
     fn counts_bytes_and_commands_across_reads_and_chunks() {
-        let cfg = config(r#"{"protocol":"redis"}"#);
-        let m = cfg.metrics;
+        let (cfg, reg) = config(r#"{"protocol":"redis","stat_prefix":"t"}"#);
         let mut f = Filter::new(cfg);
         let mut h = FakeNetworkHost::default();
         assert_eq!(f.on_new_connection(&mut h), Flow::Continue);
@@ -200,61 +263,71 @@ mod tests {
             read(&mut f, &mut h, &[&set[..10], &set[10..20]]),
             Flow::Continue
         );
-        assert_eq!(h.counter(m.commands), 0);
+        assert_eq!(counter(&reg, &h, "redis.t.request"), 0);
+        let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        assert_eq!(read(&mut f, &mut h, &[&set[20..], get]), Flow::Continue);
+        assert_eq!(counter(&reg, &h, "redis.t.command.set.total"), 1);
+        assert_eq!(counter(&reg, &h, "redis.t.command.get.total"), 1);
         assert_eq!(
-            read(
-                &mut f,
-                &mut h,
-                &[&set[20..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"]
-            ),
-            Flow::Continue
+            counter(&reg, &h, "redis.t.downstream_rx_bytes"),
+            (set.len() + get.len()) as u64
         );
-        assert_eq!(h.counter(m.commands), 2);
-        assert_eq!(h.counter(m.downstream_rx_bytes), set.len() as u64 + 20);
         h.upstream = vec![b"+OK\r\n$1\r\nv\r\n".to_vec()];
         assert_eq!(f.on_write(&mut h, 12, false), Flow::Continue);
-        assert_eq!(h.counter(m.upstream_rx_bytes), 12);
-        assert_eq!(h.counter(m.connections), 1);
+        assert_eq!(counter(&reg, &h, "redis.t.upstream_rx_bytes"), 12);
+        assert_eq!(counter(&reg, &h, "redis.t.command.get.success"), 1);
+        assert_eq!(counter(&reg, &h, "redis.t.cx_total"), 1);
+        f.on_close(&mut h);
+        let active = reg
+            .gauges
+            .iter()
+            .position(|g| g == "redis.t.cx_active")
+            .unwrap();
+        assert_eq!(h.gauges[&active], 0);
         assert!(h.closed.is_none() && h.written_to_client.is_empty());
     }
 
     #[test]
-    fn non_resp_bytes_count_one_protocol_error_and_pass() {
-        let cfg = config(r#"{"protocol":"redis"}"#);
-        let m = cfg.metrics;
+    fn malformed_stream_is_counted_logged_once_and_closed() {
+        let (cfg, reg) = config(r#"{"protocol":"redis","stat_prefix":"t"}"#);
         let mut f = Filter::new(cfg);
         let mut h = FakeNetworkHost::default();
-        assert_eq!(read(&mut f, &mut h, &[b"*2\r\nxx\r\n"]), Flow::Continue);
-        assert_eq!(read(&mut f, &mut h, &[b"more"]), Flow::Continue);
-        assert_eq!(h.counter(m.protocol_errors), 1);
+        f.on_new_connection(&mut h);
+        assert_eq!(read(&mut f, &mut h, &[b"*2\r\nxx\r\n"]), Flow::Stop);
+        assert_eq!(counter(&reg, &h, "redis.t.request_decoding_error"), 1);
+        assert_eq!(h.closed, Some(Close::NoFlush));
+        assert_eq!(h.logs.borrow().len(), 1);
     }
 
     #[test]
     fn tcp_protocol_counts_bytes_only() {
-        let cfg = config(r#"{"protocol":"tcp"}"#);
-        let m = cfg.metrics;
+        let (cfg, reg) = config(r#"{"protocol":"tcp","stat_prefix":"t"}"#);
         let mut f = Filter::new(cfg);
         let mut h = FakeNetworkHost::default();
+        f.on_new_connection(&mut h);
         read(&mut f, &mut h, &[b"*1\r\n$4\r\nPING\r\n"]);
-        assert_eq!(h.counter(m.commands), 0);
-        assert_eq!(h.counter(m.downstream_rx_bytes), 14);
+        assert_eq!(counter(&reg, &h, "raw.t.request"), 0);
+        assert_eq!(counter(&reg, &h, "raw.t.downstream_rx_bytes"), 14);
     }
 
     #[test]
-    #[should_panic(expected = "test-only panic marker")]
-    fn panic_marker_panics_even_across_chunks() {
-        let mut f = Filter::new(config(r#"{"protocol":"redis","panic_on":"MELTEMI-PANIC"}"#));
+    #[should_panic(expected = "panic_on marker")]
+    fn panic_marker_panics() {
+        let (cfg, _) = config(r#"{"protocol":"redis","panic_on":"MELTEMI-PANIC"}"#);
+        let mut f = Filter::new(cfg);
         let mut h = FakeNetworkHost::default();
-        read(&mut f, &mut h, &[b"xxMELTEMI-", b"PANICyy"]);
+        f.on_new_connection(&mut h);
+        read(&mut f, &mut h, &[b"xxMELTEMI-PANICyy"]);
     }
 
     #[test]
     fn probe_drains_calls_out_and_answers_the_client() {
-        let cfg =
-            config(r#"{"protocol":"redis","probe":{"on":"MELTEMI-PROBE","cluster":"bridge"}}"#);
-        let m = cfg.metrics;
+        let (cfg, reg) = config(
+            r#"{"protocol":"redis","stat_prefix":"t","probe":{"on":"MELTEMI-PROBE","cluster":"bridge"}}"#,
+        );
         let mut f = Filter::new(cfg);
         let mut h = FakeNetworkHost::default();
+        f.on_new_connection(&mut h);
         assert_eq!(read(&mut f, &mut h, &[b"MELTEMI-PROBE\r\n"]), Flow::Stop);
         assert!(
             h.downstream.is_empty(),
@@ -271,23 +344,25 @@ mod tests {
             &[b"+PO", b"NG\r\n"],
         );
         assert_eq!(h.written_to_client, b"+PONG\r\n");
-        assert_eq!(h.counter(m.callouts_ok), 1);
+        assert_eq!(counter(&reg, &h, "redis.t.callouts_ok"), 1);
         f.on_callout_done(&mut h, CalloutOutcome::Success, Some(b"503"), &[]);
-        assert_eq!(h.counter(m.callouts_failed), 1);
+        assert_eq!(counter(&reg, &h, "redis.t.callouts_failed"), 1);
         assert!(h.closed.is_none());
     }
 
     #[test]
     fn probe_that_cannot_start_answers_an_error() {
-        let cfg = config(r#"{"protocol":"redis","probe":{"on":"P!","cluster":"nope"}}"#);
-        let m = cfg.metrics;
+        let (cfg, reg) = config(
+            r#"{"protocol":"redis","stat_prefix":"t","probe":{"on":"P!","cluster":"nope"}}"#,
+        );
         let mut f = Filter::new(cfg);
         let mut h = FakeNetworkHost {
             fail_callout: Some(crate::host::CalloutError::ClusterNotFound),
             ..Default::default()
         };
+        f.on_new_connection(&mut h);
         assert_eq!(read(&mut f, &mut h, &[b"P!"]), Flow::Stop);
-        assert_eq!(h.counter(m.callouts_failed), 1);
+        assert_eq!(counter(&reg, &h, "redis.t.callouts_failed"), 1);
         assert!(h.written_to_client.starts_with(b"-ERR"));
         assert!(h.logs.borrow()[0].1.contains("ClusterNotFound"));
         assert_ne!(h.closed, Some(Close::NoFlush));

@@ -36,6 +36,9 @@ pub struct CounterId(pub usize);
 /// A histogram handle, valid for the config that defined it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistogramId(pub usize);
+/// A gauge handle, valid for the config that defined it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaugeId(pub usize);
 
 /// Log levels the glue uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +86,7 @@ impl CalloutOutcome {
 pub trait MetricsRegistry {
     fn define_counter(&mut self, name: &str) -> Option<CounterId>;
     fn define_histogram(&mut self, name: &str) -> Option<HistogramId>;
+    fn define_gauge(&mut self, name: &str) -> Option<GaugeId>;
 }
 
 /// What the per-connection glue may do to its connection.
@@ -99,6 +103,7 @@ pub trait NetworkHost {
     fn close(&mut self, how: Close);
     fn increment_counter(&mut self, id: CounterId, by: u64);
     fn record_histogram(&mut self, id: HistogramId, value: u64);
+    fn gauge_add(&mut self, id: GaugeId, delta: i64);
     /// Starts an HTTP callout; the answer arrives in `on_network_filter_http_callout_done` with
     /// the returned id. `headers` must carry `:method`, `:path` and `host`.
     fn http_callout(
@@ -212,6 +217,19 @@ impl MetricsRegistry for EnvoyNetworkMetrics {
             )
         };
         (r == abi::MetricsResult::SUCCESS).then_some(HistogramId(id))
+    }
+
+    fn define_gauge(&mut self, name: &str) -> Option<GaugeId> {
+        let mut id = 0usize;
+        // SAFETY: as in `define_counter`.
+        let r = unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_config_define_gauge(
+                self.config,
+                ModuleBuffer::from_bytes(name.as_bytes()),
+                &mut id,
+            )
+        };
+        (r == abi::MetricsResult::SUCCESS).then_some(GaugeId(id))
     }
 }
 
@@ -345,6 +363,25 @@ impl NetworkHost for EnvoyNetworkHost {
                 id.0,
                 by,
             );
+        }
+    }
+
+    fn gauge_add(&mut self, id: GaugeId, delta: i64) {
+        // SAFETY: as in `increment_counter`.
+        unsafe {
+            if delta >= 0 {
+                abi::envoy_dynamic_module_callback_network_filter_increment_gauge(
+                    self.filter,
+                    id.0,
+                    delta as u64,
+                );
+            } else {
+                abi::envoy_dynamic_module_callback_network_filter_decrement_gauge(
+                    self.filter,
+                    id.0,
+                    delta.unsigned_abs(),
+                );
+            }
         }
     }
 
@@ -533,6 +570,7 @@ pub mod fake {
     pub struct FakeRegistry {
         pub counters: Vec<String>,
         pub histograms: Vec<String>,
+        pub gauges: Vec<String>,
         /// Refuse definitions (to test config failure paths).
         pub refuse: bool,
     }
@@ -551,6 +589,13 @@ pub mod fake {
             }
             self.histograms.push(name.to_owned());
             Some(HistogramId(self.histograms.len() - 1))
+        }
+        fn define_gauge(&mut self, name: &str) -> Option<GaugeId> {
+            if self.refuse {
+                return None;
+            }
+            self.gauges.push(name.to_owned());
+            Some(GaugeId(self.gauges.len() - 1))
         }
     }
 
@@ -574,6 +619,7 @@ pub mod fake {
         /// Counter totals by id.
         pub counters: BTreeMap<usize, u64>,
         pub histograms: BTreeMap<usize, Vec<u64>>,
+        pub gauges: BTreeMap<usize, i64>,
         pub callouts: Vec<Callout>,
         /// Make the next callout fail to start.
         pub fail_callout: Option<CalloutError>,
@@ -635,6 +681,9 @@ pub mod fake {
         }
         fn record_histogram(&mut self, id: HistogramId, value: u64) {
             self.histograms.entry(id.0).or_default().push(value);
+        }
+        fn gauge_add(&mut self, id: GaugeId, delta: i64) {
+            *self.gauges.entry(id.0).or_default() += delta;
         }
         fn http_callout(
             &mut self,

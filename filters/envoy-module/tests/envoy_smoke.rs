@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-const FILTER: &str = r#"{"protocol":"redis","panic_on":"MELTEMI-PANIC","probe":{"on":"MELTEMI-PROBE","cluster":"meltemi_bridge"}}"#;
+const FILTER: &str = r#"{"protocol":"redis","stat_prefix":"smoke","panic_on":"MELTEMI-PANIC","probe":{"on":"MELTEMI-PROBE","cluster":"meltemi_bridge"}}"#;
 
 /// The working config shape: our filter (JSON in a StringValue) before tcp_proxy, and a
 /// bridged cluster (`upstream_config` = the module's HTTP-to-TCP bridge) for callouts.
@@ -71,7 +71,7 @@ fn start(listen: u16, redis: u16, filter_json: &str) -> std::io::Result<Envoy> {
 }
 
 fn stat(name: &str) -> String {
-    format!("dynamicmodulescustom.{name}")
+    format!("dynamicmodulescustom.redis.smoke.{name}")
 }
 
 /// Sends `data` on a fresh connection and reads until EOF, reset or `wait` of silence.
@@ -115,10 +115,22 @@ fn counts_exact_bytes_and_commands_of_real_redis_traffic() {
         envoy.stat(&stat("upstream_rx_bytes")),
         Some(REPLIES.len() as u64)
     );
-    assert_eq!(envoy.stat(&stat("commands")), Some(2));
-    assert_eq!(envoy.stat(&stat("connections")), Some(2));
-    assert_eq!(envoy.stat(&stat("panics")), Some(0));
-    assert_eq!(envoy.stat(&stat("protocol_errors")), Some(0));
+    assert_eq!(envoy.stat(&stat("request")), Some(2));
+    assert_eq!(envoy.stat(&stat("command.set.total")), Some(1));
+    assert_eq!(envoy.stat(&stat("command.set.success")), Some(1));
+    assert_eq!(envoy.stat(&stat("command.get.success")), Some(1));
+    assert_eq!(envoy.stat(&stat("cx_total")), Some(2));
+    assert_eq!(envoy.stat(&stat("panic")), Some(0));
+    assert_eq!(envoy.stat(&stat("request_decoding_error")), Some(0));
+    let idle = meltemi_testkit::wait_for(Duration::from_secs(5), || {
+        (envoy.stat(&stat("cx_active")) == Some(0)
+            && envoy.stat(&stat("request_active")) == Some(0))
+        .then_some(())
+    });
+    assert!(
+        idle.is_some(),
+        "gauges return to 0 after both connections close"
+    );
 }
 
 #[test]
@@ -138,8 +150,8 @@ fn a_panic_closes_only_its_connection() {
 
     assert_eq!(redis_cli(listen, &["SET", "after", "panic"]).unwrap(), "OK");
     assert_eq!(redis_cli(listen, &["GET", "after"]).unwrap(), "panic");
-    assert_eq!(envoy.stat(&stat("panics")), Some(1));
-    assert_eq!(envoy.stat(&stat("commands")), Some(2));
+    assert_eq!(envoy.stat(&stat("panic")), Some(1));
+    assert_eq!(envoy.stat(&stat("request")), Some(2));
     let log = envoy.log();
     let lines: Vec<&str> = log
         .lines()
