@@ -44,17 +44,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nredis-benchmark -t set,get -n 10000 -c 10 through Envoy...");
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &listen.to_string()])
-        .args(["-t", "set,get", "-n", "10000", "-c", "10", "-q"])
+        .args(["-t", "set,get", "-n", "10000", "-c", "10", "--csv"])
         .output()?;
-    print!(
-        "{}",
-        String::from_utf8_lossy(&out.stdout).replace('\r', "\n")
-    );
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
+        if cols.len() > 4 {
+            println!("  {:<4} {:>9} req/s  p50 {} ms", cols[0], cols[1], cols[4]);
+        }
+    }
     std::thread::sleep(Duration::from_millis(300));
 
-    println!("\nMeltemi counters in Envoy's /stats:");
+    println!("\nMeltemi stats in Envoy's /stats (non-zero counters and gauges):");
     for (k, v) in envoy.stats() {
-        if k.starts_with("wasmcustom.") || k.starts_with("dynamicmodulescustom.") {
+        if v > 0 && (k.starts_with("wasmcustom.") || k.starts_with("dynamicmodulescustom.")) {
             println!("  {k}: {v}");
         }
     }
