@@ -1030,7 +1030,8 @@ fn item<'a>(buf: &'a [u8], p: usize, tail: usize, limits: &Limits) -> R<(Item<'a
             if buf.get(s) == Some(&b'?') {
                 return streamed_string(buf, p, tail, limits);
             }
-            let (len, q) = int_line(buf, s, false, 2 + tail)?;
+            // No `2 + tail` here: `$-1\r\n` (RESP2 null) has no data line.
+            let (len, q) = int_line(buf, s, false, tail)?;
             if len == -1 {
                 return Ok((Item::Done(Value::Null), q));
             }
@@ -1207,7 +1208,11 @@ fn skip_aggregate(buf: &[u8], mut p: usize, count: usize, limits: &Limits) -> R<
             continue;
         }
         if *top == STREAMED {
-            if buf.get(p) == Some(&b'.') {
+            // The next thing may be this level's own end marker, already counted in `owed`.
+            if p >= buf.len() {
+                return Err(Stop::Need(p + owed));
+            }
+            if buf[p] == b'.' {
                 match buf.get(p + 1..p + 3) {
                     Some(b"\r\n") => {}
                     Some(_) => return Err(Error::BadLineEnd { offset: p + 1 }.into()),

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""A tiny recording TCP relay for capturing real Redis traffic on 127.0.0.1.
+
+    redis_relay.py LISTEN_PORT UPSTREAM_PORT OUT_PREFIX
+
+Every accepted connection N is forwarded to 127.0.0.1:UPSTREAM_PORT unchanged; the bytes
+are appended to OUT_PREFIX-N.c2s.bin (client to server) and OUT_PREFIX-N.s2c.bin (server to
+client). Prints "ready" once listening. Stops on SIGTERM.
+"""
+import os
+import signal
+import socket
+import sys
+import threading
+
+listen_port, upstream_port, prefix = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+
+def pump(src, dst, path, done):
+    with open(path, "ab") as f:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                f.write(data)
+                f.flush()
+                dst.sendall(data)
+        except OSError:
+            pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    done.release()
+
+
+def serve(client, n):
+    up = socket.create_connection(("127.0.0.1", upstream_port))
+    done = threading.Semaphore(0)
+    for a, b, d in ((client, up, "c2s"), (up, client, "s2c")):
+        threading.Thread(target=pump, args=(a, b, "%s-%d.%s.bin" % (prefix, n, d), done), daemon=True).start()
+    done.acquire()
+    done.acquire()
+    client.close()
+    up.close()
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", listen_port))
+    ls.listen(64)
+    print("ready", flush=True)
+    n = 0
+    while True:
+        c, _ = ls.accept()
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=serve, args=(c, n), daemon=True).start()
+        n += 1
+
+
+main()
