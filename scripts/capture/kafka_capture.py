@@ -2,6 +2,7 @@
 """Captures real Kafka frames for filters/codec/testdata/kafka/ through a recording relay.
 
     .venv/bin/python scripts/capture/kafka_capture.py OUT_DIR
+    .venv/bin/python scripts/capture/kafka_capture.py --annotate FILE.frames...  (oracle only)
 
 Starts a tansu 0.6.0 broker (scripts/capture/kafka-broker.sh) on 127.0.0.1 that advertises the
 relay's port, so every connection a client opens (bootstrap, partition leader, group
@@ -36,7 +37,8 @@ BROKER_SH = os.path.join(HERE, "kafka-broker.sh")
 # First version with flexible (KIP-482) encoding, per api key, for the oracle below. Taken from
 # apache/kafka clients/src/main/resources/common/message/*Request.json ("flexibleVersions").
 FLEX = {0: 9, 1: 12, 2: 6, 3: 9, 8: 8, 9: 6, 10: 3, 11: 6, 12: 4, 13: 4, 14: 4, 15: 5, 16: 3,
-        18: 3, 19: 5, 20: 4, 22: 2, 23: 4, 32: 4, 42: 2, 68: 0, 69: 0, 75: 0}
+        18: 3, 19: 5, 20: 4, 21: 2, 22: 2, 23: 4, 24: 3, 25: 3, 26: 3, 28: 3, 32: 4, 36: 2,
+        42: 2, 60: 0, 68: 0, 69: 0, 71: 0, 72: 0, 75: 0}
 
 
 def free_port():
@@ -241,7 +243,7 @@ def err_offset(key, ver):
         return 0 if ver == 0 else 4
     if key == 1:
         return 4 if ver >= 7 else None
-    if key in (22, 25, 26, 29):
+    if key in (22, 25, 26, 29, 60, 68, 71, 72):
         return 4
     return None
 
@@ -343,7 +345,24 @@ def run_confluent(port, topic, group):
     print(f"confluent-kafka consumed {got}")
 
 
+def annotate(path):
+    """Recomputes the oracle comments of an existing .frames file (bytes unchanged)."""
+    lines, inflight = [], {}
+    for line in open(path).read().splitlines():
+        if line.startswith("#"):
+            lines.append(line)
+            continue
+        conn, d, hx = line.split(" # ")[0].split()
+        lines.append(f"{conn} {d} {hx} # {describe(int(conn), d, bytes.fromhex(hx), inflight)}")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
 def main():
+    if sys.argv[1] == "--annotate":
+        for p in sys.argv[2:]:
+            annotate(p)
+        return
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     for client, fn, topic in (("kafka-python", run_kafka_python, "orders"),
