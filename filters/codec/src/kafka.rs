@@ -1,1 +1,0 @@
-//! kafka codec (in progress).
