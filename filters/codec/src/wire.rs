@@ -73,7 +73,8 @@ impl<'a> Cursor<'a> {
     /// Reads a big-endian `u32`.
     #[inline]
     pub fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// Reads a big-endian `i32`.
@@ -85,9 +86,8 @@ impl<'a> Cursor<'a> {
     /// Reads a big-endian `u64`.
     #[inline]
     pub fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| {
-            u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-        })
+        self.take(8)
+            .map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
     }
 
     /// Reads a big-endian `i64`.
@@ -161,8 +161,14 @@ mod tests {
     #[test]
     fn varints() {
         assert_eq!(Cursor::new(&[0x96, 0x01]).uvarint32(), Some(Ok(150)));
-        assert_eq!(Cursor::new(&[0xff, 0xff, 0xff, 0xff, 0x0f]).uvarint32(), Some(Ok(u32::MAX)));
-        assert_eq!(Cursor::new(&[0xff, 0xff, 0xff, 0xff, 0x1f]).uvarint32(), Some(Err(())));
+        assert_eq!(
+            Cursor::new(&[0xff, 0xff, 0xff, 0xff, 0x0f]).uvarint32(),
+            Some(Ok(u32::MAX))
+        );
+        assert_eq!(
+            Cursor::new(&[0xff, 0xff, 0xff, 0xff, 0x1f]).uvarint32(),
+            Some(Err(()))
+        );
         assert_eq!(Cursor::new(&[0x80]).uvarint32(), None);
         assert_eq!(unzigzag32(3), -2);
         assert_eq!(unzigzag32(4), 2);
