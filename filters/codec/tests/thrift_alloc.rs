@@ -1,0 +1,78 @@
+//! Proves the Thrift decode path does not allocate: a counting global allocator around
+//! decoding every captured frame (and iterating THeader headers).
+//!
+//! A `GlobalAlloc` impl is `unsafe`, and the workspace forbids `unsafe_code` in every target, so
+//! (as the other codecs' alloc tests do) this test is compiled only when asked for:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg meltemi_alloc_tests --cap-lints=warn" \
+//!     cargo test -p meltemi-codec --test thrift_alloc
+//! ```
+#![allow(unexpected_cfgs)]
+#![cfg(meltemi_alloc_tests)]
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use meltemi_codec::thrift::{decode, decode_unframed, Protocol};
+use meltemi_codec::{Decoded, Limits};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwards the caller's layout unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn decoding_captured_traffic_does_not_allocate() {
+    let dir = format!("{}/testdata/thrift", env!("CARGO_MANIFEST_DIR"));
+    let mut streams = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "bin") {
+            let lax = p.to_string_lossy().contains("lax-unframed");
+            streams.push((lax, std::fs::read(&p).unwrap()));
+        }
+    }
+    assert_eq!(streams.len(), 20);
+    let limits = Limits::default();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let mut frames = 0usize;
+    for (lax, s) in &streams {
+        let mut off = 0;
+        while off < s.len() {
+            let d = if *lax {
+                decode_unframed(&s[off..], Protocol::LaxBinary, &limits)
+            } else {
+                decode(&s[off..], &limits)
+            };
+            // A prefix (NeedMore path) must not allocate either.
+            let _ = decode(&s[off..off + 3.min(s.len() - off)], &limits);
+            match d {
+                Ok(Decoded::Frame { frame, used }) => {
+                    if let Some(h) = frame.header {
+                        frames += h.headers().count() + h.transforms().count();
+                    }
+                    off += used;
+                    frames += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    assert!(frames > 150);
+    assert_eq!(after - before, 0, "decode allocated");
+}
