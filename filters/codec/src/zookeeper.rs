@@ -921,7 +921,9 @@ fn decode_op<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Request<'a>>,
     };
     let frame = &buf[..total];
     let xid = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let op = OpCode::from_i32(i32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]));
+    let op = OpCode::from_i32(i32::from_be_bytes([
+        frame[8], frame[9], frame[10], frame[11],
+    ]));
     let mut c = Cursor::new(frame);
     c.skip(LENGTH_PREFIX + REQUEST_HEADER);
     let body = c.rest();

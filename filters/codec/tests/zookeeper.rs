@@ -323,12 +323,18 @@ fn conn2_reconnect_resumes_the_session() {
     assert_eq!(ops[0].1, OpCode::Auth);
     assert_eq!(ops[1].1, OpCode::Ping);
     assert_eq!(ops[2].1, OpCode::Ping);
-    assert_eq!(ops[3], (1, OpCode::GetData, Some("/meltemi/node".to_owned())));
+    assert_eq!(
+        ops[3],
+        (1, OpCode::GetData, Some("/meltemi/node".to_owned()))
+    );
     assert_eq!(
         ops[5],
         (3, OpCode::GetChildren, Some("/meltemi/node".to_owned()))
     );
-    assert_eq!(ops[6], (4, OpCode::Delete, Some("/meltemi/node".to_owned())));
+    assert_eq!(
+        ops[6],
+        (4, OpCode::Delete, Some("/meltemi/node".to_owned()))
+    );
     assert_eq!(ops.last().unwrap(), &(20, OpCode::CloseSession, None));
     let resp_bytes = data("conn2.s2c.bin");
     let resp = responses(&resp_bytes);
@@ -367,7 +373,10 @@ fn conn3_old_client_set_watches_and_unknown_opcode() {
     // Unknown opcodes are data; the real server logged "unknown type 999" and sent nothing.
     match r[3] {
         Request::Op(o) => {
-            assert_eq!((o.xid, o.op, o.target), (7, OpCode::Unknown(999), Target::None));
+            assert_eq!(
+                (o.xid, o.op, o.target),
+                (7, OpCode::Unknown(999), Target::None)
+            );
             assert_eq!(o.op.as_str(), "unknown");
         }
         _ => panic!(),
@@ -395,7 +404,10 @@ fn conn3_old_client_set_watches_and_unknown_opcode() {
     );
     for x in &s[2..] {
         let y = reply(x);
-        assert_eq!((y.xid, y.zxid, y.err, y.kind), (-8, 0x1d, ErrorCode::Ok, ReplyKind::SetWatches));
+        assert_eq!(
+            (y.xid, y.zxid, y.err, y.kind),
+            (-8, 0x1d, ErrorCode::Ok, ReplyKind::SetWatches)
+        );
     }
 }
 
@@ -456,7 +468,11 @@ fn all_frames() -> Vec<(Vec<u8>, bool, Phase)> {
         for (dir, req) in [("c2s", true), ("s2c", false)] {
             let s = data(&format!("conn{n}.{dir}.bin"));
             for (i, (off, used)) in frames_of(&s, req).into_iter().enumerate() {
-                let phase = if i == 0 { Phase::Handshake } else { Phase::Session };
+                let phase = if i == 0 {
+                    Phase::Handshake
+                } else {
+                    Phase::Session
+                };
                 out.push((s[off..off + used].to_vec(), req, phase));
             }
         }
@@ -482,7 +498,14 @@ fn show_req(r: &Request<'_>) -> String {
 
 fn show_resp(r: &Response<'_>) -> String {
     match r {
-        Response::Reply(y) => format!("{} {} {:?} {:?} {}", y.xid, y.zxid, y.err, y.kind, sum(y.body)),
+        Response::Reply(y) => format!(
+            "{} {} {:?} {:?} {}",
+            y.xid,
+            y.zxid,
+            y.err,
+            y.kind,
+            sum(y.body)
+        ),
         other => format!("{other:?}"),
     }
 }
@@ -531,7 +554,9 @@ fn every_prefix_needs_more() {
                 other => panic!("prefix {k} of {} decoded: {other:?}", f.len()),
             }
         }
-        assert!(matches!(decode(&f, req, phase, &L).unwrap(), Decoded::Frame { used, .. } if used == f.len()));
+        assert!(
+            matches!(decode(&f, req, phase, &L).unwrap(), Decoded::Frame { used, .. } if used == f.len())
+        );
     }
 }
 
@@ -607,7 +632,11 @@ fn split_at_every_point() {
             };
             points.push(s.len());
             for k in points {
-                assert_eq!(split_decode(&s, req, k), whole, "conn{n}.{dir} split at {k}");
+                assert_eq!(
+                    split_decode(&s, req, k),
+                    whole,
+                    "conn{n}.{dir} split at {k}"
+                );
             }
         }
     }
@@ -616,8 +645,8 @@ fn split_at_every_point() {
 #[test]
 fn error_reply_round_trips() {
     let codes = [
-        0, -1, -2, -3, -4, -5, -6, -7, -8, -12, -13, -14, -100, -101, -102, -103, -108, -110,
-        -111, -112, -113, -114, -115, -118, -119, -120, -121, -122, -123, -124, -125, -127, -999,
+        0, -1, -2, -3, -4, -5, -6, -7, -8, -12, -13, -14, -100, -101, -102, -103, -108, -110, -111,
+        -112, -113, -114, -115, -118, -119, -120, -121, -122, -123, -124, -125, -127, -999,
     ];
     for (i, &c) in codes.iter().enumerate() {
         let err = ErrorCode::from_i32(c);
@@ -718,10 +747,7 @@ fn malformed_inputs() {
     );
     // A null path decodes as "".
     let null_path = req_frame(1, 4, &(-1i32).to_be_bytes());
-    let (f, _) = decode_request(&null_path, s, &L)
-        .unwrap()
-        .frame()
-        .unwrap();
+    let (f, _) = decode_request(&null_path, s, &L).unwrap().frame().unwrap();
     assert!(matches!(f, Request::Op(o) if o.path() == Some("")));
     // Not UTF-8.
     assert_eq!(
@@ -823,7 +849,10 @@ fn limits_are_enforced_as_soon_as_the_length_is_known() {
         max_frame: f.len(),
         max_depth: 1,
     };
-    assert!(decode_request(&f, Phase::Session, &fits).unwrap().frame().is_some());
+    assert!(decode_request(&f, Phase::Session, &fits)
+        .unwrap()
+        .frame()
+        .is_some());
     let small = Limits {
         max_frame: f.len() - 1,
         max_depth: 1,
@@ -865,12 +894,21 @@ fn connection_phases() {
     let q = data("conn1.c2s.bin");
     let a = data("conn1.s2c.bin");
     let mut c = Connection::new();
-    assert_eq!((c.request_phase(), c.response_phase()), (Phase::Handshake, Phase::Handshake));
+    assert_eq!(
+        (c.request_phase(), c.response_phase()),
+        (Phase::Handshake, Phase::Handshake)
+    );
     // A partial handshake does not advance the phase.
-    assert!(matches!(c.decode_request(&q[..10], &L).unwrap(), Decoded::NeedMore(Need::Exact(49))));
+    assert!(matches!(
+        c.decode_request(&q[..10], &L).unwrap(),
+        Decoded::NeedMore(Need::Exact(49))
+    ));
     assert_eq!(c.request_phase(), Phase::Handshake);
     c.decode_request(&q, &L).unwrap();
-    assert_eq!((c.request_phase(), c.response_phase()), (Phase::Session, Phase::Handshake));
+    assert_eq!(
+        (c.request_phase(), c.response_phase()),
+        (Phase::Session, Phase::Handshake)
+    );
     c.decode_response(&a, &L).unwrap();
     assert_eq!(c, Connection::in_session());
 }

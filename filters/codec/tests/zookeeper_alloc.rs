@@ -13,7 +13,7 @@
 #![allow(unexpected_cfgs)]
 #![cfg(meltemi_alloc_tests)]
 
-use meltemi_codec::zookeeper::{Connection, Request, Response, ReplyKind};
+use meltemi_codec::zookeeper::{Connection, ReplyKind, Request, Response};
 use meltemi_codec::{Decoded, Limits};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,7 +40,11 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/testdata/zookeeper/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/testdata/zookeeper/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]
