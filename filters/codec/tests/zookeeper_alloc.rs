@@ -1,0 +1,104 @@
+//! Proves the ZooKeeper decode path does not allocate: a counting global allocator around
+//! decoding every captured frame (and iterating multi sub-operations).
+//!
+//! A `GlobalAlloc` impl is `unsafe`, and the workspace forbids `unsafe_code` in every target, so
+//! this test is compiled only when asked for:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg meltemi_alloc_tests --cap-lints=warn" \
+//!     cargo test -p meltemi-codec --test zookeeper_alloc
+//! ```
+//!
+//! (Until the workspace lets test targets use `unsafe` or gives them a counting allocator.)
+#![allow(unexpected_cfgs)]
+#![cfg(meltemi_alloc_tests)]
+
+use meltemi_codec::zookeeper::{Connection, ReplyKind, Request, Response};
+use meltemi_codec::{Decoded, Limits};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/testdata/zookeeper/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn decode_does_not_allocate() {
+    let l = Limits::default();
+    let streams: Vec<(Vec<u8>, bool)> = (1..=3)
+        .flat_map(|n| {
+            [
+                (data(&format!("conn{n}.c2s.bin")), true),
+                (data(&format!("conn{n}.s2c.bin")), false),
+            ]
+        })
+        .collect();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let mut frames = 0usize;
+    let mut sink = 0usize;
+    for (s, req) in &streams {
+        let mut c = Connection::new();
+        let mut rest = &s[..];
+        while !rest.is_empty() {
+            let used = if *req {
+                match c.decode_request(rest, &l).unwrap() {
+                    Decoded::Frame { frame, used } => {
+                        if let Request::Op(o) = frame {
+                            sink += o.path().map_or(0, str::len);
+                            if let Some(m) = o.multi() {
+                                sink += m.map(|x| x.path.map_or(0, str::len)).sum::<usize>();
+                            }
+                        }
+                        used
+                    }
+                    Decoded::NeedMore(_) => unreachable!(),
+                }
+            } else {
+                match c.decode_response(rest, &l).unwrap() {
+                    Decoded::Frame { frame, used } => {
+                        if let Response::Reply(r) = frame {
+                            if let ReplyKind::Watch(e) = r.kind {
+                                sink += e.path.len();
+                            }
+                        }
+                        used
+                    }
+                    Decoded::NeedMore(_) => unreachable!(),
+                }
+            };
+            frames += 1;
+            rest = &rest[used..];
+        }
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "decode allocated");
+    assert!(frames > 100 && sink > 0);
+    // The counter does count.
+    let v: Vec<u8> = Vec::with_capacity(frames);
+    assert!(ALLOCS.load(Ordering::Relaxed) > after && v.capacity() >= frames);
+}
