@@ -126,6 +126,10 @@ pub struct ServiceRoutes {
     #[prost(message, repeated, tag = "2")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// Shared by every request of the service, checked before the routes.
+    #[prost(message, optional, tag = "3")]
+    #[serde(alias = "rate_limit", skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<LocalRateLimit>,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
@@ -657,6 +661,9 @@ impl Validator<'_> {
                     format!("service {key:?} listed twice"),
                 );
             }
+            if let Some(rl) = &s.rate_limit {
+                self.rate_limit(&format!("{sp}.rateLimit"), rl);
+            }
             let mut route_names = std::collections::BTreeSet::new();
             for (j, r) in s.routes.iter().enumerate() {
                 let rp = format!("{sp}.routes[{j}]");
@@ -676,24 +683,7 @@ impl Validator<'_> {
                     Some(a) => self.action(&format!("{rp}.action"), a),
                 }
                 if let Some(rl) = &r.rate_limit {
-                    let lp = format!("{rp}.rateLimit");
-                    if rl.token_bucket.is_none() && rl.conditions.is_empty() {
-                        self.err(&lp, "needs a tokenBucket or conditions");
-                    }
-                    if let Some(b) = &rl.token_bucket {
-                        self.bucket(&format!("{lp}.tokenBucket"), b);
-                    }
-                    for (k, c) in rl.conditions.iter().enumerate() {
-                        let cp = format!("{lp}.conditions[{k}]");
-                        match &c.r#match {
-                            None => self.err(format!("{cp}.match"), "required"),
-                            Some(m) => self.route_match(&format!("{cp}.match"), m),
-                        }
-                        match &c.token_bucket {
-                            None => self.err(format!("{cp}.tokenBucket"), "required"),
-                            Some(b) => self.bucket(&format!("{cp}.tokenBucket"), b),
-                        }
-                    }
+                    self.rate_limit(&format!("{rp}.rateLimit"), rl);
                 }
                 if let Some(m) = &r.mirror {
                     if m.cluster.is_empty() {
@@ -776,6 +766,26 @@ impl Validator<'_> {
         }
     }
 
+    fn rate_limit(&mut self, lp: &str, rl: &LocalRateLimit) {
+        if rl.token_bucket.is_none() && rl.conditions.is_empty() {
+            self.err(lp, "needs a tokenBucket or conditions");
+        }
+        if let Some(b) = &rl.token_bucket {
+            self.bucket(&format!("{lp}.tokenBucket"), b);
+        }
+        for (k, c) in rl.conditions.iter().enumerate() {
+            let cp = format!("{lp}.conditions[{k}]");
+            match &c.r#match {
+                None => self.err(format!("{cp}.match"), "required"),
+                Some(m) => self.route_match(&format!("{cp}.match"), m),
+            }
+            match &c.token_bucket {
+                None => self.err(format!("{cp}.tokenBucket"), "required"),
+                Some(b) => self.bucket(&format!("{cp}.tokenBucket"), b),
+            }
+        }
+    }
+
     fn bucket(&mut self, path: &str, b: &TokenBucket) {
         if b.max_tokens == 0 {
             self.err(format!("{path}.maxTokens"), "must be > 0");
@@ -849,6 +859,7 @@ mod tests {
                             ..Default::default()
                         },
                     ],
+                    rate_limit: None,
                 }],
             }),
             route_discovery: None,
