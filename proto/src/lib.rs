@@ -1,1 +1,954 @@
-//! Configuration schema (in progress).
+//! The Meltemi filter configuration: the one schema written by the controller and read by both
+//! data-plane artifacts (the proxy-wasm filter and the Envoy dynamic module).
+//!
+//! The schema is `meltemi/config/v1/config.proto` (kept beside this crate as the reference and
+//! documentation). The Rust types here are hand-written `prost` messages rather than `prost-build`
+//! output: no `protoc` exists on the build machines and a pure-Rust `.proto` compiler in `build.rs`
+//! would be compiled by every filter build. `tests/schema_agrees.rs` compiles the `.proto` with
+//! `protox` and proves both agree (field numbers, wire types, proto3 JSON names).
+//!
+//! Two encodings are supported:
+//! - JSON, as the proto3 JSON mapping writes it (lowerCamelCase names, enums as their value name,
+//!   `uint64` as a string); snake_case field names, upper-case enum names and `uint64` numbers are
+//!   accepted too. Unknown fields are refused, so a typo never passes silently.
+//! - binary protobuf (`prost::Message::encode`/`decode`).
+//!
+//! [`validate`] checks everything that does not need a regex engine and reports each problem with
+//! its field path; [`validate_with`] also runs a caller-supplied regex syntax check (the controller
+//! and the engine each own one; this crate stays `prost` + `serde` only and builds for
+//! `wasm32-wasip1`).
+//!
+//! What this crate does not do: compile routes into a matcher, evaluate them, or know about Envoy.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Package of the schema, as in the `.proto`.
+pub const PACKAGE: &str = "meltemi.config.v1";
+
+/// The schema source, for documentation and tests.
+pub const PROTO_SOURCE: &str = include_str!("../meltemi/config/v1/config.proto");
+
+/// Configuration of one filter instance: one protocol on one listener (service port).
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Config {
+    /// Protocol spoken on the connection ([`Protocol`]). Required.
+    #[prost(enumeration = "Protocol", tag = "1")]
+    #[serde(with = "protocol_json")]
+    pub protocol: i32,
+    /// Prefix of the filter's own metric names. Required; `[A-Za-z0-9_.-]`.
+    #[prost(string, tag = "2")]
+    #[serde(alias = "stat_prefix", skip_serializing_if = "String::is_empty")]
+    pub stat_prefix: String,
+    #[prost(message, optional, tag = "3")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observe: Option<Observe>,
+    /// Per-request routing (Dubbo and Thrift, dynamic module only). Absent: observe only.
+    #[prost(message, optional, tag = "4")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes: Option<RouteTable>,
+    /// Where newer route tables are fetched from without a listener update.
+    #[prost(message, optional, tag = "5")]
+    #[serde(alias = "route_discovery", skip_serializing_if = "Option::is_none")]
+    pub route_discovery: Option<RouteDiscovery>,
+}
+
+/// Protocol of a listener. JSON: `"dubbo"`, `"thrift"`, ... (upper case accepted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum Protocol {
+    Unspecified = 0,
+    Dubbo = 1,
+    Thrift = 2,
+    Kafka = 3,
+    Zookeeper = 4,
+    Redis = 5,
+}
+
+/// What a filter does with bytes that do not frame as the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum OnDecodeError {
+    /// Default: close.
+    Unspecified = 0,
+    /// Close the connection and count the error.
+    Close = 1,
+    /// Stop decoding this connection and pass its bytes through untouched.
+    Passthrough = 2,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Observe {
+    /// One access log line per request/response pair.
+    #[prost(bool, tag = "1")]
+    #[serde(alias = "access_log", skip_serializing_if = "is_false")]
+    pub access_log: bool,
+    /// [`OnDecodeError`].
+    #[prost(enumeration = "OnDecodeError", tag = "2")]
+    #[serde(
+        alias = "on_decode_error",
+        with = "on_decode_error_json",
+        skip_serializing_if = "is_zero_i32"
+    )]
+    pub on_decode_error: i32,
+    /// Largest frame accepted; 0 = the codec's default.
+    #[prost(uint32, tag = "3")]
+    #[serde(alias = "max_frame_bytes", skip_serializing_if = "is_zero_u32")]
+    pub max_frame_bytes: u32,
+}
+
+/// A versioned, complete set of routes for one listener.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RouteTable {
+    /// Monotonic; a filter replaces its table only by a higher version.
+    #[prost(uint64, tag = "1")]
+    #[serde(with = "u64_json", skip_serializing_if = "is_zero_u64")]
+    pub version: u64,
+    #[prost(message, repeated, tag = "2")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceRoutes>,
+}
+
+/// Routes of one RPC service (Dubbo interface, Thrift service) or `"*"` for any.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ServiceRoutes {
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Ordered; first match decides. No match: the connection's primary cluster.
+    #[prost(message, repeated, tag = "2")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+    /// Shared by every request of the service, checked before the routes.
+    #[prost(message, optional, tag = "3")]
+    #[serde(alias = "rate_limit", skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<LocalRateLimit>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Route {
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Absent: matches every request.
+    #[prost(message, optional, tag = "2")]
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<RouteMatch>,
+    #[prost(message, optional, tag = "3")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<RouteAction>,
+    #[prost(message, optional, tag = "4")]
+    #[serde(alias = "rate_limit", skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<LocalRateLimit>,
+    #[prost(message, optional, tag = "5")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+    /// 0 = none.
+    #[prost(uint32, tag = "6")]
+    #[serde(alias = "timeout_ms", skip_serializing_if = "is_zero_u32")]
+    pub timeout_ms: u32,
+    #[prost(message, optional, tag = "7")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// All given conditions must hold.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RouteMatch {
+    #[prost(message, optional, tag = "1")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<StringMatch>,
+    /// Dubbo attachments (and `version`/`group`), Thrift THeader headers. Missing never matches.
+    #[prost(btree_map = "string, message", tag = "2")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, StringMatch>,
+}
+
+/// JSON: exactly one of `{"exact": s}`, `{"prefix": s}`, `{"regex": s}`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StringMatch {
+    #[prost(oneof = "string_match::Kind", tags = "1, 2, 3")]
+    pub kind: Option<string_match::Kind>,
+}
+
+pub mod string_match {
+    /// The oneof of [`super::StringMatch`].
+    #[derive(Clone, PartialEq, Eq, prost::Oneof)]
+    pub enum Kind {
+        #[prost(string, tag = "1")]
+        Exact(String),
+        #[prost(string, tag = "2")]
+        Prefix(String),
+        /// RE2 syntax, whole-string match.
+        #[prost(string, tag = "3")]
+        Regex(String),
+    }
+}
+
+impl StringMatch {
+    pub fn exact(s: impl Into<String>) -> Self {
+        Self {
+            kind: Some(string_match::Kind::Exact(s.into())),
+        }
+    }
+    pub fn prefix(s: impl Into<String>) -> Self {
+        Self {
+            kind: Some(string_match::Kind::Prefix(s.into())),
+        }
+    }
+    pub fn regex(s: impl Into<String>) -> Self {
+        Self {
+            kind: Some(string_match::Kind::Regex(s.into())),
+        }
+    }
+}
+
+impl Serialize for StringMatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        use string_match::Kind;
+        let mut m = s.serialize_map(Some(usize::from(self.kind.is_some())))?;
+        match &self.kind {
+            Some(Kind::Exact(v)) => m.serialize_entry("exact", v)?,
+            Some(Kind::Prefix(v)) => m.serialize_entry("prefix", v)?,
+            Some(Kind::Regex(v)) => m.serialize_entry("regex", v)?,
+            None => {}
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for StringMatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use string_match::Kind;
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        let mut kind = None;
+        for (k, v) in map {
+            if kind.is_some() {
+                return Err(D::Error::custom(
+                    "string match takes exactly one of exact, prefix, regex",
+                ));
+            }
+            kind = Some(match k.as_str() {
+                "exact" => Kind::Exact(v),
+                "prefix" => Kind::Prefix(v),
+                "regex" => Kind::Regex(v),
+                other => {
+                    return Err(D::Error::unknown_field(
+                        other,
+                        &["exact", "prefix", "regex"],
+                    ));
+                }
+            });
+        }
+        Ok(Self { kind })
+    }
+}
+
+/// Exactly one of `cluster` and `weighted_clusters`.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RouteAction {
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    /// Relative weights, decided per request.
+    #[prost(message, repeated, tag = "2")]
+    #[serde(alias = "weighted_clusters", skip_serializing_if = "Vec::is_empty")]
+    pub weighted_clusters: Vec<WeightedCluster>,
+}
+
+impl RouteAction {
+    pub fn cluster(c: impl Into<String>) -> Self {
+        Self {
+            cluster: c.into(),
+            weighted_clusters: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct WeightedCluster {
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[prost(uint32, tag = "2")]
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub weight: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LocalRateLimit {
+    /// Bucket for requests that match no condition. Absent: only the conditions limit.
+    #[prost(message, optional, tag = "1")]
+    #[serde(alias = "token_bucket", skip_serializing_if = "Option::is_none")]
+    pub token_bucket: Option<TokenBucket>,
+    /// First matching condition wins.
+    #[prost(message, repeated, tag = "2")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<RateLimitCondition>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RateLimitCondition {
+    #[prost(message, optional, tag = "1")]
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<RouteMatch>,
+    #[prost(message, optional, tag = "2")]
+    #[serde(alias = "token_bucket", skip_serializing_if = "Option::is_none")]
+    pub token_bucket: Option<TokenBucket>,
+}
+
+/// Starts full; gains `tokens_per_fill` (0 = 1) every `fill_interval_ms`, capped at `max_tokens`.
+#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct TokenBucket {
+    #[prost(uint32, tag = "1")]
+    #[serde(alias = "max_tokens", skip_serializing_if = "is_zero_u32")]
+    pub max_tokens: u32,
+    #[prost(uint32, tag = "2")]
+    #[serde(alias = "tokens_per_fill", skip_serializing_if = "is_zero_u32")]
+    pub tokens_per_fill: u32,
+    #[prost(uint32, tag = "3")]
+    #[serde(alias = "fill_interval_ms", skip_serializing_if = "is_zero_u32")]
+    pub fill_interval_ms: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Mirror {
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    /// 0..=100; 0 mirrors nothing.
+    #[prost(double, tag = "2")]
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub percent: f64,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Additional attempts after the first, 0..=5.
+    #[prost(uint32, tag = "1")]
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub attempts: u32,
+    /// Only these methods are retried; empty = none.
+    #[prost(string, repeated, tag = "2")]
+    #[serde(alias = "idempotent_methods", skip_serializing_if = "Vec::is_empty")]
+    pub idempotent_methods: Vec<String>,
+}
+
+/// `GET path` on `cluster` every `refresh_interval_ms` answers a [`RouteTable`] as JSON.
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RouteDiscovery {
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[prost(string, tag = "2")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// 0 = [`RouteDiscovery::DEFAULT_REFRESH_MS`].
+    #[prost(uint32, tag = "3")]
+    #[serde(alias = "refresh_interval_ms", skip_serializing_if = "is_zero_u32")]
+    pub refresh_interval_ms: u32,
+}
+
+impl RouteDiscovery {
+    pub const DEFAULT_REFRESH_MS: u32 = 5000;
+}
+
+impl Config {
+    /// Parses the JSON form (proto3 JSON mapping; see the crate docs). Does not validate.
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+
+    /// The canonical JSON form (lowerCamelCase, defaults omitted).
+    pub fn to_json(&self) -> String {
+        // Serializing these plain data types cannot fail (string map keys, finite or not floats
+        // become null at worst).
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl RouteTable {
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+macro_rules! json_enum {
+    ($module:ident, $ty:ident, [$($var:ident => $name:literal),* $(,)?]) => {
+        impl $ty {
+            /// The value's name in the `.proto` (and in JSON).
+            pub fn as_str_name(self) -> &'static str {
+                match self { $($ty::$var => $name),* }
+            }
+            /// Parses a value name, ignoring ASCII case.
+            pub fn from_str_name(s: &str) -> Option<Self> {
+                $(if s.eq_ignore_ascii_case($name) { return Some($ty::$var); })*
+                None
+            }
+        }
+
+        mod $module {
+            use super::$ty;
+            use serde::de::{self, Visitor};
+            use std::fmt;
+
+            pub fn serialize<S: serde::Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+                match $ty::try_from(*v) {
+                    Ok(e) => s.serialize_str(e.as_str_name()),
+                    Err(_) => s.serialize_i32(*v),
+                }
+            }
+
+            pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = i32;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str(concat!("a ", stringify!($ty), " name or number"))
+                    }
+                    fn visit_str<E: de::Error>(self, s: &str) -> Result<i32, E> {
+                        $ty::from_str_name(s)
+                            .map(|e| e as i32)
+                            .ok_or_else(|| E::unknown_variant(s, &[$($name),*]))
+                    }
+                    fn visit_i64<E: de::Error>(self, n: i64) -> Result<i32, E> {
+                        i32::try_from(n).map_err(|_| E::custom("enum number out of range"))
+                    }
+                    fn visit_u64<E: de::Error>(self, n: u64) -> Result<i32, E> {
+                        i32::try_from(n).map_err(|_| E::custom("enum number out of range"))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+json_enum!(protocol_json, Protocol, [
+    Unspecified => "PROTOCOL_UNSPECIFIED",
+    Dubbo => "dubbo",
+    Thrift => "thrift",
+    Kafka => "kafka",
+    Zookeeper => "zookeeper",
+    Redis => "redis",
+]);
+
+json_enum!(on_decode_error_json, OnDecodeError, [
+    Unspecified => "ON_DECODE_ERROR_UNSPECIFIED",
+    Close => "close",
+    Passthrough => "passthrough",
+]);
+
+/// proto3 JSON writes 64-bit integers as strings; numbers are accepted too.
+mod u64_json {
+    use serde::de::{self, Visitor};
+    use std::fmt;
+
+    pub fn serialize<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = u64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an unsigned 64-bit integer (number or decimal string)")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+                Ok(n)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+                u64::try_from(n).map_err(|_| E::custom("negative version"))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
+                s.parse().map_err(|_| E::custom("not a decimal u64"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_zero_i32(v: &i32) -> bool {
+    *v == 0
+}
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// One problem in a [`Config`], with the JSON field path (e.g. `routes.services[0].routes[2].action`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Largest number of retries a route may ask for.
+pub const MAX_RETRY_ATTEMPTS: u32 = 5;
+
+/// Checks a config; every problem is reported, with its field path. Regexes are not compiled here
+/// (see [`validate_with`]).
+pub fn validate(cfg: &Config) -> Result<(), Vec<ConfigError>> {
+    validate_with(cfg, &|_| Ok(()))
+}
+
+/// [`validate`], plus `check_regex` on every regex (returns the engine's message on failure).
+pub fn validate_with(
+    cfg: &Config,
+    check_regex: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<(), Vec<ConfigError>> {
+    let mut v = Validator {
+        errors: Vec::new(),
+        check_regex,
+    };
+    v.config(cfg);
+    if v.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(v.errors)
+    }
+}
+
+/// Checks a route table on its own (as fetched by route discovery).
+pub fn validate_route_table(
+    table: &RouteTable,
+    check_regex: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<(), Vec<ConfigError>> {
+    let mut v = Validator {
+        errors: Vec::new(),
+        check_regex,
+    };
+    v.route_table("routes", table);
+    if v.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(v.errors)
+    }
+}
+
+struct Validator<'a> {
+    errors: Vec<ConfigError>,
+    check_regex: &'a dyn Fn(&str) -> Result<(), String>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, cfg: &Config) {
+        let protocol = match Protocol::try_from(cfg.protocol) {
+            Ok(Protocol::Unspecified) => {
+                self.err(
+                    "protocol",
+                    "required (dubbo, thrift, kafka, zookeeper, redis)",
+                );
+                None
+            }
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.err(
+                    "protocol",
+                    format!("unknown protocol number {}", cfg.protocol),
+                );
+                None
+            }
+        };
+        if cfg.stat_prefix.is_empty() {
+            self.err("statPrefix", "required");
+        } else if !cfg
+            .stat_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            self.err(
+                "statPrefix",
+                format!("{:?} may contain only [A-Za-z0-9_.-]", cfg.stat_prefix),
+            );
+        }
+        if let Some(o) = &cfg.observe {
+            if OnDecodeError::try_from(o.on_decode_error).is_err() {
+                self.err(
+                    "observe.onDecodeError",
+                    format!("unknown value {}", o.on_decode_error),
+                );
+            }
+        }
+        if let Some(t) = &cfg.routes {
+            if let Some(p) = protocol {
+                if !matches!(p, Protocol::Dubbo | Protocol::Thrift) {
+                    self.err(
+                        "routes",
+                        format!(
+                            "per-request routing exists for dubbo and thrift, not {}",
+                            p.as_str_name()
+                        ),
+                    );
+                }
+            }
+            self.route_table("routes", t);
+        }
+        if let Some(d) = &cfg.route_discovery {
+            if cfg.routes.is_none() {
+                self.err(
+                    "routeDiscovery",
+                    "needs an initial routes table (version 0 is fine)",
+                );
+            }
+            if d.cluster.is_empty() {
+                self.err("routeDiscovery.cluster", "required");
+            }
+            if !d.path.starts_with('/') {
+                self.err("routeDiscovery.path", "must start with '/'");
+            }
+        }
+    }
+
+    fn route_table(&mut self, path: &str, t: &RouteTable) {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in t.services.iter().enumerate() {
+            let sp = format!("{path}.services[{i}]");
+            let key = if s.name.is_empty() {
+                "*"
+            } else {
+                s.name.as_str()
+            };
+            if !names.insert(key) {
+                self.err(
+                    format!("{sp}.name"),
+                    format!("service {key:?} listed twice"),
+                );
+            }
+            if let Some(rl) = &s.rate_limit {
+                self.rate_limit(&format!("{sp}.rateLimit"), rl);
+            }
+            let mut route_names = std::collections::BTreeSet::new();
+            for (j, r) in s.routes.iter().enumerate() {
+                let rp = format!("{sp}.routes[{j}]");
+                if r.name.is_empty() {
+                    self.err(format!("{rp}.name"), "required");
+                } else if !route_names.insert(r.name.as_str()) {
+                    self.err(
+                        format!("{rp}.name"),
+                        format!("route {:?} listed twice", r.name),
+                    );
+                }
+                if let Some(m) = &r.r#match {
+                    self.route_match(&format!("{rp}.match"), m);
+                }
+                match &r.action {
+                    None => self.err(format!("{rp}.action"), "required"),
+                    Some(a) => self.action(&format!("{rp}.action"), a),
+                }
+                if let Some(rl) = &r.rate_limit {
+                    self.rate_limit(&format!("{rp}.rateLimit"), rl);
+                }
+                if let Some(m) = &r.mirror {
+                    if m.cluster.is_empty() {
+                        self.err(format!("{rp}.mirror.cluster"), "required");
+                    }
+                    if !(0.0..=100.0).contains(&m.percent) {
+                        self.err(
+                            format!("{rp}.mirror.percent"),
+                            format!("{} is not in 0..=100", m.percent),
+                        );
+                    }
+                }
+                if let Some(rt) = &r.retry {
+                    if rt.attempts > MAX_RETRY_ATTEMPTS {
+                        self.err(
+                            format!("{rp}.retry.attempts"),
+                            format!("{} is more than {MAX_RETRY_ATTEMPTS}", rt.attempts),
+                        );
+                    }
+                    if rt.attempts > 0 && rt.idempotent_methods.is_empty() {
+                        self.err(
+                            format!("{rp}.retry.idempotentMethods"),
+                            "retries apply only to listed idempotent methods; list at least one",
+                        );
+                    }
+                    for (k, m) in rt.idempotent_methods.iter().enumerate() {
+                        if m.is_empty() {
+                            self.err(
+                                format!("{rp}.retry.idempotentMethods[{k}]"),
+                                "empty method name",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn action(&mut self, path: &str, a: &RouteAction) {
+        match (a.cluster.is_empty(), a.weighted_clusters.is_empty()) {
+            (true, true) => self.err(path, "needs cluster or weightedClusters"),
+            (false, false) => self.err(path, "cluster and weightedClusters are exclusive"),
+            (false, true) => {}
+            (true, false) => {
+                let mut total: u64 = 0;
+                for (i, w) in a.weighted_clusters.iter().enumerate() {
+                    if w.cluster.is_empty() {
+                        self.err(format!("{path}.weightedClusters[{i}].cluster"), "required");
+                    }
+                    total += u64::from(w.weight);
+                }
+                if total == 0 {
+                    self.err(format!("{path}.weightedClusters"), "weights sum to 0");
+                }
+            }
+        }
+    }
+
+    fn route_match(&mut self, path: &str, m: &RouteMatch) {
+        if let Some(s) = &m.method {
+            self.string_match(&format!("{path}.method"), s);
+        }
+        for (k, s) in &m.attributes {
+            if k.is_empty() {
+                self.err(format!("{path}.attributes"), "empty attribute name");
+            }
+            self.string_match(&format!("{path}.attributes[{k:?}]"), s);
+        }
+    }
+
+    fn string_match(&mut self, path: &str, s: &StringMatch) {
+        match &s.kind {
+            None => self.err(path, "needs one of exact, prefix, regex"),
+            Some(string_match::Kind::Regex(r)) => {
+                if let Err(e) = (self.check_regex)(r) {
+                    self.err(format!("{path}.regex"), format!("invalid regex {r:?}: {e}"));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn rate_limit(&mut self, lp: &str, rl: &LocalRateLimit) {
+        if rl.token_bucket.is_none() && rl.conditions.is_empty() {
+            self.err(lp, "needs a tokenBucket or conditions");
+        }
+        if let Some(b) = &rl.token_bucket {
+            self.bucket(&format!("{lp}.tokenBucket"), b);
+        }
+        for (k, c) in rl.conditions.iter().enumerate() {
+            let cp = format!("{lp}.conditions[{k}]");
+            match &c.r#match {
+                None => self.err(format!("{cp}.match"), "required"),
+                Some(m) => self.route_match(&format!("{cp}.match"), m),
+            }
+            match &c.token_bucket {
+                None => self.err(format!("{cp}.tokenBucket"), "required"),
+                Some(b) => self.bucket(&format!("{cp}.tokenBucket"), b),
+            }
+        }
+    }
+
+    fn bucket(&mut self, path: &str, b: &TokenBucket) {
+        if b.max_tokens == 0 {
+            self.err(format!("{path}.maxTokens"), "must be > 0");
+        }
+        if b.fill_interval_ms == 0 {
+            self.err(format!("{path}.fillIntervalMs"), "must be > 0");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn sample() -> Config {
+        Config {
+            protocol: Protocol::Dubbo as i32,
+            stat_prefix: "outbound_20880_demo".into(),
+            observe: Some(Observe {
+                access_log: true,
+                on_decode_error: OnDecodeError::Passthrough as i32,
+                max_frame_bytes: 8 << 20,
+            }),
+            routes: Some(RouteTable {
+                version: 7,
+                services: vec![ServiceRoutes {
+                    name: "org.apache.dubbo.samples.basic.api.DemoService".into(),
+                    routes: vec![
+                        Route {
+                            name: "v2-by-header".into(),
+                            r#match: Some(RouteMatch {
+                                method: Some(StringMatch::prefix("say")),
+                                attributes: [("foo".to_string(), StringMatch::exact("bar"))].into(),
+                            }),
+                            action: Some(RouteAction::cluster("outbound|20880|v2|demo")),
+                            timeout_ms: 1500,
+                            retry: Some(RetryPolicy {
+                                attempts: 2,
+                                idempotent_methods: vec!["sayHello".into()],
+                            }),
+                            ..Default::default()
+                        },
+                        Route {
+                            name: "split".into(),
+                            action: Some(RouteAction {
+                                cluster: String::new(),
+                                weighted_clusters: vec![
+                                    WeightedCluster {
+                                        cluster: "a".into(),
+                                        weight: 90,
+                                    },
+                                    WeightedCluster {
+                                        cluster: "b".into(),
+                                        weight: 10,
+                                    },
+                                ],
+                            }),
+                            rate_limit: Some(LocalRateLimit {
+                                token_bucket: Some(TokenBucket {
+                                    max_tokens: 10,
+                                    tokens_per_fill: 10,
+                                    fill_interval_ms: 60_000,
+                                }),
+                                conditions: vec![],
+                            }),
+                            mirror: Some(Mirror {
+                                cluster: "m".into(),
+                                percent: 12.5,
+                            }),
+                            ..Default::default()
+                        },
+                    ],
+                    rate_limit: None,
+                }],
+            }),
+            route_discovery: None,
+        }
+    }
+
+    #[test]
+    fn json_round_trip_and_binary_round_trip() {
+        let c = sample();
+        assert_eq!(validate(&c), Ok(()));
+        let j = c.to_json();
+        assert!(j.contains(r#""protocol":"dubbo""#), "{j}");
+        assert!(j.contains(r#""version":"7""#), "{j}");
+        assert!(j.contains(r#""method":{"prefix":"say"}"#), "{j}");
+        assert_eq!(Config::from_json(&j).unwrap(), c);
+        let bytes = c.encode_to_vec();
+        assert_eq!(Config::decode(bytes.as_slice()).unwrap(), c);
+    }
+
+    #[test]
+    fn snake_case_upper_enums_and_numbers_accepted() {
+        let j = r#"{"protocol":"REDIS","stat_prefix":"r","observe":{"access_log":true,"on_decode_error":"PASSTHROUGH","max_frame_bytes":100}}"#;
+        let c = Config::from_json(j).unwrap();
+        assert_eq!(c.protocol(), Protocol::Redis);
+        assert_eq!(
+            c.observe.as_ref().unwrap().on_decode_error,
+            OnDecodeError::Passthrough as i32
+        );
+        let t = RouteTable::from_json(r#"{"version":42}"#).unwrap();
+        assert_eq!(t.version, 42);
+    }
+
+    #[test]
+    fn unknown_fields_and_double_string_match_refused() {
+        assert!(Config::from_json(r#"{"protocol":"redis","statPrefx":"x"}"#).is_err());
+        assert!(Config::from_json(r#"{"protocol":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<StringMatch>(r#"{"exact":"a","prefix":"b"}"#).is_err());
+    }
+
+    #[test]
+    fn every_problem_reported_with_its_path() {
+        let mut c = sample();
+        c.stat_prefix = "bad prefix".into();
+        let t = c.routes.as_mut().unwrap();
+        let s = &mut t.services[0];
+        s.routes[0].action = None;
+        s.routes[1].name = "v2-by-header".into();
+        s.routes[1].mirror.as_mut().unwrap().percent = 150.0;
+        s.routes[0].r#match.as_mut().unwrap().method = Some(StringMatch::regex("("));
+        s.routes[1]
+            .rate_limit
+            .as_mut()
+            .unwrap()
+            .token_bucket
+            .as_mut()
+            .unwrap()
+            .fill_interval_ms = 0;
+        let errs = validate_with(&c, &|r| {
+            if r == "(" {
+                Err("unclosed group".into())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "statPrefix",
+                "routes.services[0].routes[0].match.method.regex",
+                "routes.services[0].routes[0].action",
+                "routes.services[0].routes[1].name",
+                "routes.services[0].routes[1].rateLimit.tokenBucket.fillIntervalMs",
+                "routes.services[0].routes[1].mirror.percent",
+            ],
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn routing_refused_for_non_rpc_protocols() {
+        let c = Config {
+            protocol: Protocol::Redis as i32,
+            stat_prefix: "r".into(),
+            routes: Some(RouteTable::default()),
+            ..Default::default()
+        };
+        let errs = validate(&c).unwrap_err();
+        assert_eq!(errs[0].path, "routes");
+    }
+}

@@ -1,0 +1,251 @@
+//! What a render reads: Istio services, DestinationRules, our route CRDs, and settings. Loaded from
+//! the API server (`meltemi run`) or from YAML files (`render`/`bootstrap`/`validate -f DIR`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Service;
+use serde::de::DeserializeOwned;
+
+use crate::crd::{MetaRouter, RedisDestination, RedisService};
+use crate::istio::{DestinationRule, ServiceEntry};
+
+/// Which data-plane artifact a service gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AdapterChoice {
+    /// The dynamic module where a route object (MetaRouter) routes the service, the `.wasm`
+    /// elsewhere (observe only; works on any Istio >= 1.20).
+    #[default]
+    Auto,
+    /// Always the proxy-wasm filter (observe/policy; routing is not applied).
+    Wasm,
+    /// Always the dynamic module (istio-proxy >= 1.31).
+    Module,
+}
+
+/// Resolved per service port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Adapter {
+    Wasm,
+    Module,
+}
+
+/// Rendering settings (flags of the CLI, the controller's Deployment args).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where outbound EnvoyFilters go (Istio's root namespace applies them to every sidecar).
+    pub root_namespace: String,
+    pub adapter: AdapterChoice,
+    /// Path of the `.wasm` inside istio-proxy (or on the host for the bootstrap).
+    pub wasm_path: String,
+    /// Dynamic module name: Envoy loads `lib<name>.so` from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    pub module_name: String,
+    /// Also patch `virtualInbound` (server side, observe only).
+    pub inbound: bool,
+    /// Route tables come from the controller's route endpoint (no listener update on a route
+    /// change). `Some(cluster)`: the Envoy cluster of that endpoint.
+    pub route_discovery_cluster: Option<String>,
+    pub route_refresh_ms: u32,
+    pub access_log: bool,
+    /// Kubernetes cluster domain.
+    pub cluster_domain: String,
+    /// Namespace of manifests that name none (like `kubectl apply -n`).
+    pub default_namespace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            root_namespace: "istio-system".into(),
+            adapter: AdapterChoice::Auto,
+            wasm_path: "/var/local/lib/meltemi/meltemi_wasm.wasm".into(),
+            module_name: "meltemi".into(),
+            inbound: true,
+            route_discovery_cluster: None,
+            route_refresh_ms: 0,
+            access_log: false,
+            cluster_domain: "cluster.local".into(),
+            default_namespace: "default".into(),
+        }
+    }
+}
+
+/// Everything a render reads.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    pub service_entries: Vec<ServiceEntry>,
+    pub services: Vec<Service>,
+    pub destination_rules: Vec<DestinationRule>,
+    pub meta_routers: Vec<MetaRouter>,
+    pub redis_services: Vec<RedisService>,
+    pub redis_destinations: Vec<RedisDestination>,
+    pub settings: Settings,
+}
+
+/// A manifest problem: which file/document/object and which field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestError {
+    /// `file#doc` or `Kind namespace/name`.
+    pub object: String,
+    /// JSON path inside the object, e.g. `spec.routes[0].route[1].weight`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.object, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.object, self.path, self.message)
+        }
+    }
+}
+
+impl Inputs {
+    /// Loads every `*.yaml`/`*.yml`/`*.json` under `dir` (recursively, sorted). Objects of other
+    /// kinds are skipped; documents that fail to parse are reported, with the field path.
+    pub fn load_dir(
+        dir: &Path,
+        settings: Settings,
+    ) -> Result<(Inputs, Vec<ManifestError>), std::io::Error> {
+        let mut files = Vec::new();
+        collect_files(dir, &mut files)?;
+        let mut inputs = Inputs {
+            settings,
+            ..Default::default()
+        };
+        let mut errors = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file)?;
+            inputs.add_yaml(&file.display().to_string(), &text, &mut errors);
+        }
+        Ok((inputs, errors))
+    }
+
+    /// Adds the objects of one (multi-document) YAML text.
+    pub fn add_yaml(&mut self, origin: &str, text: &str, errors: &mut Vec<ManifestError>) {
+        use serde::Deserialize;
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let object = format!("{origin}#{}", i + 1);
+            let value = match serde_yaml::Value::deserialize(doc) {
+                Ok(serde_yaml::Value::Null) => continue,
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(ManifestError {
+                        object,
+                        path: String::new(),
+                        message: format!("not YAML: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let value: serde_json::Value = match serde_json::to_value(&value) {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(ManifestError {
+                        object,
+                        path: String::new(),
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            self.add_value(&object, value, errors);
+        }
+    }
+
+    fn add_value(
+        &mut self,
+        origin: &str,
+        value: serde_json::Value,
+        errors: &mut Vec<ManifestError>,
+    ) {
+        if value.get("kind").and_then(|k| k.as_str()) == Some("List") {
+            if let Some(items) = value.get("items").and_then(|i| i.as_array()) {
+                for (i, item) in items.iter().enumerate() {
+                    self.add_value(&format!("{origin}.items[{i}]"), item.clone(), errors);
+                }
+            }
+            return;
+        }
+        let api = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let group = api.split_once('/').map(|(g, _)| g).unwrap_or("");
+        let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
+        let default_ns = self.settings.default_namespace.clone();
+        let ns = value
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&default_ns)
+            .to_string();
+        let object = format!("{origin} ({kind} {ns}/{name})");
+        match (group, kind) {
+            ("networking.istio.io", "ServiceEntry") => {
+                push(&object, &ns, value, &mut self.service_entries, errors)
+            }
+            ("networking.istio.io", "DestinationRule") => {
+                push(&object, &ns, value, &mut self.destination_rules, errors)
+            }
+            ("", "Service") if api == "v1" => push(&object, &ns, value, &mut self.services, errors),
+            ("metaprotocol.aeraki.io", "MetaRouter") => {
+                push(&object, &ns, value, &mut self.meta_routers, errors)
+            }
+            ("redis.aeraki.io", "RedisService") => {
+                push(&object, &ns, value, &mut self.redis_services, errors)
+            }
+            ("redis.aeraki.io", "RedisDestination") => {
+                push(&object, &ns, value, &mut self.redis_destinations, errors)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Deserializes with the failing field's path; fills in the default namespace.
+fn push<T: DeserializeOwned>(
+    object: &str,
+    ns: &str,
+    mut value: serde_json::Value,
+    out: &mut Vec<T>,
+    errors: &mut Vec<ManifestError>,
+) {
+    if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.entry("namespace").or_insert_with(|| ns.into());
+    }
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => out.push(v),
+        Err(e) => errors.push(ManifestError {
+            object: object.to_string(),
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        }),
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if dir.is_file() {
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out)?;
+        } else if matches!(
+            p.extension().and_then(|x| x.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}

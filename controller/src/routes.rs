@@ -1,0 +1,438 @@
+//! Aeraki `MetaRouter` -> our route table (`meltemi_proto::ServiceRoutes`), with every problem
+//! reported against the MetaRouter's field path.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use meltemi_proto as pb;
+
+use crate::crd::{self, MetaRouter};
+use crate::model::{cluster_name, ServicePort};
+
+/// A problem in an input object. Errors stop that object from being rendered; warnings mean a part
+/// of it is accepted but not applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Problems {
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+impl Problems {
+    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+    pub fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// What the conversion needs to know about other services.
+#[derive(Debug, Default)]
+pub struct Catalog<'a> {
+    /// host -> its protocol ports.
+    pub ports: BTreeMap<&'a str, Vec<&'a ServicePort>>,
+    /// host -> subset names (DestinationRules).
+    pub subsets: BTreeMap<&'a str, BTreeSet<&'a str>>,
+}
+
+/// Parses a Go/protobuf-style duration (`1h2m3.5s`, `100ms`, `250us`) into whole milliseconds,
+/// rounding a non-zero sub-millisecond remainder up.
+pub fn parse_duration_ms(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total_ns: f64 = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(format!("{s:?}: expected a number"));
+        }
+        let n: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("{s:?}: bad number"))?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3.6e12,
+            "m" => 6e10,
+            "s" => 1e9,
+            "ms" => 1e6,
+            "us" | "µs" => 1e3,
+            "ns" => 1.0,
+            "" => return Err(format!("{s:?}: missing unit (h, m, s, ms, us, ns)")),
+            u => return Err(format!("{s:?}: unknown unit {u:?}")),
+        };
+        rest = &rest[unit_len..];
+        total_ns += n * scale;
+    }
+    let ms = (total_ns / 1e6).ceil();
+    if ms > f64::from(u32::MAX) {
+        return Err(format!("{s:?}: too long"));
+    }
+    Ok(ms as u32)
+}
+
+pub fn check_regex(r: &str) -> Result<(), String> {
+    regex::Regex::new(&format!("^(?:{r})$"))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn string_match(path: &str, m: &crd::StringMatch, p: &mut Problems) -> Option<pb::StringMatch> {
+    let set = [&m.exact, &m.prefix, &m.regex]
+        .iter()
+        .filter(|x| x.is_some())
+        .count();
+    if set != 1 {
+        p.error(path, "needs exactly one of exact, prefix, regex");
+        return None;
+    }
+    if let Some(r) = &m.regex {
+        if let Err(e) = check_regex(r) {
+            p.error(format!("{path}.regex"), format!("invalid regex: {e}"));
+            return None;
+        }
+        return Some(pb::StringMatch::regex(r));
+    }
+    m.exact
+        .as_ref()
+        .map(pb::StringMatch::exact)
+        .or_else(|| m.prefix.as_ref().map(pb::StringMatch::prefix))
+}
+
+/// Aeraki's match puts the method among the attributes; ours has a field for it.
+fn route_match(path: &str, m: &crd::MetaRouteMatch, p: &mut Problems) -> pb::RouteMatch {
+    let mut out = pb::RouteMatch::default();
+    for (k, v) in &m.attributes {
+        let ap = format!("{path}.attributes.{k}");
+        if k.is_empty() {
+            p.error(&ap, "empty attribute name");
+            continue;
+        }
+        let Some(sm) = string_match(&ap, v, p) else {
+            continue;
+        };
+        if k == "method" {
+            out.method = Some(sm);
+        } else {
+            out.attributes.insert(k.clone(), sm);
+        }
+    }
+    out
+}
+
+fn bucket(path: &str, b: &crd::TokenBucket, p: &mut Problems) -> Option<pb::TokenBucket> {
+    let fill = match parse_duration_ms(&b.fill_interval) {
+        Ok(0) => {
+            p.error(format!("{path}.fillInterval"), "must be > 0");
+            return None;
+        }
+        Ok(ms) => ms,
+        Err(e) => {
+            p.error(format!("{path}.fillInterval"), e);
+            return None;
+        }
+    };
+    if b.max_tokens == 0 {
+        p.error(format!("{path}.maxTokens"), "must be > 0");
+        return None;
+    }
+    Some(pb::TokenBucket {
+        max_tokens: b.max_tokens,
+        tokens_per_fill: b.tokens_per_fill.unwrap_or(1),
+        fill_interval_ms: fill,
+    })
+}
+
+fn rate_limit(path: &str, l: &crd::LocalRateLimit, p: &mut Problems) -> Option<pb::LocalRateLimit> {
+    let token_bucket = l
+        .token_bucket
+        .as_ref()
+        .and_then(|b| bucket(&format!("{path}.tokenBucket"), b, p));
+    let mut conditions = Vec::new();
+    for (i, c) in l.conditions.iter().enumerate() {
+        let cp = format!("{path}.conditions[{i}]");
+        let m = c
+            .match_
+            .as_ref()
+            .map(|m| route_match(&format!("{cp}.match"), m, p))
+            .unwrap_or_default();
+        if let Some(b) = bucket(&format!("{cp}.tokenBucket"), &c.token_bucket, p) {
+            conditions.push(pb::RateLimitCondition {
+                r#match: Some(m),
+                token_bucket: Some(b),
+            });
+        }
+    }
+    if token_bucket.is_none() && conditions.is_empty() {
+        if l.token_bucket.is_none() && l.conditions.is_empty() {
+            p.error(path, "needs tokenBucket or conditions");
+        }
+        return None;
+    }
+    Some(pb::LocalRateLimit {
+        token_bucket,
+        conditions,
+    })
+}
+
+/// The Istio cluster of a destination seen from service port `sp`.
+fn destination_cluster(
+    path: &str,
+    d: &crd::Destination,
+    sp: &ServicePort,
+    cat: &Catalog<'_>,
+    p: &mut Problems,
+) -> Option<String> {
+    let port = if let Some(n) = d.port.as_ref().and_then(|x| x.number) {
+        n
+    } else if d.host == sp.host {
+        sp.port
+    } else {
+        match cat.ports.get(d.host.as_str()).map(|v| v.as_slice()) {
+            Some([only]) => only.port,
+            Some([]) | None => {
+                p.error(
+                    format!("{path}.host"),
+                    format!(
+                        "no ServiceEntry/Service with a protocol port for host {:?}",
+                        d.host
+                    ),
+                );
+                return None;
+            }
+            Some(_) => {
+                p.error(
+                    format!("{path}.port.number"),
+                    format!("host {:?} has several protocol ports; name one", d.host),
+                );
+                return None;
+            }
+        }
+    };
+    let subset = d.subset.as_deref().unwrap_or("");
+    if !subset.is_empty()
+        && !cat
+            .subsets
+            .get(d.host.as_str())
+            .is_some_and(|s| s.contains(subset))
+    {
+        p.error(
+            format!("{path}.subset"),
+            format!(
+                "subset {subset:?} is not defined by a DestinationRule for host {:?}",
+                d.host
+            ),
+        );
+        return None;
+    }
+    Some(cluster_name(port, subset, &d.host))
+}
+
+/// Converts one MetaRouter for one service port. `None` when the router has errors (all are in `p`).
+pub fn convert(
+    mr: &MetaRouter,
+    sp: &ServicePort,
+    cat: &Catalog<'_>,
+    p: &mut Problems,
+) -> Option<pb::ServiceRoutes> {
+    let before = p.errors.len();
+    let spec = &mr.spec;
+    let mut routes = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, r) in spec.routes.iter().enumerate() {
+        let rp = format!("spec.routes[{i}]");
+        let mut name = r
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("route-{i}"));
+        if !names.insert(name.clone()) {
+            name = format!("{name}-{i}");
+            names.insert(name.clone());
+        }
+        let m = r
+            .match_
+            .as_ref()
+            .map(|m| route_match(&format!("{rp}.match"), m, p));
+        let action = match r.route.as_slice() {
+            [] => {
+                p.error(format!("{rp}.route"), "needs at least one destination");
+                None
+            }
+            [one] => destination_cluster(
+                &format!("{rp}.route[0].destination"),
+                &one.destination,
+                sp,
+                cat,
+                p,
+            )
+            .map(pb::RouteAction::cluster),
+            many => {
+                let mut weighted = Vec::new();
+                for (j, w) in many.iter().enumerate() {
+                    let wp = format!("{rp}.route[{j}]");
+                    let Some(weight) = w.weight else {
+                        p.error(
+                            format!("{wp}.weight"),
+                            "required when a route has several destinations",
+                        );
+                        continue;
+                    };
+                    if let Some(c) = destination_cluster(
+                        &format!("{wp}.destination"),
+                        &w.destination,
+                        sp,
+                        cat,
+                        p,
+                    ) {
+                        weighted.push(pb::WeightedCluster { cluster: c, weight });
+                    }
+                }
+                if weighted.len() == many.len() && weighted.iter().all(|w| w.weight == 0) {
+                    p.error(format!("{rp}.route"), "weights sum to 0");
+                }
+                Some(pb::RouteAction {
+                    cluster: String::new(),
+                    weighted_clusters: weighted,
+                })
+            }
+        };
+        let mirror = match &r.mirror {
+            None => {
+                if r.mirror_percentage.is_some() {
+                    p.warn(format!("{rp}.mirrorPercentage"), "ignored without mirror");
+                }
+                None
+            }
+            Some(d) => {
+                let percent = r
+                    .mirror_percentage
+                    .as_ref()
+                    .map(|x| x.value)
+                    .unwrap_or(100.0);
+                if !(0.0..=100.0).contains(&percent) {
+                    p.error(
+                        format!("{rp}.mirrorPercentage.value"),
+                        format!("{percent} is not in 0..=100"),
+                    );
+                }
+                destination_cluster(&format!("{rp}.mirror"), d, sp, cat, p)
+                    .map(|cluster| pb::Mirror { cluster, percent })
+            }
+        };
+        let timeout_ms = match &r.timeout {
+            None => 0,
+            Some(t) => parse_duration_ms(t).unwrap_or_else(|e| {
+                p.error(format!("{rp}.timeout"), e);
+                0
+            }),
+        };
+        let retry = r.retries.as_ref().map(|rt| {
+            if rt.attempts > pb::MAX_RETRY_ATTEMPTS {
+                p.error(
+                    format!("{rp}.retries.attempts"),
+                    format!("at most {}", pb::MAX_RETRY_ATTEMPTS),
+                );
+            }
+            if rt.attempts > 0 && rt.idempotent_methods.is_empty() {
+                p.error(
+                    format!("{rp}.retries.idempotentMethods"),
+                    "list the idempotent methods to retry",
+                );
+            }
+            pb::RetryPolicy {
+                attempts: rt.attempts,
+                idempotent_methods: rt.idempotent_methods.clone(),
+            }
+        });
+        if !r.request_mutation.is_empty() {
+            p.warn(
+                format!("{rp}.requestMutation"),
+                "accepted but not applied: the Meltemi data plane does not mutate requests yet",
+            );
+        }
+        if !r.response_mutation.is_empty() {
+            p.warn(
+                format!("{rp}.responseMutation"),
+                "accepted but not applied: the Meltemi data plane does not mutate responses yet",
+            );
+        }
+        routes.push(pb::Route {
+            name,
+            r#match: m,
+            action,
+            rate_limit: None,
+            mirror,
+            timeout_ms,
+            retry,
+        });
+    }
+    let rl = spec
+        .local_rate_limit
+        .as_ref()
+        .and_then(|l| rate_limit("spec.localRateLimit", l, p));
+    if spec.global_rate_limit.is_some() {
+        p.warn(
+            "spec.globalRateLimit",
+            "accepted but not applied: no global rate limit service integration yet",
+        );
+    }
+    if !spec.gateways.is_empty() {
+        p.warn(
+            "spec.gateways",
+            "accepted but not applied: routes are rendered for sidecars only",
+        );
+    }
+    if spec.routes.is_empty() && rl.is_none() {
+        p.warn(
+            "spec",
+            "no routes and no local rate limit: nothing to apply",
+        );
+    }
+    (p.errors.len() == before).then(|| pb::ServiceRoutes {
+        name: "*".into(),
+        routes,
+        rate_limit: rl,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("60s"), Ok(60_000));
+        assert_eq!(parse_duration_ms("100ms"), Ok(100));
+        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1500));
+        assert_eq!(parse_duration_ms("250us"), Ok(1));
+        assert!(parse_duration_ms("10").is_err());
+        assert!(parse_duration_ms("10x").is_err());
+        assert!(parse_duration_ms("").is_err());
+    }
+
+    #[test]
+    fn regexes_checked_whole_string() {
+        assert!(check_regex("say.*").is_ok());
+        assert!(check_regex("(").is_err());
+    }
+}
