@@ -162,8 +162,17 @@ pub enum Serialization {
     Kryo,
     /// 9: FST.
     Fst,
-    /// 10: native Hessian (Caucho's Hessian2; the same wire format, decoded too).
+    /// 10: native Hessian (Caucho's Hessian2: the same wire format, decoded best-effort, since
+    /// older Dubbo releases used 10 for protostuff).
     NativeHessian,
+    /// 11: Avro.
+    Avro,
+    /// 12: protostuff.
+    Protostuff,
+    /// 16: Gson.
+    Gson,
+    /// 21: protobuf-json.
+    ProtobufJson,
     /// Any other id.
     Unknown(u8),
 }
@@ -180,6 +189,10 @@ impl Serialization {
             8 => Serialization::Kryo,
             9 => Serialization::Fst,
             10 => Serialization::NativeHessian,
+            11 => Serialization::Avro,
+            12 => Serialization::Protostuff,
+            16 => Serialization::Gson,
+            21 => Serialization::ProtobufJson,
             other => Serialization::Unknown(other),
         }
     }
@@ -194,6 +207,10 @@ impl Serialization {
             Serialization::Kryo => "kryo",
             Serialization::Fst => "fst",
             Serialization::NativeHessian => "native-hessian",
+            Serialization::Avro => "avro",
+            Serialization::Protostuff => "protostuff",
+            Serialization::Gson => "gson",
+            Serialization::ProtobufJson => "protobuf-json",
             Serialization::Unknown(_) => "unknown",
         }
     }
@@ -758,10 +775,31 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Message<'a>>
         Decoded::NeedMore(n) => return Ok(Decoded::NeedMore(n)),
     };
     let body = &buf[HEADER_LEN..used];
-    let frame = if header.is_request() {
-        Message::Request(request_body(header, body, limits)?)
+    let decoded = if header.is_request() {
+        request_body(header, body, limits).map(Message::Request)
     } else {
-        Message::Response(response_body(header, body, limits)?)
+        response_body(header, body, limits).map(Message::Response)
+    };
+    let frame = match decoded {
+        Ok(m) => m,
+        // Id 10 meant protostuff before it meant native Hessian: a body that does not parse as
+        // Hessian2 is forwarded as opaque rather than refused.
+        Err(_) if header.serialization() == Serialization::NativeHessian => {
+            if header.is_request() {
+                Message::Request(Request {
+                    header,
+                    body,
+                    payload: RequestPayload::Opaque,
+                })
+            } else {
+                Message::Response(Response {
+                    header,
+                    body,
+                    payload: ResponsePayload::Opaque,
+                })
+            }
+        }
+        Err(e) => return Err(e),
     };
     Ok(Decoded::Frame { frame, used })
 }

@@ -783,6 +783,12 @@ fn labels_are_static() {
     );
     assert_eq!(Serialization::from_id(2).as_str(), "hessian2");
     assert_eq!(Serialization::from_id(30), Serialization::Unknown(30));
+    assert_eq!(Serialization::from_id(21).as_str(), "protobuf-json");
+    // Id 10 (native Hessian, formerly protostuff): decoded when it parses, else opaque.
+    let b = frame(0xca, 0, 1, b"\x052.0.2\x01s\x00\x01m\x00");
+    assert!(matches!(req(&b).payload, RequestPayload::Invocation(_)));
+    let b = frame(0xca, 0, 1, b"\x0a\x0b\x0c");
+    assert_eq!(req(&b).payload, RequestPayload::Opaque);
     assert_eq!(FrameKind::OneWayRequest.as_str(), "oneway_request");
     let b = frame(0x82, 0, 1, b"\x052.0.2\x01s\x00\x01m\x00");
     assert_eq!(
