@@ -1,8 +1,29 @@
 #![no_main]
 //! Redis codec invariants: no panic; `used <= input`; "need more" asks for more than the input
 //! and never 0; every strict prefix of a decoded frame is "need more" with a bound no larger
-//! than the frame; the frame decodes the same from exactly its own bytes.
+//! than the frame; the frame decodes the same from exactly its own bytes; decoding never
+//! allocates (counting allocator).
 use libfuzzer_sys::fuzz_target;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwards the caller's layout to the system allocator unchanged.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` was allocated by `System` with layout `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
 use meltemi_codec::redis::{decode_request, decode_response};
 use meltemi_codec::{Decoded, Limits};
 
@@ -37,6 +58,11 @@ fuzz_target!(|data: &[u8]| {
         max_frame: if sel & 1 == 0 { 1 << 20 } else { 64 + usize::from(sel) * 4 },
         max_depth: usize::from(sel >> 4) + 1,
     };
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let r = decode_request(data, &limits);
+    let s = decode_response(data, &limits);
+    assert_eq!(ALLOCS.load(Ordering::Relaxed), before, "decode allocated");
+    drop((r, s));
     check!(data, |b| decode_request(b, &limits));
     check!(data, |b| decode_response(b, &limits));
     if let Ok(Decoded::Frame { frame, .. }) = decode_request(data, &limits) {

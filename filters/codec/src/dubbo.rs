@@ -162,8 +162,17 @@ pub enum Serialization {
     Kryo,
     /// 9: FST.
     Fst,
-    /// 10: native Hessian (Caucho's Hessian2; the same wire format, decoded too).
+    /// 10: native Hessian (Caucho's Hessian2: the same wire format, decoded best-effort, since
+    /// older Dubbo releases used 10 for protostuff).
     NativeHessian,
+    /// 11: Avro.
+    Avro,
+    /// 12: protostuff.
+    Protostuff,
+    /// 16: Gson.
+    Gson,
+    /// 21: protobuf-json.
+    ProtobufJson,
     /// Any other id.
     Unknown(u8),
 }
@@ -180,6 +189,10 @@ impl Serialization {
             8 => Serialization::Kryo,
             9 => Serialization::Fst,
             10 => Serialization::NativeHessian,
+            11 => Serialization::Avro,
+            12 => Serialization::Protostuff,
+            16 => Serialization::Gson,
+            21 => Serialization::ProtobufJson,
             other => Serialization::Unknown(other),
         }
     }
@@ -194,6 +207,10 @@ impl Serialization {
             Serialization::Kryo => "kryo",
             Serialization::Fst => "fst",
             Serialization::NativeHessian => "native-hessian",
+            Serialization::Avro => "avro",
+            Serialization::Protostuff => "protostuff",
+            Serialization::Gson => "gson",
+            Serialization::ProtobufJson => "protobuf-json",
             Serialization::Unknown(_) => "unknown",
         }
     }
@@ -331,7 +348,10 @@ impl ResponseKind {
     }
     /// Whether the kind carries an exception.
     pub fn is_exception(&self) -> bool {
-        matches!(self, ResponseKind::Exception | ResponseKind::ExceptionWithAttachments)
+        matches!(
+            self,
+            ResponseKind::Exception | ResponseKind::ExceptionWithAttachments
+        )
     }
     /// Whether an attachments map follows the value.
     pub fn has_attachments(&self) -> bool {
@@ -531,8 +551,13 @@ impl<'a> Message<'a> {
     pub fn kind(&self) -> FrameKind {
         let hb = matches!(
             self,
-            Message::Request(Request { payload: RequestPayload::Heartbeat, .. })
-                | Message::Response(Response { payload: ResponsePayload::Heartbeat, .. })
+            Message::Request(Request {
+                payload: RequestPayload::Heartbeat,
+                ..
+            }) | Message::Response(Response {
+                payload: ResponsePayload::Heartbeat,
+                ..
+            })
         );
         self.header().kind(hb)
     }
@@ -640,23 +665,41 @@ impl fmt::Display for Error {
                 write!(f, "dubbo: frame of {len} bytes exceeds the limit of {max}")
             }
             Error::WrongDirection { flags } => {
-                write!(f, "dubbo: flags {flags:#04x} at offset 2 are of the other direction")
+                write!(
+                    f,
+                    "dubbo: flags {flags:#04x} at offset 2 are of the other direction"
+                )
             }
             Error::Truncated { offset } => {
-                write!(f, "dubbo: hessian value at offset {offset} runs past the body")
+                write!(
+                    f,
+                    "dubbo: hessian value at offset {offset} runs past the body"
+                )
             }
             Error::UnexpectedTag { offset, tag } => {
-                write!(f, "dubbo: unexpected hessian tag {tag:#04x} at offset {offset}")
+                write!(
+                    f,
+                    "dubbo: unexpected hessian tag {tag:#04x} at offset {offset}"
+                )
             }
             Error::BadUtf8 { offset } => write!(f, "dubbo: bad UTF-8 in string at offset {offset}"),
             Error::BadCount { offset } => {
-                write!(f, "dubbo: length or count at offset {offset} exceeds the remaining bytes")
+                write!(
+                    f,
+                    "dubbo: length or count at offset {offset} exceeds the remaining bytes"
+                )
             }
             Error::TooDeep { offset } => {
-                write!(f, "dubbo: hessian nesting deeper than the limit at offset {offset}")
+                write!(
+                    f,
+                    "dubbo: hessian nesting deeper than the limit at offset {offset}"
+                )
             }
             Error::UnknownClass { offset } => {
-                write!(f, "dubbo: object at offset {offset} refers to an undefined class")
+                write!(
+                    f,
+                    "dubbo: object at offset {offset} refers to an undefined class"
+                )
             }
             Error::TooManyClasses { offset } => {
                 write!(f, "dubbo: too many class definitions at offset {offset}")
@@ -692,7 +735,10 @@ pub fn decode_header(buf: &[u8], limits: &Limits) -> Result<Decoded<Header>, Err
     }
     let total = HEADER_LEN + body_len as usize;
     if total > limits.max_frame {
-        return Err(Error::FrameTooLarge { len: total, max: limits.max_frame });
+        return Err(Error::FrameTooLarge {
+            len: total,
+            max: limits.max_frame,
+        });
     }
     if buf.len() < total {
         return Ok(Decoded::NeedMore(Need::Exact(total)));
@@ -703,14 +749,21 @@ pub fn decode_header(buf: &[u8], limits: &Limits) -> Result<Decoded<Header>, Err
         request_id: u64::from_be_bytes([h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11]]),
         body_len,
     };
-    Ok(Decoded::Frame { frame: header, used: total })
+    Ok(Decoded::Frame {
+        frame: header,
+        used: total,
+    })
 }
 
 #[inline]
 fn check_magic_prefix(buf: &[u8]) -> Result<(), Error> {
     match buf {
-        [a, ..] if *a != 0xda => Err(Error::BadMagic { found: u16::from(*a) << 8 }),
-        [a, b, ..] if *b != 0xbb => Err(Error::BadMagic { found: u16::from_be_bytes([*a, *b]) }),
+        [a, ..] if *a != 0xda => Err(Error::BadMagic {
+            found: u16::from(*a) << 8,
+        }),
+        [a, b, ..] if *b != 0xbb => Err(Error::BadMagic {
+            found: u16::from_be_bytes([*a, *b]),
+        }),
         _ => Ok(()),
     }
 }
@@ -722,10 +775,31 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Message<'a>>
         Decoded::NeedMore(n) => return Ok(Decoded::NeedMore(n)),
     };
     let body = &buf[HEADER_LEN..used];
-    let frame = if header.is_request() {
-        Message::Request(request_body(header, body, limits)?)
+    let decoded = if header.is_request() {
+        request_body(header, body, limits).map(Message::Request)
     } else {
-        Message::Response(response_body(header, body, limits)?)
+        response_body(header, body, limits).map(Message::Response)
+    };
+    let frame = match decoded {
+        Ok(m) => m,
+        // Id 10 meant protostuff before it meant native Hessian: a body that does not parse as
+        // Hessian2 is forwarded as opaque rather than refused.
+        Err(_) if header.serialization() == Serialization::NativeHessian => {
+            if header.is_request() {
+                Message::Request(Request {
+                    header,
+                    body,
+                    payload: RequestPayload::Opaque,
+                })
+            } else {
+                Message::Response(Response {
+                    header,
+                    body,
+                    payload: ResponsePayload::Opaque,
+                })
+            }
+        }
+        Err(e) => return Err(e),
     };
     Ok(Decoded::Frame { frame, used })
 }
@@ -734,10 +808,16 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Message<'a>>
 /// stream where both peers may send heartbeat requests.
 pub fn decode_request<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Request<'a>>, Error> {
     match decode(buf, limits)? {
-        Decoded::Frame { frame: Message::Request(r), used } => Ok(Decoded::Frame { frame: r, used }),
-        Decoded::Frame { frame: Message::Response(r), .. } => {
-            Err(Error::WrongDirection { flags: r.header.flags })
-        }
+        Decoded::Frame {
+            frame: Message::Request(r),
+            used,
+        } => Ok(Decoded::Frame { frame: r, used }),
+        Decoded::Frame {
+            frame: Message::Response(r),
+            ..
+        } => Err(Error::WrongDirection {
+            flags: r.header.flags,
+        }),
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
     }
 }
@@ -745,10 +825,16 @@ pub fn decode_request<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Requ
 /// Decodes one response frame; a request frame is [`Error::WrongDirection`].
 pub fn decode_response<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Response<'a>>, Error> {
     match decode(buf, limits)? {
-        Decoded::Frame { frame: Message::Response(r), used } => Ok(Decoded::Frame { frame: r, used }),
-        Decoded::Frame { frame: Message::Request(r), .. } => {
-            Err(Error::WrongDirection { flags: r.header.flags })
-        }
+        Decoded::Frame {
+            frame: Message::Response(r),
+            used,
+        } => Ok(Decoded::Frame { frame: r, used }),
+        Decoded::Frame {
+            frame: Message::Request(r),
+            ..
+        } => Err(Error::WrongDirection {
+            flags: r.header.flags,
+        }),
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
     }
 }
@@ -774,7 +860,11 @@ fn request_body<'a>(header: Header, body: &'a [u8], limits: &Limits) -> Result<R
     } else {
         RequestPayload::Invocation(invocation(body, limits)?)
     };
-    Ok(Request { header, body, payload })
+    Ok(Request {
+        header,
+        body,
+        payload,
+    })
 }
 
 fn invocation<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>, Error> {
@@ -799,7 +889,9 @@ fn invocation<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>, Err
     let types_at = r.offset();
     let mut counter = DescriptorCounter::default();
     let parameter_types = r.string_with(|chunk| counter.feed(chunk))?;
-    let arg_count = counter.finish().ok_or(Error::BadParameterTypes { offset: types_at })?;
+    let arg_count = counter
+        .finish()
+        .ok_or(Error::BadParameterTypes { offset: types_at })?;
     if arg_count as usize > r.remaining() {
         return Err(Error::BadCount { offset: types_at });
     }
@@ -821,7 +913,11 @@ fn invocation<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>, Err
     })
 }
 
-fn response_body<'a>(header: Header, body: &'a [u8], limits: &Limits) -> Result<Response<'a>, Error> {
+fn response_body<'a>(
+    header: Header,
+    body: &'a [u8],
+    limits: &Limits,
+) -> Result<Response<'a>, Error> {
     let payload = if !header.serialization().is_hessian() {
         ResponsePayload::Opaque
     } else if header.status != 20 {
@@ -843,17 +939,32 @@ fn response_body<'a>(header: Header, body: &'a [u8], limits: &Limits) -> Result<
         let (value, attachments) = match kind {
             ResponseKind::Unknown(_) => (&body[start..], None),
             k => {
-                if !matches!(k, ResponseKind::NullValue | ResponseKind::NullValueWithAttachments) {
+                if !matches!(
+                    k,
+                    ResponseKind::NullValue | ResponseKind::NullValueWithAttachments
+                ) {
                     r.skip_value(0)?;
                 }
                 let value = &body[start..r.pos];
-                let att = if k.has_attachments() { r.attachments()? } else { None };
+                let att = if k.has_attachments() {
+                    r.attachments()?
+                } else {
+                    None
+                };
                 (value, att)
             }
         };
-        ResponsePayload::Result(RpcResult { kind, value, attachments })
+        ResponsePayload::Result(RpcResult {
+            kind,
+            value,
+            attachments,
+        })
     };
-    Ok(Response { header, body, payload })
+    Ok(Response {
+        header,
+        body,
+        payload,
+    })
 }
 
 /// Counts JVM field descriptors (`Z B C S I J F D V`, `Lname;`, `[` prefixes) across chunks.
@@ -945,7 +1056,9 @@ impl<'a> Attachments<'a> {
     }
     /// The value of the first entry whose key is the string `key`.
     pub fn get(&self, key: &str) -> Option<HValue<'a>> {
-        self.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 }
 
@@ -995,7 +1108,16 @@ struct Classes {
 impl<'a> Reader<'a> {
     #[inline]
     fn new(buf: &'a [u8], base: usize, max_depth: usize) -> Self {
-        Reader { buf, pos: 0, base, max_depth, classes: Classes { fields: [0; MAX_CLASSES], len: 0 } }
+        Reader {
+            buf,
+            pos: 0,
+            base,
+            max_depth,
+            classes: Classes {
+                fields: [0; MAX_CLASSES],
+                len: 0,
+            },
+        }
     }
     #[inline]
     fn offset(&self) -> usize {
@@ -1011,7 +1133,9 @@ impl<'a> Reader<'a> {
     }
     #[inline]
     fn truncated(&self, at: usize) -> Error {
-        Error::Truncated { offset: self.base + at }
+        Error::Truncated {
+            offset: self.base + at,
+        }
     }
     #[inline]
     fn u8(&mut self) -> Result<u8, Error> {
@@ -1021,7 +1145,10 @@ impl<'a> Reader<'a> {
     }
     #[inline]
     fn peek(&self) -> Result<u8, Error> {
-        self.buf.get(self.pos).copied().ok_or(self.truncated(self.pos))
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(self.truncated(self.pos))
     }
     #[inline]
     fn skip(&mut self, n: usize, start: usize) -> Result<(), Error> {
@@ -1063,7 +1190,12 @@ impl<'a> Reader<'a> {
                 }
                 None => return Err(self.truncated(start)),
             },
-            _ => return Err(Error::UnexpectedTag { offset: self.base + start, tag }),
+            _ => {
+                return Err(Error::UnexpectedTag {
+                    offset: self.base + start,
+                    tag,
+                })
+            }
         };
         Ok(v)
     }
@@ -1101,14 +1233,22 @@ impl<'a> Reader<'a> {
                 0xe0..=0xef => (3, 1),
                 // A 4-byte sequence is a surrogate pair: two UTF-16 units.
                 0xf0..=0xf7 => (4, 2),
-                _ => return Err(Error::BadUtf8 { offset: self.offset() + i }),
+                _ => {
+                    return Err(Error::BadUtf8 {
+                        offset: self.offset() + i,
+                    })
+                }
             };
             if w > left {
-                return Err(Error::BadUtf8 { offset: self.offset() + i });
+                return Err(Error::BadUtf8 {
+                    offset: self.offset() + i,
+                });
             }
             let seq = rest.get(i..i + n).ok_or(self.truncated(start))?;
             if let Some(k) = seq[1..].iter().position(|c| c & 0xc0 != 0x80) {
-                return Err(Error::BadUtf8 { offset: self.offset() + i + 1 + k });
+                return Err(Error::BadUtf8 {
+                    offset: self.offset() + i + 1 + k,
+                });
             }
             i += n;
             left -= w;
@@ -1135,7 +1275,12 @@ impl<'a> Reader<'a> {
                 }
                 b'S' => (self.be16(at)?, false),
                 b'R' => (self.be16(at)?, true),
-                _ => return Err(Error::UnexpectedTag { offset: self.base + at, tag }),
+                _ => {
+                    return Err(Error::UnexpectedTag {
+                        offset: self.base + at,
+                        tag,
+                    })
+                }
             };
             last = self.utf8_units(units, at)?;
             f(last);
@@ -1199,7 +1344,9 @@ impl<'a> Reader<'a> {
         }
         let c = &mut self.classes;
         if c.len == MAX_CLASSES {
-            return Err(Error::TooManyClasses { offset: self.base + at });
+            return Err(Error::TooManyClasses {
+                offset: self.base + at,
+            });
         }
         c.fields[c.len] = n as u32;
         c.len += 1;
@@ -1208,7 +1355,9 @@ impl<'a> Reader<'a> {
 
     fn enter(&self, depth: usize, at: usize) -> Result<usize, Error> {
         if depth >= self.max_depth {
-            return Err(Error::TooDeep { offset: self.base + at });
+            return Err(Error::TooDeep {
+                offset: self.base + at,
+            });
         }
         Ok(depth + 1)
     }
@@ -1339,18 +1488,31 @@ impl<'a> Reader<'a> {
                 // objects: O int value*, [x60-x6f] value*
                 b'O' | 0x60..=0x6f => {
                     let d = self.enter(depth, at)?;
-                    let idx = if tag == b'O' { self.int()? } else { i32::from(tag - 0x60) };
+                    let idx = if tag == b'O' {
+                        self.int()?
+                    } else {
+                        i32::from(tag - 0x60)
+                    };
                     if idx < 0 || idx as usize >= self.classes.len {
-                        return Err(Error::UnknownClass { offset: self.base + at });
+                        return Err(Error::UnknownClass {
+                            offset: self.base + at,
+                        });
                     }
                     let n = self.classes.fields[idx as usize] as usize;
                     if n > self.remaining() {
-                        return Err(Error::BadCount { offset: self.base + at });
+                        return Err(Error::BadCount {
+                            offset: self.base + at,
+                        });
                     }
                     self.skip_items(n, d)?;
                 }
                 // 0x40, E, G, P (reserved) and Z (only ends a container)
-                _ => return Err(Error::UnexpectedTag { offset: self.base + at, tag }),
+                _ => {
+                    return Err(Error::UnexpectedTag {
+                        offset: self.base + at,
+                        tag,
+                    })
+                }
             }
             return Ok(());
         }
@@ -1367,15 +1529,29 @@ impl<'a> Reader<'a> {
             b'N' => return Ok(None),
             b'H' => {}
             b'M' => self.skip_type()?,
-            tag => return Err(Error::UnexpectedTag { offset: self.base + at, tag }),
+            tag => {
+                return Err(Error::UnexpectedTag {
+                    offset: self.base + at,
+                    tag,
+                })
+            }
         }
         let d = self.enter(0, at)?;
         let start = self.pos;
         let classes_before = self.classes.len;
         let n = self.skip_until_z(d, true)?;
         let entries = &self.buf[start..self.pos - 1];
-        let prior = if classes_before > 0 { &self.buf[..at] } else { &[][..] };
-        Ok(Some(Attachments { prior, entries, base: self.base + start, len: n as u32 }))
+        let prior = if classes_before > 0 {
+            &self.buf[..at]
+        } else {
+            &[][..]
+        };
+        Ok(Some(Attachments {
+            prior,
+            entries,
+            base: self.base + start,
+            len: n as u32,
+        }))
     }
 
     /// For `C name n fields... (O|0x60) values...`: the `detailMessage` string, if the first object
@@ -1412,7 +1588,9 @@ impl<'a> Reader<'a> {
 /// (Apache Dubbo `Version.isSupportResponseAttachment`: protocol versions 2.0.2 to 2.0.99).
 pub fn supports_response_attachments(dubbo_version: &str) -> bool {
     let mut it = dubbo_version.split('.');
-    let (Some(a), Some(b), Some(c)) = (it.next(), it.next(), it.next()) else { return false };
+    let (Some(a), Some(b), Some(c)) = (it.next(), it.next(), it.next()) else {
+        return false;
+    };
     let c: u32 = match c.parse() {
         Ok(c) => c,
         Err(_) => return false,
@@ -1547,7 +1725,12 @@ pub enum ExceptionBody<'s> {
     String(&'s str),
 }
 
-const THROWABLE_FIELDS: [&str; 4] = ["detailMessage", "cause", "stackTrace", "suppressedExceptions"];
+const THROWABLE_FIELDS: [&str; 4] = [
+    "detailMessage",
+    "cause",
+    "stackTrace",
+    "suppressedExceptions",
+];
 const STACK_TRACE_TYPE: &str = "[java.lang.StackTraceElement";
 
 fn exception_body_len(body: &ExceptionBody<'_>, with_attachments: bool) -> usize {
@@ -1556,7 +1739,10 @@ fn exception_body_len(body: &ExceptionBody<'_>, with_attachments: bool) -> usize
         ExceptionBody::Object { class, message } => {
             1 + hessian_string_len(class)
                 + 1
-                + THROWABLE_FIELDS.iter().map(|f| hessian_string_len(f)).sum::<usize>()
+                + THROWABLE_FIELDS
+                    .iter()
+                    .map(|f| hessian_string_len(f))
+                    .sum::<usize>()
                 + 1
                 + hessian_string_len(message)
                 + 1
@@ -1629,7 +1815,15 @@ mod tests {
 
     #[test]
     fn string_lengths_match_writer() {
-        for s in ["", "a", "héllo", "世界", "😀x", &"y".repeat(40_000), &"é".repeat(70_000)] {
+        for s in [
+            "",
+            "a",
+            "héllo",
+            "世界",
+            "😀x",
+            &"y".repeat(40_000),
+            &"é".repeat(70_000),
+        ] {
             let mut v = Vec::new();
             write_hessian_string(&mut v, s);
             assert_eq!(v.len(), hessian_string_len(s), "{}", s.len());

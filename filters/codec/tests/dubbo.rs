@@ -87,7 +87,9 @@ fn check_invocation(
     assert_eq!(r.header.serialization(), Serialization::Hessian2);
     assert_eq!(r.header.body_len as usize, buf.len() - 16);
     assert_eq!(r.body, &buf[16..]);
-    let RequestPayload::Invocation(inv) = r.payload else { panic!("{r:?}") };
+    let RequestPayload::Invocation(inv) = r.payload else {
+        panic!("{r:?}")
+    };
     assert_eq!(inv.dubbo_version, Some(u(dubbo_version)));
     assert_eq!(inv.service, u(service));
     assert_eq!(inv.service_version, Some(u(version)));
@@ -109,17 +111,30 @@ fn check_invocation(
 fn captured_old_protocol_requests_and_replies() {
     // 01/02: sayHello("world") -> "Hello, world" (RESPONSE_VALUE).
     let b = testdata("01_client_request_sayHello.bin");
-    let id = check_invocation(&b, "2.4.10", SERVICE, "1.0.0", "sayHello", "Ljava/lang/String;", 1, "g1");
-    assert_eq!(req(&b).payload, {
-        let RequestPayload::Invocation(inv) = req(&b).payload else { unreachable!() };
-        assert_eq!(inv.arguments, b"\x05world");
-        assert_eq!(inv.attachments.unwrap().len(), 4);
-        req(&b).payload
-    });
+    let id = check_invocation(
+        b,
+        "2.4.10",
+        SERVICE,
+        "1.0.0",
+        "sayHello",
+        "Ljava/lang/String;",
+        1,
+        "g1",
+    );
+    let RequestPayload::Invocation(inv) = req(b).payload else {
+        unreachable!()
+    };
+    assert_eq!(inv.arguments, b"\x05world");
+    assert_eq!(inv.attachments.unwrap().len(), 4);
     let b = testdata("02_provider_response_sayHello.bin");
-    let r = resp(&b);
-    assert_eq!((r.header.request_id, r.header.status(), r.header.flags), (id, Status::Ok, 0x02));
-    let ResponsePayload::Result(res) = r.payload else { panic!() };
+    let r = resp(b);
+    assert_eq!(
+        (r.header.request_id, r.header.status(), r.header.flags),
+        (id, Status::Ok, 0x02)
+    );
+    let ResponsePayload::Result(res) = r.payload else {
+        panic!()
+    };
     assert_eq!(res.kind, ResponseKind::Value);
     assert_eq!(res.value, b"\x0cHello, world");
     assert_eq!(res.attachments, None);
@@ -127,34 +142,59 @@ fn captured_old_protocol_requests_and_replies() {
 
     // 03/04: getUser(7) with two extra attachments (one non-ASCII) -> a User object.
     let b = testdata("03_client_request_getUser.bin");
-    let id = check_invocation(&b, "2.4.10", SERVICE, "1.0.0", "getUser", "I", 1, "g1");
-    let r = req(&b);
+    let id = check_invocation(b, "2.4.10", SERVICE, "1.0.0", "getUser", "I", 1, "g1");
+    let r = req(b);
     let att = attachments_of(&r);
     assert_eq!(att.len(), 6);
-    assert_eq!(att[4], (HValue::Str(u("traceId")), HValue::Str(u("abc-123"))));
+    assert_eq!(
+        att[4],
+        (HValue::Str(u("traceId")), HValue::Str(u("abc-123")))
+    );
     assert_eq!(att[5], (HValue::Str(u("zone")), HValue::Str(u("eué"))));
     let b = testdata("04_provider_response_getUser.bin");
-    let r = resp(&b);
+    let r = resp(b);
     assert_eq!(r.header.request_id, id);
-    let ResponsePayload::Result(res) = r.payload else { panic!() };
+    let ResponsePayload::Result(res) = r.payload else {
+        panic!()
+    };
     assert_eq!(res.kind, ResponseKind::Value);
-    assert_eq!(res.value.len(), r.body.len() - 1, "the object is the rest of the body");
+    assert_eq!(
+        res.value.len(),
+        r.body.len() - 1,
+        "the object is the rest of the body"
+    );
     assert_eq!(res.value[0], b'C');
 
     // 05/06: findNothing() (no arguments) -> RESPONSE_NULL_VALUE.
     let b = testdata("05_client_request_findNothing.bin");
-    let id = check_invocation(&b, "2.4.10", SERVICE, "1.0.0", "findNothing", "", 0, "g1");
-    let r = resp(&testdata("06_provider_response_findNothing.bin"));
+    let id = check_invocation(b, "2.4.10", SERVICE, "1.0.0", "findNothing", "", 0, "g1");
+    let r = resp(testdata("06_provider_response_findNothing.bin"));
     assert_eq!(r.header.request_id, id);
-    let ResponsePayload::Result(res) = r.payload else { panic!() };
-    assert_eq!((res.kind, res.value, res.attachments), (ResponseKind::NullValue, &b""[..], None));
+    let ResponsePayload::Result(res) = r.payload else {
+        panic!()
+    };
+    assert_eq!(
+        (res.kind, res.value, res.attachments),
+        (ResponseKind::NullValue, &b""[..], None)
+    );
 
     // 07/08: fail("x") throws java.lang.RuntimeException("boom: x") -> RESPONSE_WITH_EXCEPTION.
     let b = testdata("07_client_request_fail.bin");
-    let id = check_invocation(&b, "2.4.10", SERVICE, "1.0.0", "fail", "Ljava/lang/String;", 1, "g1");
-    let r = resp(&testdata("08_provider_response_fail.bin"));
+    let id = check_invocation(
+        b,
+        "2.4.10",
+        SERVICE,
+        "1.0.0",
+        "fail",
+        "Ljava/lang/String;",
+        1,
+        "g1",
+    );
+    let r = resp(testdata("08_provider_response_fail.bin"));
     assert_eq!(r.header.request_id, id);
-    let ResponsePayload::Result(res) = r.payload else { panic!() };
+    let ResponsePayload::Result(res) = r.payload else {
+        panic!()
+    };
     assert_eq!(res.kind, ResponseKind::Exception);
     assert_eq!(res.exception_class(), Some(u("java.lang.RuntimeException")));
     assert_eq!(res.exception_message(), Some(u("boom: x")));
@@ -162,7 +202,7 @@ fn captured_old_protocol_requests_and_replies() {
     // 09/10: unknown service -> status SERVICE_ERROR (70) with a message string.
     let b = testdata("09_client_request_sayHello.bin");
     let id = check_invocation(
-        &b,
+        b,
         "2.4.10",
         "org.meltemi.demo.Missing",
         "1.0.0",
@@ -171,12 +211,17 @@ fn captured_old_protocol_requests_and_replies() {
         1,
         "g1",
     );
-    let r = resp(&testdata("10_provider_response_sayHello.bin"));
-    assert_eq!((r.header.request_id, r.header.status()), (id, Status::ServiceError));
+    let r = resp(testdata("10_provider_response_sayHello.bin"));
+    assert_eq!(
+        (r.header.request_id, r.header.status()),
+        (id, Status::ServiceError)
+    );
     assert_eq!(
         r.payload,
-        ResponsePayload::Error(Some(u("Not found exported service: org.meltemi.demo.Missing:20880 in \
-             [org.meltemi.demo.GreetingService:20880], may be version or group mismatch")))
+        ResponsePayload::Error(Some(u(
+            "Not found exported service: org.meltemi.demo.Missing:20880 in \
+             [org.meltemi.demo.GreetingService:20880], may be version or group mismatch"
+        )))
     );
 }
 
@@ -185,31 +230,72 @@ fn captured_dubbo_202_replies_with_attachments() {
     // 11/12: dubbo protocol version 2.0.2, empty service version and group, a CJK argument ->
     // RESPONSE_VALUE_WITH_ATTACHMENTS {dubbo: 2.0.2}.
     let b = testdata("11_client_request_sayHello.bin");
-    let id = check_invocation(&b, "2.0.2", SERVICE, "", "sayHello", "Ljava/lang/String;", 1, "");
-    let RequestPayload::Invocation(inv) = req(&b).payload else { panic!() };
+    let id = check_invocation(
+        b,
+        "2.0.2",
+        SERVICE,
+        "",
+        "sayHello",
+        "Ljava/lang/String;",
+        1,
+        "",
+    );
+    let RequestPayload::Invocation(inv) = req(b).payload else {
+        panic!()
+    };
     assert_eq!(inv.arguments, "\x02世界".as_bytes());
-    let r = resp(&testdata("12_provider_response_sayHello.bin"));
+    let r = resp(testdata("12_provider_response_sayHello.bin"));
     assert_eq!(r.header.request_id, id);
-    let ResponsePayload::Result(res) = r.payload else { panic!() };
+    let ResponsePayload::Result(res) = r.payload else {
+        panic!()
+    };
     assert_eq!(res.kind, ResponseKind::ValueWithAttachments);
     assert_eq!(res.value, "\x09Hello, 世界".as_bytes());
     let att = res.attachments.unwrap();
-    assert_eq!(att.iter().collect::<Vec<_>>(), [(HValue::Str(u("dubbo")), HValue::Str(u("2.0.2")))]);
+    assert_eq!(
+        att.iter().collect::<Vec<_>>(),
+        [(HValue::Str(u("dubbo")), HValue::Str(u("2.0.2")))]
+    );
 
     // 13/14: RESPONSE_NULL_VALUE_WITH_ATTACHMENTS.
-    let id = check_invocation(&testdata("13_client_request_findNothing.bin"), "2.0.2", SERVICE, "", "findNothing", "", 0, "");
-    let r = resp(&testdata("14_provider_response_findNothing.bin"));
+    let id = check_invocation(
+        testdata("13_client_request_findNothing.bin"),
+        "2.0.2",
+        SERVICE,
+        "",
+        "findNothing",
+        "",
+        0,
+        "",
+    );
+    let r = resp(testdata("14_provider_response_findNothing.bin"));
     assert_eq!(r.header.request_id, id);
-    let ResponsePayload::Result(res) = r.payload else { panic!() };
+    let ResponsePayload::Result(res) = r.payload else {
+        panic!()
+    };
     assert_eq!(res.kind, ResponseKind::NullValueWithAttachments);
     assert!(res.value.is_empty());
-    assert_eq!(res.attachments.unwrap().get("dubbo").unwrap().as_str(), Some("2.0.2"));
+    assert_eq!(
+        res.attachments.unwrap().get("dubbo").unwrap().as_str(),
+        Some("2.0.2")
+    );
 
     // 15/16: RESPONSE_WITH_EXCEPTION_WITH_ATTACHMENTS.
-    let id = check_invocation(&testdata("15_client_request_fail.bin"), "2.0.2", SERVICE, "", "fail", "Ljava/lang/String;", 1, "");
-    let r = resp(&testdata("16_provider_response_fail.bin"));
+    let id = check_invocation(
+        testdata("15_client_request_fail.bin"),
+        "2.0.2",
+        SERVICE,
+        "",
+        "fail",
+        "Ljava/lang/String;",
+        1,
+        "",
+    );
+    let r = resp(testdata("16_provider_response_fail.bin"));
     assert_eq!(r.header.request_id, id);
-    let ResponsePayload::Result(res) = r.payload else { panic!() };
+    let ResponsePayload::Result(res) = r.payload else {
+        panic!()
+    };
     assert_eq!(res.kind, ResponseKind::ExceptionWithAttachments);
     assert_eq!(res.exception_class(), Some(u("java.lang.RuntimeException")));
     assert_eq!(res.exception_message(), Some(u("boom: y")));
@@ -222,7 +308,7 @@ fn captured_heartbeats_both_ways() {
         if !name.contains("heartbeat") {
             continue;
         }
-        let (m, used) = decode(&b, &lim()).unwrap().frame().unwrap();
+        let (m, used) = decode(b, &lim()).unwrap().frame().unwrap();
         assert_eq!(used, 17, "{name}");
         match m {
             Message::Request(r) => {
@@ -232,7 +318,11 @@ fn captured_heartbeats_both_ways() {
                 assert_eq!(m.kind().as_str(), "heartbeat_request");
             }
             Message::Response(r) => {
-                assert_eq!((r.header.flags, r.header.status()), (0x22, Status::Ok), "{name}");
+                assert_eq!(
+                    (r.header.flags, r.header.status()),
+                    (0x22, Status::Ok),
+                    "{name}"
+                );
                 assert_eq!(r.payload, ResponsePayload::Heartbeat);
                 assert_eq!(m.kind(), FrameKind::HeartbeatResponse);
             }
@@ -240,9 +330,17 @@ fn captured_heartbeats_both_ways() {
     }
     // The provider-initiated heartbeat comes from the server side: decode_response refuses it.
     let b = testdata("23_provider_heartbeat_request_from_provider.bin");
-    assert_eq!(req(&b).header.request_id, 424242);
-    assert_eq!(decode_response(&b, &lim()), Err(Error::WrongDirection { flags: 0xe2 }));
-    assert_eq!(resp(&testdata("24_client_heartbeat_response_from_client.bin")).header.request_id, 424242);
+    assert_eq!(req(b).header.request_id, 424242);
+    assert_eq!(
+        decode_response(b, &lim()),
+        Err(Error::WrongDirection { flags: 0xe2 })
+    );
+    assert_eq!(
+        resp(testdata("24_client_heartbeat_response_from_client.bin"))
+            .header
+            .request_id,
+        424242
+    );
 }
 
 fn frame(flags: u8, status: u8, id: u64, body: &[u8]) -> Vec<u8> {
@@ -261,9 +359,22 @@ fn envoy_published_bodies() {
     // deserializeRpcInvocation: version, service, service version, method; nothing after.
     let body = b"\x052.0.2\x04test\x050.0.0\x04test";
     let b = frame(0xc2, 0, 1, body);
-    let RequestPayload::Invocation(inv) = req(&b).payload else { panic!() };
-    assert_eq!((inv.dubbo_version, inv.service, inv.service_version), (Some(u("2.0.2")), u("test"), Some(u("0.0.0"))));
-    assert_eq!((inv.method, inv.parameter_types, inv.arg_count, inv.attachments), (u("test"), u(""), 0, None));
+    let RequestPayload::Invocation(inv) = req(&b).payload else {
+        panic!()
+    };
+    assert_eq!(
+        (inv.dubbo_version, inv.service, inv.service_version),
+        (Some(u("2.0.2")), u("test"), Some(u("0.0.0")))
+    );
+    assert_eq!(
+        (
+            inv.method,
+            inv.parameter_types,
+            inv.arg_count,
+            inv.attachments
+        ),
+        (u("test"), u(""), 0, None)
+    );
 
     // deserializeRpcResult: kind 4 and 1 (values), 3 and 0 (exceptions), each followed by "test".
     for (kind, k) in [
@@ -273,50 +384,93 @@ fn envoy_published_bodies() {
         (0x91, ResponseKind::Value),
     ] {
         let b = frame(0x02, 20, 1, &[kind, 0x04, b't', b'e', b's', b't']);
-        let ResponsePayload::Result(res) = resp(&b).payload else { panic!() };
-        assert_eq!((res.kind, res.value, res.attachments), (k, &b"\x04test"[..], None));
-        assert_eq!(res.exception_message(), k.is_exception().then_some(u("test")));
+        let ResponsePayload::Result(res) = resp(&b).payload else {
+            panic!()
+        };
+        assert_eq!(
+            (res.kind, res.value, res.attachments),
+            (k, &b"\x04test"[..], None)
+        );
+        assert_eq!(
+            res.exception_message(),
+            k.is_exception().then_some(u("test"))
+        );
     }
     // "not supported return type 6": an unknown kind is data here; the body is not interpreted.
     let b = frame(0x02, 20, 1, b"\x96\x05test");
-    let ResponsePayload::Result(res) = resp(&b).payload else { panic!() };
-    assert_eq!((res.kind, res.value), (ResponseKind::Unknown(6), &b"\x05test"[..]));
+    let ResponsePayload::Result(res) = resp(&b).payload else {
+        panic!()
+    };
+    assert_eq!(
+        (res.kind, res.value),
+        (ResponseKind::Unknown(6), &b"\x05test"[..])
+    );
     assert_eq!(res.kind.as_str(), "unknown");
 
     // dubbo_protocol_impl_test.cc InvalidProtocol: magic 0, oversized body, unknown serialization,
     // unknown status.
-    assert_eq!(decode(&[0u8; 16], &lim()), Err(Error::BadMagic { found: 0 }));
+    assert_eq!(
+        decode(&[0u8; 16], &lim()),
+        Err(Error::BadMagic { found: 0 })
+    );
     let mut big = frame(0xc2, 0, 1, b"");
     big[12..16].copy_from_slice(&(16 * 1024 * 1024 + 1u32).to_be_bytes());
-    let small = Limits { max_frame: 16 * 1024 * 1024 + 16, ..lim() };
-    assert!(matches!(decode(&big, &small), Err(Error::FrameTooLarge { .. })));
+    let small = Limits {
+        max_frame: 16 * 1024 * 1024 + 16,
+        ..lim()
+    };
+    assert!(matches!(
+        decode(&big, &small),
+        Err(Error::FrameTooLarge { .. })
+    ));
     let b = frame(0xc3, 0, 1, &[0xff; 4]);
     let r = req(&b);
-    assert_eq!((r.header.serialization(), r.payload), (Serialization::Java, RequestPayload::Opaque));
+    assert_eq!(
+        (r.header.serialization(), r.payload),
+        (Serialization::Java, RequestPayload::Opaque)
+    );
     let b = frame(0x42, 0, 1, b"");
     let r = resp(&b);
-    assert_eq!((r.header.status(), r.payload), (Status::Unknown(0), ResponsePayload::Error(None)));
+    assert_eq!(
+        (r.header.status(), r.payload),
+        (Status::Unknown(0), ResponsePayload::Error(None))
+    );
 }
 
 #[test]
 fn every_prefix_needs_more_and_split_points_agree() {
     for (name, b) in all_captured() {
-        let whole = decode(&b, &lim()).unwrap();
+        let whole = decode(b, &lim()).unwrap();
         for cut in 0..b.len() {
             let d = decode(&b[..cut], &lim()).unwrap();
-            let want = if cut < 16 { Need::AtLeast(16) } else { Need::Exact(b.len()) };
+            let want = if cut < 16 {
+                Need::AtLeast(16)
+            } else {
+                Need::Exact(b.len())
+            };
             assert_eq!(d, Decoded::NeedMore(want), "{name} prefix {cut}");
-            assert_eq!(decode_header(&b[..cut], &lim()).unwrap(), Decoded::NeedMore(want));
+            assert_eq!(
+                decode_header(&b[..cut], &lim()).unwrap(),
+                Decoded::NeedMore(want)
+            );
             // Split: the caller holds `cut` bytes, waits for what is asked, then decodes again.
             let mut held = b[..cut].to_vec();
-            let Decoded::NeedMore(n) = d else { unreachable!() };
+            let Decoded::NeedMore(n) = d else {
+                unreachable!()
+            };
             held.extend_from_slice(&b[cut..n.bytes().min(b.len())]);
             if held.len() < b.len() {
-                let Decoded::NeedMore(n2) = decode(&held, &lim()).unwrap() else { panic!() };
+                let Decoded::NeedMore(n2) = decode(&held, &lim()).unwrap() else {
+                    panic!()
+                };
                 assert_eq!(n2, Need::Exact(b.len()));
                 held.extend_from_slice(&b[held.len()..]);
             }
-            assert_eq!(decode(&held, &lim()).unwrap(), whole, "{name} split at {cut}");
+            assert_eq!(
+                decode(&held, &lim()).unwrap(),
+                whole,
+                "{name} split at {cut}"
+            );
         }
     }
 }
@@ -337,16 +491,28 @@ fn back_to_back_frames_and_trailing_garbage() {
         at += used;
     }
     assert_eq!(&stream[at..], b"garbage");
-    assert!(matches!(decode(&stream[at..], &lim()), Err(Error::BadMagic { .. })));
+    assert!(matches!(
+        decode(&stream[at..], &lim()),
+        Err(Error::BadMagic { .. })
+    ));
 }
 
 #[test]
 fn error_response_round_trips() {
     let long = "x".repeat(70_000);
     for (status, msg) in [
-        (Status::ServiceError, "Failed to invoke remote method: sayHello"),
-        (Status::ServerThreadpoolExhausted, "Server side(127.0.0.1,20880) thread pool is exhausted"),
-        (Status::ServerTimeout, "Waiting server-side response timeout by scan timer. 3000 ms"),
+        (
+            Status::ServiceError,
+            "Failed to invoke remote method: sayHello",
+        ),
+        (
+            Status::ServerThreadpoolExhausted,
+            "Server side(127.0.0.1,20880) thread pool is exhausted",
+        ),
+        (
+            Status::ServerTimeout,
+            "Waiting server-side response timeout by scan timer. 3000 ms",
+        ),
         (Status::ServiceNotFound, "no route: ünïcödé 世界"),
         (Status::ServerError, "emoji 😀 goes out as CESU-8"),
         (Status::BadRequest, ""),
@@ -360,7 +526,9 @@ fn error_response_round_trips() {
         assert_eq!(r.header.status(), status);
         assert_eq!(r.header.status().code(), status.code());
         assert_eq!(r.header.flags, 0x02);
-        let ResponsePayload::Error(Some(m)) = r.payload else { panic!("{:?}", r.payload) };
+        let ResponsePayload::Error(Some(m)) = r.payload else {
+            panic!("{:?}", r.payload)
+        };
         if msg.contains('😀') || msg.len() > 0x8000 {
             // Surrogates (CESU-8) and chunked strings stay raw: the whole body is the string.
             assert_eq!(m, HStr::Raw(r.body));
@@ -374,8 +542,14 @@ fn error_response_round_trips() {
 fn exception_response_round_trips() {
     for with_attachments in [false, true] {
         for body in [
-            ExceptionBody::Object { class: "java.lang.RuntimeException", message: "rate limited" },
-            ExceptionBody::Object { class: "org.apache.dubbo.rpc.RpcException", message: "" },
+            ExceptionBody::Object {
+                class: "java.lang.RuntimeException",
+                message: "rate limited",
+            },
+            ExceptionBody::Object {
+                class: "org.apache.dubbo.rpc.RpcException",
+                message: "",
+            },
             ExceptionBody::String("invalid method name 'Add'"),
         ] {
             let mut out = Vec::new();
@@ -383,10 +557,19 @@ fn exception_response_round_trips() {
             assert_eq!(out.len(), exception_response_len(&body, with_attachments));
             let r = resp(&out);
             assert_eq!((r.header.request_id, r.header.status()), (9, Status::Ok));
-            let ResponsePayload::Result(res) = r.payload else { panic!() };
-            let kind = if with_attachments { ResponseKind::ExceptionWithAttachments } else { ResponseKind::Exception };
+            let ResponsePayload::Result(res) = r.payload else {
+                panic!()
+            };
+            let kind = if with_attachments {
+                ResponseKind::ExceptionWithAttachments
+            } else {
+                ResponseKind::Exception
+            };
             assert_eq!(res.kind, kind);
-            assert_eq!(res.attachments.map(|a| a.len()), with_attachments.then_some(0));
+            assert_eq!(
+                res.attachments.map(|a| a.len()),
+                with_attachments.then_some(0)
+            );
             match body {
                 ExceptionBody::Object { class, message } => {
                     assert_eq!(res.exception_class(), Some(u(class)));
@@ -410,7 +593,10 @@ fn exception_encoding_shape_matches_captured() {
     encode_exception_response(
         &mut out,
         6,
-        &ExceptionBody::Object { class: "java.lang.RuntimeException", message: "boom: x" },
+        &ExceptionBody::Object {
+            class: "java.lang.RuntimeException",
+            message: "boom: x",
+        },
         false,
     );
     // Same header up to the body length, same kind, class definition and field names.
@@ -425,55 +611,137 @@ fn err(body: &[u8]) -> Error {
 
 #[test]
 fn malformed_inputs_name_the_rule_and_offset() {
-    assert_eq!(decode(&[0xdb], &lim()), Err(Error::BadMagic { found: 0xdb00 }));
-    assert_eq!(decode(&[0xda, 0xbc], &lim()), Err(Error::BadMagic { found: 0xdabc }));
-    assert_eq!(decode(&[0xda], &lim()), Ok(Decoded::NeedMore(Need::AtLeast(16))));
+    assert_eq!(
+        decode(&[0xdb], &lim()),
+        Err(Error::BadMagic { found: 0xdb00 })
+    );
+    assert_eq!(
+        decode(&[0xda, 0xbc], &lim()),
+        Err(Error::BadMagic { found: 0xdabc })
+    );
+    assert_eq!(
+        decode(&[0xda], &lim()),
+        Ok(Decoded::NeedMore(Need::AtLeast(16)))
+    );
     let mut neg = frame(0xc2, 0, 1, b"");
     neg[12] = 0x80;
-    assert_eq!(decode(&neg, &lim()), Err(Error::NegativeBodyLength { raw: 0x8000_0000 }));
+    assert_eq!(
+        decode(&neg, &lim()),
+        Err(Error::NegativeBodyLength { raw: 0x8000_0000 })
+    );
     assert_eq!(decode(&neg, &lim()).unwrap_err().offset(), 12);
 
     // A string whose length runs past the body (offset 16 = first body byte).
     assert_eq!(err(b"\x1f2.0.2"), Error::Truncated { offset: 16 });
     // An int where the service name must be.
-    assert_eq!(err(b"\x052.0.2\x91"), Error::UnexpectedTag { offset: 22, tag: 0x91 });
+    assert_eq!(
+        err(b"\x052.0.2\x91"),
+        Error::UnexpectedTag {
+            offset: 22,
+            tag: 0x91
+        }
+    );
     // Bad UTF-8 continuation byte.
     assert_eq!(err(b"\x02\xc3\x41"), Error::BadUtf8 { offset: 18 });
     // A descriptor that is not JVM descriptors.
     let head = b"\x052.0.2\x01s\x00\x01m";
     let with = |rest: &[u8]| [&head[..], rest].concat();
-    assert_eq!(err(&with(b"\x03Qx;\x91")), Error::BadParameterTypes { offset: 16 + head.len() });
-    assert!(matches!(err(&with(b"\x02Lx")), Error::BadParameterTypes { .. }));
+    assert_eq!(
+        err(&with(b"\x03Qx;\x91")),
+        Error::BadParameterTypes {
+            offset: 16 + head.len()
+        }
+    );
+    assert!(matches!(
+        err(&with(b"\x02Lx")),
+        Error::BadParameterTypes { .. }
+    ));
     // Descriptor announces 2 arguments, the body holds 1.
     assert!(matches!(err(&with(b"\x02II\x91")), Error::BadCount { .. }));
-    assert!(matches!(err(&with(b"\x03III\x91\x91")), Error::BadCount { .. } | Error::Truncated { .. }));
+    assert!(matches!(
+        err(&with(b"\x03III\x91\x91")),
+        Error::BadCount { .. } | Error::Truncated { .. }
+    ));
     // A fixed list claiming more items than bytes remain.
-    assert!(matches!(err(&with(b"\x01I\x58\xd7\xff\xff")), Error::BadCount { .. }));
+    assert!(matches!(
+        err(&with(b"\x01I\x58\xd7\xff\xff")),
+        Error::BadCount { .. }
+    ));
     // Object of an undefined class; reserved tags; a stray Z.
-    assert!(matches!(err(&with(b"\x01L\x60")), Error::BadParameterTypes { .. }));
-    assert!(matches!(err(&with(b"\x0cLa;\x60")), Error::BadParameterTypes { .. } | Error::Truncated { .. }));
-    assert_eq!(err(&with(b"\x03La;\x60")), Error::UnknownClass { offset: 16 + head.len() + 4 });
-    assert_eq!(err(&with(b"\x01I\x45")), Error::UnexpectedTag { offset: 16 + head.len() + 2, tag: 0x45 });
-    assert_eq!(err(&with(b"\x01IZ")), Error::UnexpectedTag { offset: 16 + head.len() + 2, tag: b'Z' });
+    assert!(matches!(
+        err(&with(b"\x01L\x60")),
+        Error::BadParameterTypes { .. }
+    ));
+    assert!(matches!(
+        err(&with(b"\x0cLa;\x60")),
+        Error::BadParameterTypes { .. } | Error::Truncated { .. }
+    ));
+    assert_eq!(
+        err(&with(b"\x03La;\x60")),
+        Error::UnknownClass {
+            offset: 16 + head.len() + 4
+        }
+    );
+    assert_eq!(
+        err(&with(b"\x01I\x45")),
+        Error::UnexpectedTag {
+            offset: 16 + head.len() + 2,
+            tag: 0x45
+        }
+    );
+    assert_eq!(
+        err(&with(b"\x01IZ")),
+        Error::UnexpectedTag {
+            offset: 16 + head.len() + 2,
+            tag: b'Z'
+        }
+    );
     // Attachments that are not a map.
-    assert!(matches!(err(&with(b"\x01I\x91\x91")), Error::UnexpectedTag { tag: 0x91, .. }));
+    assert!(matches!(
+        err(&with(b"\x01I\x91\x91")),
+        Error::UnexpectedTag { tag: 0x91, .. }
+    ));
     // An unterminated attachments map.
-    assert!(matches!(err(&with(b"\x01I\x91H\x01k\x01v")), Error::Truncated { .. }));
+    assert!(matches!(
+        err(&with(b"\x01I\x91H\x01k\x01v")),
+        Error::Truncated { .. }
+    ));
     // Every error has a message naming the rule and its offset.
     let e = err(b"\x052.0.2\x91");
-    assert_eq!(e.to_string(), "dubbo: unexpected hessian tag 0x91 at offset 22");
+    assert_eq!(
+        e.to_string(),
+        "dubbo: unexpected hessian tag 0x91 at offset 22"
+    );
     let _: &dyn std::error::Error = &e;
 }
 
 #[test]
 fn limits_are_enforced() {
     let b = testdata("01_client_request_sayHello.bin");
-    let exact = Limits { max_frame: b.len(), ..lim() };
-    assert!(decode(&b, &exact).unwrap().frame().is_some());
-    let under = Limits { max_frame: b.len() - 1, ..lim() };
-    assert_eq!(decode(&b, &under), Err(Error::FrameTooLarge { len: b.len(), max: b.len() - 1 }));
+    let exact = Limits {
+        max_frame: b.len(),
+        ..lim()
+    };
+    assert!(decode(b, &exact).unwrap().frame().is_some());
+    let under = Limits {
+        max_frame: b.len() - 1,
+        ..lim()
+    };
+    assert_eq!(
+        decode(b, &under),
+        Err(Error::FrameTooLarge {
+            len: b.len(),
+            max: b.len() - 1
+        })
+    );
     // The limit applies as soon as the header is known, before the body arrives.
-    assert_eq!(decode(&b[..16], &under), Err(Error::FrameTooLarge { len: b.len(), max: b.len() - 1 }));
+    assert_eq!(
+        decode(&b[..16], &under),
+        Err(Error::FrameTooLarge {
+            len: b.len(),
+            max: b.len() - 1
+        })
+    );
 
     // Nesting: an argument of N nested untyped lists.
     let nested = |n: usize| {
@@ -482,27 +750,51 @@ fn limits_are_enforced() {
         body.push(b'N');
         frame(0xc2, 0, 1, &body)
     };
-    let depth = |d| Limits { max_depth: d, ..lim() };
+    let depth = |d| Limits {
+        max_depth: d,
+        ..lim()
+    };
     assert!(decode(&nested(8), &depth(8)).unwrap().frame().is_some());
-    assert!(matches!(decode(&nested(9), &depth(8)), Err(Error::TooDeep { .. })));
+    assert!(matches!(
+        decode(&nested(9), &depth(8)),
+        Err(Error::TooDeep { .. })
+    ));
     // Deep input far beyond the limit fails fast without deep recursion.
-    assert!(matches!(decode(&nested(100_000), &lim()), Err(Error::TooDeep { .. })));
+    assert!(matches!(
+        decode(&nested(100_000), &lim()),
+        Err(Error::TooDeep { .. })
+    ));
     // The attachments map is a container too: depth 0 allows no map.
     let b = testdata("01_client_request_sayHello.bin");
-    assert!(matches!(decode(&b, &depth(0)), Err(Error::TooDeep { .. })));
+    assert!(matches!(decode(b, &depth(0)), Err(Error::TooDeep { .. })));
 }
 
 #[test]
 fn labels_are_static() {
-    assert_eq!(Status::from_code(100).as_str(), "server_threadpool_exhausted_error");
+    assert_eq!(
+        Status::from_code(100).as_str(),
+        "server_threadpool_exhausted_error"
+    );
     assert_eq!(Status::from_code(31), Status::ServerTimeout);
     assert_eq!(Status::from_code(7), Status::Unknown(7));
-    assert_eq!(ResponseKind::from_code(4).as_str(), "value_with_attachments");
+    assert_eq!(
+        ResponseKind::from_code(4).as_str(),
+        "value_with_attachments"
+    );
     assert_eq!(Serialization::from_id(2).as_str(), "hessian2");
     assert_eq!(Serialization::from_id(30), Serialization::Unknown(30));
+    assert_eq!(Serialization::from_id(21).as_str(), "protobuf-json");
+    // Id 10 (native Hessian, formerly protostuff): decoded when it parses, else opaque.
+    let b = frame(0xca, 0, 1, b"\x052.0.2\x01s\x00\x01m\x00");
+    assert!(matches!(req(&b).payload, RequestPayload::Invocation(_)));
+    let b = frame(0xca, 0, 1, b"\x0a\x0b\x0c");
+    assert_eq!(req(&b).payload, RequestPayload::Opaque);
     assert_eq!(FrameKind::OneWayRequest.as_str(), "oneway_request");
     let b = frame(0x82, 0, 1, b"\x052.0.2\x01s\x00\x01m\x00");
-    assert_eq!(decode(&b, &lim()).unwrap().frame().unwrap().0.kind(), FrameKind::OneWayRequest);
+    assert_eq!(
+        decode(&b, &lim()).unwrap().frame().unwrap().0.kind(),
+        FrameKind::OneWayRequest
+    );
 }
 
 /// Object arguments with class definitions, refs, typed lists and maps, binary, doubles, dates
@@ -532,13 +824,21 @@ fn hessian_values_are_skipped_exactly() {
     body.extend_from_slice(b"H\x01k\x60\x91N\x01sR\x00\x01x\x01yZ");
     let b = frame(0xc2, 0, 5, &body);
     let r = req(&b);
-    let RequestPayload::Invocation(inv) = r.payload else { panic!() };
+    let RequestPayload::Invocation(inv) = r.payload else {
+        panic!()
+    };
     assert_eq!(inv.arg_count, 7);
     assert_eq!(inv.parameter_types, u(types));
     let att: Vec<_> = inv.attachments.unwrap().iter().collect();
     assert_eq!(att.len(), 2);
     assert_eq!(att[0], (HValue::Str(u("k")), HValue::Other(b"\x60\x91N")));
-    assert_eq!(att[1], (HValue::Str(u("s")), HValue::Str(HStr::Raw(b"R\x00\x01x\x01y"))));
+    assert_eq!(
+        att[1],
+        (
+            HValue::Str(u("s")),
+            HValue::Str(HStr::Raw(b"R\x00\x01x\x01y"))
+        )
+    );
     assert_eq!(inv.attachments.unwrap().get("s").unwrap().as_str(), None);
 }
 
@@ -546,7 +846,9 @@ fn hessian_values_are_skipped_exactly() {
 /// by pointing MELTEMI_DUBBO_EXTRA at a folder of `.bin` frames (not committed here).
 #[test]
 fn extra_frames_if_provided() {
-    let Ok(dir) = std::env::var("MELTEMI_DUBBO_EXTRA") else { return };
+    let Ok(dir) = std::env::var("MELTEMI_DUBBO_EXTRA") else {
+        return;
+    };
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         let b = std::fs::read(&p).unwrap();

@@ -75,5 +75,10 @@ fn decode_does_not_allocate() {
     }
     let after = ALLOCS.load(Ordering::SeqCst);
     assert!(entries > 30, "{entries}");
-    assert_eq!(after - before, 0, "decode allocated {} times", after - before);
+    assert_eq!(
+        after - before,
+        0,
+        "decode allocated {} times",
+        after - before
+    );
 }
