@@ -98,7 +98,9 @@ fn apache(buf: &[u8], framed: bool, kind: Kind, work: Work) -> usize {
 
 #[inline]
 fn pilota(src: &Bytes, framed: bool, kind: Kind, work: Work) -> usize {
-    use pilota::thrift::{binary::TBinaryProtocol, compact::TCompactInputProtocol, TInputProtocol, TType};
+    use pilota::thrift::{
+        binary::TBinaryProtocol, compact::TCompactInputProtocol, TInputProtocol, TType,
+    };
     fn go<P: TInputProtocol>(p: &mut P, work: Work) -> usize {
         let id = p.read_message_begin().unwrap();
         let mut n = id.name.len() + id.sequence_number as usize;
@@ -134,8 +136,12 @@ fn compare(c: &mut Criterion, group: &str, frame: &[u8], framed: bool, kind: Kin
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Bytes(frame.len() as u64));
     g.bench_function("meltemi", |b| b.iter(|| ours(frame, &limits)));
-    g.bench_function("thrift-0.17", |b| b.iter(|| apache(frame, framed, kind, work)));
-    g.bench_function("pilota-0.13", |b| b.iter(|| pilota(&bytes, framed, kind, work)));
+    g.bench_function("thrift-0.17", |b| {
+        b.iter(|| apache(frame, framed, kind, work))
+    });
+    g.bench_function("pilota-0.13", |b| {
+        b.iter(|| pilota(&bytes, framed, kind, work))
+    });
     g.finish();
 }
 
@@ -146,15 +152,71 @@ fn small_and_large(c: &mut Criterion) {
     let bu = frames(capture!("binary-unframed.c2s.bin"));
     let cu = frames(capture!("compact-unframed.c2s.bin"));
     // Small: add(2, 3) call; the NotFound reply (declared exception, field 1).
-    compare(c, "thrift/small/framed-binary-call", bf[0], true, Kind::Binary, Work::Header);
-    compare(c, "thrift/small/framed-compact-call", cf[0], true, Kind::Compact, Work::Header);
-    compare(c, "thrift/small/framed-binary-reply", bfr[2], true, Kind::Binary, Work::ReplyStatus);
-    compare(c, "thrift/small/unframed-binary-call", bu[0], false, Kind::Binary, Work::SkipStruct);
-    compare(c, "thrift/small/unframed-compact-call", cu[0], false, Kind::Compact, Work::SkipStruct);
+    compare(
+        c,
+        "thrift/small/framed-binary-call",
+        bf[0],
+        true,
+        Kind::Binary,
+        Work::Header,
+    );
+    compare(
+        c,
+        "thrift/small/framed-compact-call",
+        cf[0],
+        true,
+        Kind::Compact,
+        Work::Header,
+    );
+    compare(
+        c,
+        "thrift/small/framed-binary-reply",
+        bfr[2],
+        true,
+        Kind::Binary,
+        Work::ReplyStatus,
+    );
+    compare(
+        c,
+        "thrift/small/unframed-binary-call",
+        bu[0],
+        false,
+        Kind::Binary,
+        Work::SkipStruct,
+    );
+    compare(
+        c,
+        "thrift/small/unframed-compact-call",
+        cu[0],
+        false,
+        Kind::Compact,
+        Work::SkipStruct,
+    );
     // Large: echo(big) call, ~8 KB (binary) / ~6.7 KB (compact).
-    compare(c, "thrift/large/framed-binary-call", bf[6], true, Kind::Binary, Work::Header);
-    compare(c, "thrift/large/unframed-binary-call", bu[6], false, Kind::Binary, Work::SkipStruct);
-    compare(c, "thrift/large/unframed-compact-call", cu[6], false, Kind::Compact, Work::SkipStruct);
+    compare(
+        c,
+        "thrift/large/framed-binary-call",
+        bf[6],
+        true,
+        Kind::Binary,
+        Work::Header,
+    );
+    compare(
+        c,
+        "thrift/large/unframed-binary-call",
+        bu[6],
+        false,
+        Kind::Binary,
+        Work::SkipStruct,
+    );
+    compare(
+        c,
+        "thrift/large/unframed-compact-call",
+        cu[6],
+        false,
+        Kind::Compact,
+        Work::SkipStruct,
+    );
 }
 
 /// A whole captured connection (8 calls) per iteration, whole and split in two at the middle of
@@ -165,7 +227,10 @@ fn streams(c: &mut Criterion) {
     for (name, stream) in [
         ("framed-binary", &capture!("binary-framed.c2s.bin")[..]),
         ("header-binary", &capture!("header-binary.c2s.bin")[..]),
-        ("unframed-compact", &capture!("compact-unframed.c2s.bin")[..]),
+        (
+            "unframed-compact",
+            &capture!("compact-unframed.c2s.bin")[..],
+        ),
     ] {
         let fs = frames(stream);
         g.throughput(Throughput::Elements(fs.len() as u64));

@@ -11,10 +11,12 @@ pub mod config;
 mod envoy;
 mod peers;
 mod proc;
+mod relay;
 
 pub use envoy::{Envoy, EnvoyOptions};
-pub use peers::{redis_cli, RedisServer};
+pub use peers::{redis_cli, run_client, venv_python, KafkaBroker, RedisServer, ZooKeeperServer};
 pub use proc::{free_port, workspace_root, Process, TempDir};
+pub use relay::{Recorded, Relay};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

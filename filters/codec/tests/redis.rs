@@ -33,11 +33,17 @@ const L: Limits = Limits {
 };
 
 fn req(buf: &[u8]) -> (Request<'_>, usize) {
-    decode_request(buf, &L).unwrap().frame().expect("whole request")
+    decode_request(buf, &L)
+        .unwrap()
+        .frame()
+        .expect("whole request")
 }
 
 fn rep(buf: &[u8]) -> (Reply<'_>, usize) {
-    decode_response(buf, &L).unwrap().frame().expect("whole reply")
+    decode_response(buf, &L)
+        .unwrap()
+        .frame()
+        .expect("whole reply")
 }
 
 fn requests(buf: &[u8]) -> Vec<(Request<'_>, usize)> {
@@ -125,7 +131,9 @@ fn captured_requests_decode_exactly() {
                 Form::Multibulk => "m",
                 Form::Inline => "i",
             };
-            let mine = [vec![used.to_string(), form.to_string()], args].concat().join(" ");
+            let mine = [vec![used.to_string(), form.to_string()], args]
+                .concat()
+                .join(" ");
             assert_eq!(mine, line, "{name}");
             assert_eq!(r.argc, r.args().count());
             if r.argc > 0 {
@@ -309,16 +317,26 @@ fn captured_cluster_redirections() {
     let moved = f[1].0.error().unwrap();
     assert_eq!(moved.code(), b"MOVED");
     let r = moved.redirect.unwrap();
-    assert_eq!((r.kind, r.slot, r.host), (RedirectKind::Moved, 12182, &b"127.0.0.1"[..]));
+    assert_eq!(
+        (r.kind, r.slot, r.host),
+        (RedirectKind::Moved, 12182, &b"127.0.0.1"[..])
+    );
     assert!(r.port > 1024);
     let ask = f[2].0.error().unwrap().redirect.unwrap();
-    assert_eq!((ask.kind, ask.slot, ask.host), (RedirectKind::Ask, 866, &b"127.0.0.1"[..]));
+    assert_eq!(
+        (ask.kind, ask.slot, ask.host),
+        (RedirectKind::Ask, 866, &b"127.0.0.1"[..])
+    );
     assert_eq!(ask.kind.as_str(), "ask");
     assert_eq!(f[3].0.value, Value::Integer(866));
     // RESP2 error text from redis-server for an unknown command.
     let buf = read("cli2-0.s2c.bin");
     let f = replies(&buf);
-    let codes: Vec<&[u8]> = f.iter().filter_map(|(r, _)| r.error()).map(|e| e.code()).collect();
+    let codes: Vec<&[u8]> = f
+        .iter()
+        .filter_map(|(r, _)| r.error())
+        .map(|e| e.code())
+        .collect();
     // LPOP on a string, the unknown command, CLUSTER SLOTS without cluster mode.
     assert_eq!(codes, vec![&b"WRONGTYPE"[..], b"ERR", b"ERR"]);
     let e = f.iter().filter_map(|(r, _)| r.error()).nth(1).unwrap();
@@ -329,9 +347,18 @@ fn captured_cluster_redirections() {
 #[test]
 fn redirect_forms() {
     let cases: &[(&[u8], Option<(RedirectKind, u16, &[u8], u16)>)] = &[
-        (b"-MOVED 3999 127.0.0.1:6381\r\n", Some((RedirectKind::Moved, 3999, b"127.0.0.1", 6381))),
-        (b"-ASK 0 ::1:7000\r\n", Some((RedirectKind::Ask, 0, b"::1", 7000))),
-        (b"-MOVED 5 :7001\r\n", Some((RedirectKind::Moved, 5, b"", 7001))),
+        (
+            b"-MOVED 3999 127.0.0.1:6381\r\n",
+            Some((RedirectKind::Moved, 3999, b"127.0.0.1", 6381)),
+        ),
+        (
+            b"-ASK 0 ::1:7000\r\n",
+            Some((RedirectKind::Ask, 0, b"::1", 7000)),
+        ),
+        (
+            b"-MOVED 5 :7001\r\n",
+            Some((RedirectKind::Moved, 5, b"", 7001)),
+        ),
         (b"-MOVED 16384 h:1\r\n", None),
         (b"-MOVED x h:1\r\n", None),
         (b"-MOVED 1 h:99999\r\n", None),
@@ -340,7 +367,11 @@ fn redirect_forms() {
     for (wire, want) in cases {
         let (r, used) = rep(wire);
         assert_eq!(used, wire.len());
-        let got = r.error().unwrap().redirect.map(|r| (r.kind, r.slot, r.host, r.port));
+        let got = r
+            .error()
+            .unwrap()
+            .redirect
+            .map(|r| (r.kind, r.slot, r.host, r.port));
         assert_eq!(got, *want, "{}", String::from_utf8_lossy(wire));
     }
 }
@@ -367,7 +398,10 @@ fn assert_prefixes(frame: &[u8], used: usize, decode: fn(&[u8]) -> Result<Decode
     for cut in cuts {
         match decode(&frame[..cut]) {
             Ok(Decoded::NeedMore(n)) => {
-                assert!(n.bytes() > cut && n.bytes() <= used, "cut {cut} of {used}: {n:?}");
+                assert!(
+                    n.bytes() > cut && n.bytes() <= used,
+                    "cut {cut} of {used}: {n:?}"
+                );
                 assert!(matches!(n, Need::AtLeast(_)));
             }
             other => panic!("cut {cut} of {used}: {other:?}"),
@@ -397,7 +431,11 @@ fn every_prefix_of_every_captured_frame_needs_more() {
 
 /// Feeds `stream` to a caller that behaves as the engine will (hold bytes until the codec's
 /// bound is met), the bytes arriving in two pieces split at `split`; returns the frame ends.
-fn drive(stream: &[u8], split: usize, decode: fn(&[u8]) -> Result<Decoded<()>, Error>) -> Vec<usize> {
+fn drive(
+    stream: &[u8],
+    split: usize,
+    decode: fn(&[u8]) -> Result<Decoded<()>, Error>,
+) -> Vec<usize> {
     let mut held = split.min(stream.len());
     let mut start = 0;
     let mut ends = vec![];
@@ -413,7 +451,9 @@ fn drive(stream: &[u8], split: usize, decode: fn(&[u8]) -> Result<Decoded<()>, E
             Decoded::NeedMore(n) => {
                 let want = start + n.bytes();
                 assert!(want > held && want <= stream.len(), "need past the stream");
-                held = want.max(if held < split { split } else { held }).min(stream.len());
+                held = want
+                    .max(if held < split { split } else { held })
+                    .min(stream.len());
             }
         }
     }
@@ -449,7 +489,10 @@ fn trailing_bytes_are_not_consumed() {
     for tail in [&b"*1\r\n$4\r\nPING\r\n"[..], b"garbage", b"\x00\xff", b"*"] {
         let buf = [&get[..], tail].concat();
         let (r, used) = req(&buf);
-        assert_eq!((r.command, r.key, used), (Command::Get, Some(&b"key"[..]), get.len()));
+        assert_eq!(
+            (r.command, r.key, used),
+            (Command::Get, Some(&b"key"[..]), get.len())
+        );
     }
     let reply = b"*2\r\n$1\r\na\r\n:1\r\n";
     for tail in [&b"+OK\r\n"[..], b"\r\n", b"zz"] {
@@ -464,9 +507,15 @@ fn trailing_bytes_are_not_consumed() {
 fn resp3_edge_forms() {
     let cases: &[(&[u8], ReplyType)] = &[
         (b"$?\r\n;4\r\nHell\r\n;1\r\no\r\n;0\r\n", ReplyType::Bulk),
-        (b"*?\r\n:1\r\n%?\r\n+a\r\n:1\r\n.\r\n.\r\n", ReplyType::Array),
+        (
+            b"*?\r\n:1\r\n%?\r\n+a\r\n:1\r\n.\r\n.\r\n",
+            ReplyType::Array,
+        ),
         (b"~?\r\n.\r\n", ReplyType::Set),
-        (b"|1\r\n+k\r\n|1\r\n+x\r\n+y\r\n+v\r\n*1\r\n|1\r\n+a\r\n+b\r\n:1\r\n", ReplyType::Array),
+        (
+            b"|1\r\n+k\r\n|1\r\n+x\r\n+y\r\n+v\r\n*1\r\n|1\r\n+a\r\n+b\r\n:1\r\n",
+            ReplyType::Array,
+        ),
         (b"_\r\n", ReplyType::Null),
         (b"*-1\r\n", ReplyType::Null),
         (b"!21\r\nSYNTAX invalid syntax\r\n", ReplyType::Error),
@@ -477,12 +526,27 @@ fn resp3_edge_forms() {
     ];
     for (wire, t) in cases {
         let (r, used) = rep(wire);
-        assert_eq!((r.reply_type(), used), (*t, wire.len()), "{}", String::from_utf8_lossy(wire));
+        assert_eq!(
+            (r.reply_type(), used),
+            (*t, wire.len()),
+            "{}",
+            String::from_utf8_lossy(wire)
+        );
         assert_prefixes(wire, wire.len(), drep);
     }
     let (r, _) = rep(b"$?\r\n;4\r\nHell\r\n;1\r\no\r\n;0\r\n");
-    assert!(matches!(r.value, Value::StreamedBulk { chunks: 2, len: 5, .. }));
-    assert_eq!(rep(b":-9223372036854775808\r\n").0.value, Value::Integer(i64::MIN));
+    assert!(matches!(
+        r.value,
+        Value::StreamedBulk {
+            chunks: 2,
+            len: 5,
+            ..
+        }
+    ));
+    assert_eq!(
+        rep(b":-9223372036854775808\r\n").0.value,
+        Value::Integer(i64::MIN)
+    );
     let (r, _) = rep(b"!21\r\nSYNTAX invalid syntax\r\n");
     assert_eq!(r.error().unwrap().code(), b"SYNTAX");
     // Empty requests: redis-server ignores `*0`, `*-1` and blank lines without replying.
@@ -496,7 +560,13 @@ fn resp3_edge_forms() {
 fn malformed_inputs_give_the_right_error() {
     use Error::*;
     let reqs: &[(&[u8], Error)] = &[
-        (b"*2\r\n:1\r\n", ExpectedBulk { offset: 4, byte: b':' }),
+        (
+            b"*2\r\n:1\r\n",
+            ExpectedBulk {
+                offset: 4,
+                byte: b':',
+            },
+        ),
         (b"*x\r\n", BadInteger { offset: 1 }),
         (b"*1\r\n$-1\r\n", BadLength { offset: 4 }),
         (b"*1\r\n$3\r\nGETxx", BadLineEnd { offset: 11 }),
@@ -507,11 +577,28 @@ fn malformed_inputs_give_the_right_error() {
         (b"get \"a\"b\r\n", UnbalancedQuotes { offset: 7 }),
     ];
     for (wire, want) in reqs {
-        assert_eq!(decode_request(wire, &L), Err(*want), "{}", String::from_utf8_lossy(wire));
+        assert_eq!(
+            decode_request(wire, &L),
+            Err(*want),
+            "{}",
+            String::from_utf8_lossy(wire)
+        );
     }
     let reps: &[(&[u8], Error)] = &[
-        (b"?\r\n", UnknownType { offset: 0, byte: b'?' }),
-        (b"*1\r\nX\r\n", UnknownType { offset: 4, byte: b'X' }),
+        (
+            b"?\r\n",
+            UnknownType {
+                offset: 0,
+                byte: b'?',
+            },
+        ),
+        (
+            b"*1\r\nX\r\n",
+            UnknownType {
+                offset: 4,
+                byte: b'X',
+            },
+        ),
         (b"$-2\r\n", BadLength { offset: 0 }),
         (b"%-1\r\n", BadLength { offset: 0 }),
         (b"+OK\n", BadLineEnd { offset: 3 }),
@@ -528,7 +615,12 @@ fn malformed_inputs_give_the_right_error() {
         (b"$3\r\nabcd\r\n", BadLineEnd { offset: 7 }),
     ];
     for (wire, want) in reps {
-        assert_eq!(decode_response(wire, &L), Err(*want), "{}", String::from_utf8_lossy(wire));
+        assert_eq!(
+            decode_response(wire, &L),
+            Err(*want),
+            "{}",
+            String::from_utf8_lossy(wire)
+        );
         let e = decode_response(wire, &L).unwrap_err();
         assert!(e.to_string().contains(e.rule()));
     }
@@ -545,11 +637,23 @@ fn limits_are_enforced_before_waiting() {
         decode_request(b"*2\r\n$3\r\nSET\r\n$200\r\n", &small),
         Err(Error::FrameTooLarge { offset: 13, need, max: 100 }) if need >= 200
     ));
-    assert!(matches!(decode_response(b"$101\r\n", &small), Err(Error::FrameTooLarge { .. })));
+    assert!(matches!(
+        decode_response(b"$101\r\n", &small),
+        Err(Error::FrameTooLarge { .. })
+    ));
     // Counts: each element needs at least 3 (reply) or 6 (request) bytes.
-    assert!(matches!(decode_response(b"*40\r\n", &small), Err(Error::FrameTooLarge { .. })));
-    assert!(matches!(decode_response(b"%20\r\n", &small), Err(Error::FrameTooLarge { .. })));
-    assert!(matches!(decode_request(b"*20\r\n", &small), Err(Error::FrameTooLarge { .. })));
+    assert!(matches!(
+        decode_response(b"*40\r\n", &small),
+        Err(Error::FrameTooLarge { .. })
+    ));
+    assert!(matches!(
+        decode_response(b"%20\r\n", &small),
+        Err(Error::FrameTooLarge { .. })
+    ));
+    assert!(matches!(
+        decode_request(b"*20\r\n", &small),
+        Err(Error::FrameTooLarge { .. })
+    ));
     assert!(matches!(
         decode_response(b"*9223372036854775807\r\n", &L),
         Err(Error::FrameTooLarge { .. })
@@ -559,7 +663,10 @@ fn limits_are_enforced_before_waiting() {
         Ok(Decoded::NeedMore(Need::AtLeast(5 + 90)))
     );
     // Inline lines: max_frame, and Redis's own 64 KiB.
-    assert!(matches!(decode_request(&[b'a'; 150], &small), Err(Error::FrameTooLarge { .. })));
+    assert!(matches!(
+        decode_request(&[b'a'; 150], &small),
+        Err(Error::FrameTooLarge { .. })
+    ));
     assert_eq!(
         decode_request(&vec![b'a'; 70_000], &L),
         Err(Error::InlineTooLong { offset: 0 })
@@ -571,9 +678,15 @@ fn limits_are_enforced_before_waiting() {
         Err(Error::TooDeep { offset: 12, max: 3 })
     );
     let deep: Vec<u8> = b"*1\r\n".repeat(100_000);
-    assert!(matches!(decode_response(&deep, &L), Err(Error::TooDeep { .. })));
+    assert!(matches!(
+        decode_response(&deep, &L),
+        Err(Error::TooDeep { .. })
+    ));
     let zero = Limits { max_depth: 0, ..L };
-    assert!(matches!(decode_response(b"*0\r\n", &zero), Err(Error::TooDeep { .. })));
+    assert!(matches!(
+        decode_response(b"*0\r\n", &zero),
+        Err(Error::TooDeep { .. })
+    ));
     assert!(decode_response(b"+OK\r\n", &zero).is_ok());
 }
 
@@ -584,18 +697,35 @@ fn rep_with<'a>(b: &'a [u8], l: &Limits) -> Result<Decoded<Reply<'a>>, Error> {
 #[test]
 fn need_more_is_a_sane_lower_bound() {
     let get = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
-    assert_eq!(decode_request(b"", &L), Ok(Decoded::NeedMore(Need::AtLeast(1))));
+    assert_eq!(
+        decode_request(b"", &L),
+        Ok(Decoded::NeedMore(Need::AtLeast(1)))
+    );
     // After `*2\r\n`: two arguments of at least 6 bytes.
-    assert_eq!(decode_request(&get[..4], &L), Ok(Decoded::NeedMore(Need::AtLeast(16))));
+    assert_eq!(
+        decode_request(&get[..4], &L),
+        Ok(Decoded::NeedMore(Need::AtLeast(16)))
+    );
     // Once the last length is known the bound is the exact end.
-    assert_eq!(decode_request(&get[..17], &L), Ok(Decoded::NeedMore(Need::AtLeast(get.len()))));
+    assert_eq!(
+        decode_request(&get[..17], &L),
+        Ok(Decoded::NeedMore(Need::AtLeast(get.len())))
+    );
     let big = b"$100000\r\n";
-    assert_eq!(decode_response(big, &L), Ok(Decoded::NeedMore(Need::AtLeast(9 + 100_000 + 2))));
+    assert_eq!(
+        decode_response(big, &L),
+        Ok(Decoded::NeedMore(Need::AtLeast(9 + 100_000 + 2)))
+    );
 }
 
 #[test]
 fn encoders_round_trip() {
-    for text in [&b"ERR rate limited"[..], b"MOVED 1 127.0.0.1:7000", b"ERR", b""] {
+    for text in [
+        &b"ERR rate limited"[..],
+        b"MOVED 1 127.0.0.1:7000",
+        b"ERR",
+        b"",
+    ] {
         let mut out = b"keep".to_vec();
         encode_error(text, &mut out);
         assert_eq!(out.len(), 4 + error_len(text));
@@ -609,7 +739,10 @@ fn encoders_round_trip() {
         assert_eq!(out.len(), blob_error_len(text));
         let (r, used) = rep(&out);
         assert_eq!(used, out.len());
-        assert_eq!((r.error().unwrap().text, r.error().unwrap().blob), (text, true));
+        assert_eq!(
+            (r.error().unwrap().text, r.error().unwrap().blob),
+            (text, true)
+        );
     }
     // CR/LF cannot end the line early: they become spaces, as redis-server does.
     let mut out = vec![];

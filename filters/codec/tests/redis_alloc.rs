@@ -50,7 +50,8 @@ fn decode_does_not_allocate() {
             files.push((n.ends_with(".c2s.bin"), std::fs::read(&name).unwrap()));
         }
     }
-    let extra: Vec<u8> = b"*?\r\n|1\r\n+a\r\n+b\r\n$?\r\n;2\r\nhi\r\n;0\r\n%1\r\n:1\r\n#t\r\n.\r\n".to_vec();
+    let extra: Vec<u8> =
+        b"*?\r\n|1\r\n+a\r\n+b\r\n$?\r\n;2\r\nhi\r\n;0\r\n%1\r\n:1\r\n#t\r\n.\r\n".to_vec();
     let limits = Limits::default();
     let before = ALLOCS.load(Ordering::Relaxed);
     let mut frames = 0usize;
@@ -61,7 +62,8 @@ fn decode_does_not_allocate() {
             let used = if *is_req {
                 match decode_request(&buf[p..], &limits).unwrap() {
                     Decoded::Frame { frame, used } => {
-                        keys += usize::from(frame.key.is_some() && frame.command != Command::Unknown);
+                        keys +=
+                            usize::from(frame.key.is_some() && frame.command != Command::Unknown);
                         keys += frame.args().count();
                         used
                     }
@@ -80,10 +82,17 @@ fn decode_does_not_allocate() {
             p += used;
         }
     }
-    assert!(matches!(decode_response(&extra, &limits), Ok(Decoded::Frame { .. })));
+    assert!(matches!(
+        decode_response(&extra, &limits),
+        Ok(Decoded::Frame { .. })
+    ));
     assert!(decode_response(b"*1\r\nX", &limits).is_err());
     assert!(decode_request(b"get \"x", &limits).is_ok());
     let after = ALLOCS.load(Ordering::Relaxed);
-    assert_eq!(after - before, 0, "decode allocated ({frames} frames, {keys} keys)");
+    assert_eq!(
+        after - before,
+        0,
+        "decode allocated ({frames} frames, {keys} keys)"
+    );
     assert!(frames > 2000);
 }

@@ -111,6 +111,9 @@ pub struct LabelSet {
     pub family: &'static str,
     /// Label values, indexed by the `u16` the protocol module passes to the tracker.
     pub names: Vec<String>,
+    /// Also count requests per label and protocol version `0..versions`
+    /// (`<family>_version.<label>.v<N>`); 0 for none. Kafka uses it for api versions.
+    pub versions: u16,
 }
 
 /// All metrics of one configuration, in definition order.
@@ -122,9 +125,22 @@ pub struct Metrics {
     /// Request/response metrics.
     pub obs: Obs,
     labels: Vec<LabelStats>,
+    versions: u16,
+    version_counters: Vec<MetricId>,
 }
 
 impl Metrics {
+    /// The counter of requests with label `i` at protocol version `v`, if counted.
+    #[inline]
+    pub fn version_counter(&self, i: u16, v: i16) -> Option<MetricId> {
+        if v < 0 || v as u16 >= self.versions {
+            return None;
+        }
+        self.version_counters
+            .get(i as usize * self.versions as usize + v as usize)
+            .copied()
+    }
+
     /// The per-label stats for label index `i`, if it is in the set.
     #[inline]
     pub fn label(&self, i: u16) -> Option<&LabelStats> {
@@ -132,7 +148,8 @@ impl Metrics {
     }
 
     /// Builds the metric table for `config`, with per-label metrics for `labels`.
-    pub fn new(config: &FilterConfig, labels: &LabelSet) -> Metrics {
+    pub fn new(config: &FilterConfig, labels_in: &LabelSet) -> Metrics {
+        let labels = labels_in;
         let mut defs = Vec::new();
         let prefix = format!("{}.{}.", config.protocol.as_str(), config.stat_prefix);
         let mut def = |name: &str, kind| {
@@ -180,11 +197,19 @@ impl Metrics {
                 }
             })
             .collect();
+        let mut version_counters = Vec::new();
+        for l in &labels_in.names {
+            for v in 0..labels_in.versions {
+                version_counters.push(def(&format!("{}_version.{l}.v{v}", labels_in.family), C));
+            }
+        }
         Metrics {
             defs,
             core,
             obs,
             labels,
+            versions: labels_in.versions,
+            version_counters,
         }
     }
 

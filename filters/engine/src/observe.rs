@@ -53,6 +53,8 @@ enum Pending {
 struct Inflight {
     label: u16,
     kind: RequestKind,
+    /// Protocol data the response decoder needs (Kafka: api key and version).
+    aux: u32,
     start_ns: u64,
 }
 
@@ -99,6 +101,29 @@ impl Tracker {
         kind: RequestKind,
         now_ns: u64,
     ) {
+        self.request_aux(m, sink, id, label, kind, 0, now_ns)
+    }
+
+    /// The protocol data stored with the request `id` still in flight (by-id pairing only).
+    pub fn aux(&self, id: i64) -> Option<u32> {
+        match &self.pending {
+            Pending::ById(map) => map.get(&id).map(|f| f.aux),
+            Pending::Ordered(_) => None,
+        }
+    }
+
+    /// [`Tracker::request`] keeping `aux` for the response decoder.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_aux(
+        &mut self,
+        m: &Metrics,
+        sink: &mut impl MetricSink,
+        id: i64,
+        label: u16,
+        kind: RequestKind,
+        aux: u32,
+        now_ns: u64,
+    ) {
         let o = &m.obs;
         sink.inc(o.request, 1);
         sink.inc(
@@ -118,6 +143,7 @@ impl Tracker {
         let f = Inflight {
             label,
             kind,
+            aux,
             start_ns: now_ns,
         };
         let stored = match &mut self.pending {

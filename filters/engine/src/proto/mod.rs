@@ -7,7 +7,9 @@ use crate::observe::Tracker;
 use meltemi_codec::{Decoded, Limits};
 use std::fmt;
 
+mod kafka;
 mod redis;
+mod zookeeper;
 
 /// A frame that broke its protocol's rules: the codec's own message (allocated only on this
 /// error path, once per connection).
@@ -33,6 +35,10 @@ pub(crate) enum Wire {
     Raw,
     /// Redis: replies come back in request order.
     Redis,
+    /// Kafka: by correlation id.
+    Kafka,
+    /// ZooKeeper: by xid, with the handshake phase per direction.
+    ZooKeeper(meltemi_codec::zookeeper::Connection),
 }
 
 /// Everything a protocol handler needs for one frame.
@@ -50,10 +56,13 @@ impl Wire {
         match p {
             Protocol::Raw => (Wire::Raw, Tracker::ordered()),
             Protocol::Redis => (Wire::Redis, Tracker::ordered()),
+            Protocol::Kafka => (Wire::Kafka, Tracker::by_id()),
+            Protocol::ZooKeeper => (
+                Wire::ZooKeeper(meltemi_codec::zookeeper::Connection::new()),
+                Tracker::by_id(),
+            ),
             // Codecs wired in as they land; until then these observe bytes only.
-            Protocol::Dubbo | Protocol::Thrift | Protocol::Kafka | Protocol::ZooKeeper => {
-                (Wire::Raw, Tracker::by_id())
-            }
+            Protocol::Dubbo | Protocol::Thrift => (Wire::Raw, Tracker::by_id()),
         }
     }
 
@@ -74,6 +83,8 @@ impl Wire {
                 used: buf.len(),
             }),
             Wire::Redis => redis::request(buf, cx),
+            Wire::Kafka => kafka::request(buf, cx),
+            Wire::ZooKeeper(c) => zookeeper::request(c, buf, cx),
         }
     }
 
@@ -89,6 +100,8 @@ impl Wire {
                 used: buf.len(),
             }),
             Wire::Redis => redis::response(buf, cx),
+            Wire::Kafka => kafka::response(buf, cx),
+            Wire::ZooKeeper(c) => zookeeper::response(c, buf, cx),
         }
     }
 }
@@ -97,9 +110,12 @@ impl Wire {
 pub(crate) fn labels(config: &FilterConfig) -> LabelSet {
     match config.protocol {
         Protocol::Redis => redis::labels(),
+        Protocol::Kafka => kafka::labels(),
+        Protocol::ZooKeeper => zookeeper::labels(),
         _ => LabelSet {
             family: "method",
             names: Vec::new(),
+            versions: 0,
         },
     }
 }

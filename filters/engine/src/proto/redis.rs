@@ -14,6 +14,7 @@ pub(super) fn labels() -> LabelSet {
             .filter_map(catalog::by_index)
             .map(|c| c.as_str().to_string())
             .collect(),
+        versions: 0,
     }
 }
 

@@ -1,0 +1,119 @@
+//! ZooKeeper: requests and replies pair by xid. Watch events (xid -1) answer no request and are
+//! counted apart; pings (xid -2) and auth (xid -4) are housekeeping. The handshake is paired as
+//! the `connect` opcode.
+
+use super::{Ctx, DecodeFailure};
+use crate::metrics::{LabelSet, MetricSink};
+use crate::observe::{Outcome, RequestKind};
+use meltemi_codec::zookeeper::{Connection, ErrorCode, OpCode, ReplyKind, Request, Response};
+use meltemi_codec::Decoded;
+
+/// The xid the handshake is tracked under (no real request uses it).
+const CONNECT_XID: i64 = i64::MIN;
+
+/// Label indexes: the known opcodes in the codec's order, then `connect`, then `unknown`.
+fn label(op: Option<OpCode>) -> u16 {
+    let n = OpCode::ALL.len();
+    match op {
+        None => n as u16,
+        Some(op) => OpCode::ALL.iter().position(|o| *o == op).unwrap_or(n + 1) as u16,
+    }
+}
+
+pub(super) fn labels() -> LabelSet {
+    let mut names: Vec<String> = OpCode::ALL.iter().map(|o| o.as_str().to_string()).collect();
+    names.push("connect".into());
+    names.push("unknown".into());
+    LabelSet {
+        family: "opcode",
+        names,
+        versions: 0,
+    }
+}
+
+pub(super) fn request<S: MetricSink>(
+    conn: &mut Connection,
+    buf: &[u8],
+    cx: &mut Ctx<'_, S>,
+) -> Result<Decoded<()>, DecodeFailure> {
+    match conn
+        .decode_request(buf, cx.limits)
+        .map_err(DecodeFailure::from)?
+    {
+        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
+        Decoded::Frame { frame, used } => {
+            match frame {
+                Request::Connect(_) => cx.tracker.request(
+                    cx.metrics,
+                    cx.sink,
+                    CONNECT_XID,
+                    label(None),
+                    RequestKind::Event,
+                    cx.now_ns,
+                ),
+                Request::Op(op) => {
+                    let kind = match op.op {
+                        OpCode::Ping | OpCode::Auth | OpCode::SetWatches | OpCode::SetWatches2 => {
+                            RequestKind::Event
+                        }
+                        _ => RequestKind::Call,
+                    };
+                    cx.tracker.request(
+                        cx.metrics,
+                        cx.sink,
+                        i64::from(op.xid),
+                        label(Some(op.op)),
+                        kind,
+                        cx.now_ns,
+                    );
+                }
+                // Four-letter words and what follows are not requests of a session.
+                Request::FourLetter(_) | Request::Raw(_) => {}
+            }
+            Ok(Decoded::Frame { frame: (), used })
+        }
+    }
+}
+
+pub(super) fn response<S: MetricSink>(
+    conn: &mut Connection,
+    buf: &[u8],
+    cx: &mut Ctx<'_, S>,
+) -> Result<Decoded<()>, DecodeFailure> {
+    match conn
+        .decode_response(buf, cx.limits)
+        .map_err(DecodeFailure::from)?
+    {
+        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
+        Decoded::Frame { frame, used } => {
+            match frame {
+                Response::Connect(_) => cx.tracker.response(
+                    cx.metrics,
+                    cx.sink,
+                    CONNECT_XID,
+                    Outcome::Success,
+                    cx.now_ns,
+                ),
+                Response::Reply(r) => match r.kind {
+                    ReplyKind::Watch(_) => cx.tracker.server_event(cx.metrics, cx.sink),
+                    _ => {
+                        let outcome = if r.err == ErrorCode::Ok {
+                            Outcome::Success
+                        } else {
+                            Outcome::Error
+                        };
+                        cx.tracker.response(
+                            cx.metrics,
+                            cx.sink,
+                            i64::from(r.xid),
+                            outcome,
+                            cx.now_ns,
+                        );
+                    }
+                },
+                Response::Raw(_) => {}
+            }
+            Ok(Decoded::Frame { frame: (), used })
+        }
+    }
+}
