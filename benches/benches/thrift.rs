@@ -4,15 +4,54 @@
 //! bytes; for replies also the first field of the result struct; for unframed messages also skip
 //! the argument struct to find the message's end (which is what framing an unframed stream takes).
 //!
+//! Time is the benchmark thread's own CPU time (`/proc/thread-self/schedstat`), not wall time:
+//! the machine is shared, and time spent descheduled would otherwise land on whichever
+//! contender happened to run then. Compare ratios within one run.
+//!
 //! Run: `cargo bench -p meltemi-benches --bench thrift -- --warm-up-time 1 --measurement-time 3`
 use std::hint::black_box;
 
 use bytes::Bytes;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+/// CPU time of the calling thread, in nanoseconds (Linux; falls back to wall time elsewhere).
+struct ThreadCpu(WallTime);
+
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = (Option<u64>, std::time::Instant);
+    type Value = u64;
+    fn start(&self) -> Self::Intermediate {
+        (thread_cpu_ns(), std::time::Instant::now())
+    }
+    fn end(&self, (cpu, wall): Self::Intermediate) -> u64 {
+        match (cpu, thread_cpu_ns()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => wall.elapsed().as_nanos() as u64,
+        }
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.0.formatter()
+    }
+}
+
+type C = Criterion<ThreadCpu>;
 use meltemi_codec::thrift::{decode, Frame};
 use meltemi_codec::{Decoded, Limits};
-use pilota::thrift::TInputProtocol as _;
-use thrift::protocol::TInputProtocol as _;
 
 macro_rules! capture {
     ($name:literal) => {
@@ -126,7 +165,7 @@ fn pilota(src: &Bytes, framed: bool, kind: Kind, work: Work) -> usize {
     }
 }
 
-fn compare(c: &mut Criterion, group: &str, frame: &[u8], framed: bool, kind: Kind, work: Work) {
+fn compare(c: &mut C, group: &str, frame: &[u8], framed: bool, kind: Kind, work: Work) {
     let limits = Limits::default();
     let bytes = Bytes::copy_from_slice(frame);
     // Everybody must agree on the frame before we time it.
@@ -145,7 +184,7 @@ fn compare(c: &mut Criterion, group: &str, frame: &[u8], framed: bool, kind: Kin
     g.finish();
 }
 
-fn small_and_large(c: &mut Criterion) {
+fn small_and_large(c: &mut C) {
     let bf = frames(capture!("binary-framed.c2s.bin"));
     let bfr = frames(capture!("binary-framed.s2c.bin"));
     let cf = frames(capture!("compact-framed.c2s.bin"));
@@ -221,7 +260,7 @@ fn small_and_large(c: &mut Criterion) {
 
 /// A whole captured connection (8 calls) per iteration, whole and split in two at the middle of
 /// every frame (the caller calls once with half a frame, waits as told, then calls again).
-fn streams(c: &mut Criterion) {
+fn streams(c: &mut C) {
     let limits = Limits::default();
     let mut g = c.benchmark_group("thrift/stream");
     for (name, stream) in [
@@ -254,5 +293,9 @@ fn streams(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, small_and_large, streams);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpu(WallTime));
+    targets = small_and_large, streams
+}
 criterion_main!(benches);

@@ -19,7 +19,7 @@ root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 out = os.path.join(root, "filters", "codec", "testdata", "dubbo")
 os.makedirs(out, exist_ok=True)
 for old_name in os.listdir(out):
-    if old_name.endswith(".bin"):
+    if old_name.endswith(".bin") and ("_client_" in old_name or "_provider_" in old_name):
         os.remove(os.path.join(out, old_name))
 seq = [0]
 index = []

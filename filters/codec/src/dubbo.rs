@@ -1054,11 +1054,28 @@ impl<'a> Attachments<'a> {
         }
         AttachmentIter { r, left: self.len }
     }
-    /// The value of the first entry whose key is the string `key`.
+    /// The value of the first entry whose key is the string `key` (keys are compared as bytes, so
+    /// only the matching value is checked as UTF-8).
     pub fn get(&self, key: &str) -> Option<HValue<'a>> {
-        self.iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        let mut it = self.iter();
+        let r = &mut it.r;
+        for _ in 0..self.len {
+            let hit = match r.peek().ok()? {
+                0x00..=0x1f | 0x30..=0x33 | b'R' | b'S' => {
+                    let (data, single) = r.string_raw(|_| {}).ok()?;
+                    single && data == key.as_bytes()
+                }
+                _ => {
+                    r.skip_value(1).ok()?;
+                    false
+                }
+            };
+            if hit {
+                return r.value().ok();
+            }
+            r.skip_value(1).ok()?;
+        }
+        None
     }
 }
 
@@ -1257,13 +1274,12 @@ impl<'a> Reader<'a> {
         Ok(&rest[..i])
     }
 
-    /// Reads a string, handing each chunk's data to `f`.
+    /// Walks a string, handing each chunk's data to `f`; returns the last chunk's data and
+    /// whether it was the only chunk. No UTF-8 validation beyond the shape of lead bytes.
     /// `string ::= R b1 b0 <utf8> string | S b1 b0 <utf8> | [x00-x1f] <utf8> | [x30-x33] b0 <utf8>`.
     #[inline]
-    fn string_with(&mut self, mut f: impl FnMut(&'a [u8])) -> Result<HStr<'a>, Error> {
-        let start = self.pos;
-        let mut chunks = 0usize;
-        let mut last: &'a [u8];
+    fn string_raw(&mut self, mut f: impl FnMut(&'a [u8])) -> Result<(&'a [u8], bool), Error> {
+        let mut single = true;
         loop {
             let at = self.pos;
             let tag = self.u8()?;
@@ -1282,15 +1298,22 @@ impl<'a> Reader<'a> {
                     })
                 }
             };
-            last = self.utf8_units(units, at)?;
-            f(last);
-            chunks += 1;
+            let data = self.utf8_units(units, at)?;
+            f(data);
             if !more {
-                break;
+                return Ok((data, single));
             }
+            single = false;
         }
-        if chunks == 1 {
-            if let Ok(s) = core::str::from_utf8(last) {
+    }
+
+    /// Reads a string as [`HStr`], handing each chunk's data to `f`.
+    #[inline]
+    fn string_with(&mut self, f: impl FnMut(&'a [u8])) -> Result<HStr<'a>, Error> {
+        let start = self.pos;
+        let (data, single) = self.string_raw(f)?;
+        if single {
+            if let Ok(s) = core::str::from_utf8(data) {
                 return Ok(HStr::Utf8(s));
             }
         }
@@ -1330,17 +1353,17 @@ impl<'a> Reader<'a> {
     /// `type ::= string | int`.
     fn skip_type(&mut self) -> Result<(), Error> {
         match self.peek()? {
-            0x00..=0x1f | 0x30..=0x33 | b'R' | b'S' => self.string().map(|_| ()),
+            0x00..=0x1f | 0x30..=0x33 | b'R' | b'S' => self.string_raw(|_| {}).map(|_| ()),
             _ => self.int().map(|_| ()),
         }
     }
 
     /// `class-def ::= 'C' string int string*` (the `C` already read).
     fn class_def(&mut self, at: usize) -> Result<(), Error> {
-        self.string()?;
+        self.string_raw(|_| {})?;
         let n = self.count()?;
         for _ in 0..n {
-            self.string()?;
+            self.string_raw(|_| {})?;
         }
         let c = &mut self.classes;
         if c.len == MAX_CLASSES {
@@ -1393,7 +1416,7 @@ impl<'a> Reader<'a> {
                 // strings
                 0x00..=0x1f | 0x30..=0x33 | b'R' | b'S' => {
                     self.pos = at;
-                    self.string()?;
+                    self.string_raw(|_| {})?;
                 }
                 // binary: [x20-x2f] data, [x34-x37] b0 data, A b1 b0 data binary, B b1 b0 data
                 0x20..=0x2f => self.skip(usize::from(tag - 0x20), at)?,

@@ -1047,6 +1047,79 @@ fn body<'a, P: Proto>(
     }
 }
 
+/// Fast path for the common case inside a frame: a strict binary or compact call or oneway,
+/// whose struct need not be looked into. `None` sends everything else (and any doubt) to the
+/// general path, which also reports errors with their offsets.
+#[inline(always)]
+fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>)>, Error> {
+    let m = match frame.get(at..) {
+        Some(m) if m.len() >= 4 => m,
+        _ => return Ok(None),
+    };
+    let (proto, kind, name_at, n, seq_id);
+    if m[0] == 0x80 && m[1] == 0x01 && matches!(m[3], 1 | 4) && m.len() >= 12 {
+        proto = Protocol::Binary;
+        kind = m[3];
+        n = u32::from_be_bytes([m[4], m[5], m[6], m[7]]) as usize;
+        if n > m.len() - 12 {
+            return Ok(None);
+        }
+        let s = &m[8 + n..12 + n];
+        seq_id = i32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+        name_at = 8;
+    } else if m[0] == COMPACT_PROTOCOL_ID
+        && m[1] & COMPACT_VERSION_MASK == COMPACT_VERSION
+        && matches!(m[1] >> COMPACT_TYPE_SHIFT, 1 | 4)
+    {
+        proto = Protocol::Compact;
+        kind = m[1] >> COMPACT_TYPE_SHIFT;
+        let mut pos = 2;
+        seq_id = match varint_at(m, &mut pos) {
+            Ok(v) => v as i32,
+            Err(()) => return Ok(None),
+        };
+        n = match varint_at(m, &mut pos) {
+            Ok(v) if (v as usize) <= m.len() - pos => v as usize,
+            _ => return Ok(None),
+        };
+        name_at = pos;
+    } else {
+        return Ok(None);
+    }
+    let name = core::str::from_utf8(&m[name_at..name_at + n]).map_err(|_| Error::NameNotUtf8 {
+        offset: at
+            + if proto == Protocol::Binary {
+                4
+            } else {
+                name_at
+            },
+    })?;
+    let (service, method) = split_name(name);
+    let kind = MessageType::from_u8(kind);
+    let reply = None;
+    Ok(Some((
+        proto,
+        Message {
+            kind,
+            name,
+            service,
+            method,
+            seq_id,
+            reply,
+        },
+    )))
+}
+
+/// Splits a multiplexed `service:method` name at the first `:` (`TMultiplexedProtocol`).
+#[inline(always)]
+fn split_name(name: &str) -> (Option<&str>, &str) {
+    match name.bytes().position(|b| b == b':') {
+        // `:` is ASCII, so both sides are on char boundaries.
+        Some(i) => (name.get(..i), name.get(i + 1..).unwrap_or("")),
+        None => (None, name),
+    }
+}
+
 /// Decodes one message (header and, as needed, body) at `r.pos`.
 #[inline]
 fn message<'a>(r: &mut Reader<'a>, proto: Protocol, full: bool) -> R<(Protocol, Message<'a>)> {
@@ -1055,10 +1128,7 @@ fn message<'a>(r: &mut Reader<'a>, proto: Protocol, full: bool) -> R<(Protocol, 
     let (proto, kind, name, name_at, seq_id) = message_begin(r, proto)?;
     let name = core::str::from_utf8(name)
         .map_err(|_| Stop::Bad(Error::NameNotUtf8 { offset: name_at }))?;
-    let (service, method) = match name.split_once(':') {
-        Some((s, m)) => (Some(s), m),
-        None => (None, name),
-    };
+    let (service, method) = split_name(name);
     let reply = match proto {
         Protocol::Compact => body::<Cpt>(r, kind, full)?,
         _ => body::<Bin>(r, kind, full)?,
@@ -1130,6 +1200,18 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Frame<'a>>, 
     if total >= 6 && u16::from_be_bytes([frame[4], frame[5]]) == HEADER_MAGIC {
         return decode_header(frame, limits).map(|f| Decoded::Frame {
             frame: f,
+            used: total,
+        });
+    }
+    if let Some((protocol, message)) = fast_call(frame, 4)? {
+        return Ok(Decoded::Frame {
+            frame: Frame {
+                transport: Transport::Framed,
+                protocol,
+                header: None,
+                message: Some(message),
+                payload: &frame[4..],
+            },
             used: total,
         });
     }
@@ -1261,6 +1343,12 @@ fn decode_header<'a>(frame: &'a [u8], limits: &Limits) -> Result<Frame<'a>, Erro
         payload,
     };
     if transform_count == 0 && !matches!(proto, Protocol::Unknown(_)) {
+        if let Some((p, msg)) = fast_call(frame, end)? {
+            if p == proto {
+                frame_out.message = Some(msg);
+                return Ok(frame_out);
+            }
+        }
         let mut r = Reader {
             buf: frame,
             pos: end,
