@@ -97,6 +97,9 @@ pub struct FilterConfig {
     pub on_decode_error: OnDecodeError,
     /// Largest frame accepted (bytes); bigger ones are decode errors.
     pub max_frame_bytes: usize,
+    /// Dubbo/Thrift methods that get their own stats (`method` or `service:method`); every other
+    /// method counts under `other`, so stat cardinality stays what the operator configured.
+    pub methods: Vec<String>,
 }
 
 impl FilterConfig {
@@ -108,6 +111,7 @@ impl FilterConfig {
             panic_on: None,
             on_decode_error: OnDecodeError::Close,
             max_frame_bytes: DEFAULT_MAX_FRAME,
+            methods: Vec::new(),
         }
     }
 
@@ -127,6 +131,8 @@ impl FilterConfig {
             on_decode_error: Option<String>,
             #[serde(default, alias = "maxFrameBytes")]
             max_frame_bytes: Option<u64>,
+            #[serde(default)]
+            methods: Vec<String>,
         }
         let raw: Raw = serde_json::from_str(text).map_err(|e| ConfigError {
             field: "(json)".into(),
@@ -164,6 +170,7 @@ impl FilterConfig {
                     })
                 }
             },
+            methods: raw.methods,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -183,6 +190,20 @@ impl FilterConfig {
                     "{:?} must be non-empty and use only [A-Za-z0-9_-] (it becomes part of stat names)",
                     self.stat_prefix
                 ),
+            });
+        }
+        for (i, m) in self.methods.iter().enumerate() {
+            if m.is_empty() || m.len() > 200 || m.bytes().any(|b| b.is_ascii_whitespace()) {
+                return Err(ConfigError {
+                    field: format!("methods[{i}]"),
+                    message: format!("{m:?} must be 1..=200 characters without spaces"),
+                });
+            }
+        }
+        if self.methods.len() > 1000 {
+            return Err(ConfigError {
+                field: "methods".into(),
+                message: "at most 1000 methods get their own stats".into(),
             });
         }
         if matches!(&self.panic_on, Some(m) if m.is_empty()) {

@@ -33,6 +33,7 @@ pub struct Engine {
     /// The metric table built from it.
     pub metrics: Metrics,
     limits: Limits,
+    methods: proto::MethodIndex,
 }
 
 impl Engine {
@@ -43,10 +44,12 @@ impl Engine {
             max_frame: config.max_frame_bytes,
             ..Limits::default()
         };
+        let methods = proto::MethodIndex::new(&config.methods);
         Engine {
             config,
             metrics,
             limits,
+            methods,
         }
     }
 }
@@ -147,6 +150,7 @@ impl Session {
         let mut cx = Ctx {
             metrics: &engine.metrics,
             limits: &engine.limits,
+            methods: &engine.methods,
             tracker,
             sink,
             now_ns,

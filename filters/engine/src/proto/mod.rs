@@ -5,10 +5,13 @@ use crate::config::{FilterConfig, Protocol};
 use crate::metrics::{LabelSet, MetricSink, Metrics};
 use crate::observe::Tracker;
 use meltemi_codec::{Decoded, Limits};
+use std::collections::HashMap;
 use std::fmt;
 
+mod dubbo;
 mod kafka;
 mod redis;
+mod thrift;
 mod zookeeper;
 
 /// A frame that broke its protocol's rules: the codec's own message (allocated only on this
@@ -39,12 +42,63 @@ pub(crate) enum Wire {
     Kafka,
     /// ZooKeeper: by xid, with the handshake phase per direction.
     ZooKeeper(meltemi_codec::zookeeper::Connection),
+    /// Thrift: by sequence id.
+    Thrift,
+    /// Dubbo: by request id.
+    Dubbo,
+}
+
+/// Configured method names to label indexes (`other` is `len()`).
+#[derive(Debug, Default)]
+pub(crate) struct MethodIndex(HashMap<String, u16>);
+
+impl MethodIndex {
+    pub(crate) fn new(methods: &[String]) -> Self {
+        MethodIndex(
+            methods
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.clone(), i as u16))
+                .collect(),
+        )
+    }
+
+    /// The label of `service:method`, else of `method`, else `other`.
+    pub(crate) fn label(&self, service: Option<&str>, method: &str) -> u16 {
+        let other = self.0.len() as u16;
+        if self.0.is_empty() {
+            return other;
+        }
+        if let Some(svc) = service {
+            // Only allocates when methods are configured; bounded by the method name length.
+            let mut key = String::with_capacity(svc.len() + 1 + method.len());
+            key.push_str(svc);
+            key.push(':');
+            key.push_str(method);
+            if let Some(&i) = self.0.get(&key) {
+                return i;
+            }
+        }
+        self.0.get(method).copied().unwrap_or(other)
+    }
+}
+
+/// The label set of configured methods, with dots (stat-name separators) written as `_`.
+fn method_labels(config: &FilterConfig) -> LabelSet {
+    let mut names: Vec<String> = config.methods.iter().map(|m| m.replace('.', "_")).collect();
+    names.push("other".into());
+    LabelSet {
+        family: "method",
+        names,
+        versions: 0,
+    }
 }
 
 /// Everything a protocol handler needs for one frame.
 pub(crate) struct Ctx<'a, S> {
     pub(crate) metrics: &'a Metrics,
     pub(crate) limits: &'a Limits,
+    pub(crate) methods: &'a MethodIndex,
     pub(crate) tracker: &'a mut Tracker,
     pub(crate) sink: &'a mut S,
     pub(crate) now_ns: u64,
@@ -61,8 +115,8 @@ impl Wire {
                 Wire::ZooKeeper(meltemi_codec::zookeeper::Connection::new()),
                 Tracker::by_id(),
             ),
-            // Codecs wired in as they land; until then these observe bytes only.
-            Protocol::Dubbo | Protocol::Thrift => (Wire::Raw, Tracker::by_id()),
+            Protocol::Thrift => (Wire::Thrift, Tracker::by_id()),
+            Protocol::Dubbo => (Wire::Dubbo, Tracker::by_id()),
         }
     }
 
@@ -85,6 +139,8 @@ impl Wire {
             Wire::Redis => redis::request(buf, cx),
             Wire::Kafka => kafka::request(buf, cx),
             Wire::ZooKeeper(c) => zookeeper::request(c, buf, cx),
+            Wire::Thrift => thrift::request(buf, cx),
+            Wire::Dubbo => dubbo::request(buf, cx),
         }
     }
 
@@ -102,6 +158,8 @@ impl Wire {
             Wire::Redis => redis::response(buf, cx),
             Wire::Kafka => kafka::response(buf, cx),
             Wire::ZooKeeper(c) => zookeeper::response(c, buf, cx),
+            Wire::Thrift => thrift::response(buf, cx),
+            Wire::Dubbo => dubbo::response(buf, cx),
         }
     }
 }
@@ -112,7 +170,8 @@ pub(crate) fn labels(config: &FilterConfig) -> LabelSet {
         Protocol::Redis => redis::labels(),
         Protocol::Kafka => kafka::labels(),
         Protocol::ZooKeeper => zookeeper::labels(),
-        _ => LabelSet {
+        Protocol::Thrift | Protocol::Dubbo => method_labels(config),
+        Protocol::Raw => LabelSet {
             family: "method",
             names: Vec::new(),
             versions: 0,
