@@ -434,7 +434,9 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 set
             }
         };
-        let observe = pb::Observe {
+        let mut config = pb::Config {
+            protocol: sp.protocol as i32,
+            stat_prefix: prefix.clone(),
             access_log: settings.access_log,
             on_decode_error: if routing {
                 pb::OnDecodeError::Close
@@ -442,11 +444,6 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 pb::OnDecodeError::Passthrough
             } as i32,
             max_frame_bytes: 0,
-        };
-        let mut config = pb::Config {
-            protocol: sp.protocol as i32,
-            stat_prefix: prefix.clone(),
-            observe: Some(observe.clone()),
             routes: table.clone(),
             route_discovery: None,
         };
@@ -561,10 +558,9 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             let in_cfg = pb::Config {
                 protocol: sp.protocol as i32,
                 stat_prefix: stat_prefix("inbound", sp),
-                observe: Some(pb::Observe {
-                    on_decode_error: pb::OnDecodeError::Passthrough as i32,
-                    ..observe
-                }),
+                access_log: settings.access_log,
+                on_decode_error: pb::OnDecodeError::Passthrough as i32,
+                max_frame_bytes: 0,
                 routes: None,
                 route_discovery: None,
             };
