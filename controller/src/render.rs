@@ -545,7 +545,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             None,
             patches,
             sp,
-            &out_ns == &sp.namespace,
+            out_ns == sp.namespace,
         ));
         for k in &contributors {
             if let Some(r) = out.reports.get_mut(k) {
