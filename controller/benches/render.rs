@@ -1,130 +1,13 @@
 //! Render benchmark: 10,000 Dubbo services with 10 routes each (target: under 1 s per full render).
 
-use std::collections::BTreeMap;
-
 use criterion::{criterion_group, criterion_main, Criterion};
-use kube::api::ObjectMeta;
-use meltemi_controller::crd::{
-    Destination, MetaRoute, MetaRouteMatch, MetaRouter, MetaRouterSpec, StringMatch,
-    WeightedDestination,
-};
-use meltemi_controller::inputs::{Inputs, Settings};
-use meltemi_controller::istio::{
-    DestinationRule, DestinationRuleSpec, ServiceEntry, ServiceEntrySpec, ServicePort, Subset,
-    WorkloadEntrySpec,
-};
 use meltemi_controller::render::render_all;
 
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some("bench".into()),
-        generation: Some(1),
-        ..Default::default()
-    }
-}
-
-pub fn inputs(services: usize, routes: usize) -> Inputs {
-    let mut inputs = Inputs {
-        settings: Settings::default(),
-        ..Default::default()
-    };
-    for i in 0..services {
-        let host = format!("svc-{i}.bench.svc.cluster.local");
-        let mut se = ServiceEntry::new(
-            &format!("svc-{i}"),
-            ServiceEntrySpec {
-                hosts: vec![host.clone()],
-                addresses: vec![format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255)],
-                ports: vec![ServicePort {
-                    number: 20880,
-                    name: "tcp-dubbo".into(),
-                    protocol: Some("TCP".into()),
-                    target_port: None,
-                }],
-                endpoints: vec![WorkloadEntrySpec {
-                    address: "127.0.0.1".into(),
-                    ports: BTreeMap::new(),
-                    labels: BTreeMap::from([("version".into(), "v1".into())]),
-                }],
-                workload_selector: Some(meltemi_controller::istio::WorkloadSelector {
-                    labels: BTreeMap::from([("app".into(), format!("svc-{i}"))]),
-                }),
-                ..Default::default()
-            },
-        );
-        se.metadata = meta(&format!("svc-{i}"));
-        inputs.service_entries.push(se);
-        let mut dr = DestinationRule::new(
-            &format!("svc-{i}"),
-            DestinationRuleSpec {
-                host: host.clone(),
-                subsets: ["v1", "v2"]
-                    .iter()
-                    .map(|v| Subset {
-                        name: v.to_string(),
-                        labels: BTreeMap::from([("version".into(), v.to_string())]),
-                    })
-                    .collect(),
-                export_to: vec![],
-            },
-        );
-        dr.metadata = meta(&format!("svc-{i}"));
-        inputs.destination_rules.push(dr);
-        let dest = |subset: &str| Destination {
-            host: host.clone(),
-            subset: Some(subset.into()),
-            port: None,
-        };
-        let mut mr = MetaRouter::new(
-            &format!("svc-{i}"),
-            MetaRouterSpec {
-                hosts: vec![host.clone()],
-                routes: (0..routes)
-                    .map(|r| MetaRoute {
-                        name: Some(format!("r{r}")),
-                        match_: Some(MetaRouteMatch {
-                            attributes: BTreeMap::from([
-                                (
-                                    "method".into(),
-                                    StringMatch {
-                                        exact: Some(format!("method{r}")),
-                                        ..Default::default()
-                                    },
-                                ),
-                                (
-                                    "user".into(),
-                                    StringMatch {
-                                        prefix: Some("j".into()),
-                                        ..Default::default()
-                                    },
-                                ),
-                            ]),
-                        }),
-                        route: vec![
-                            WeightedDestination {
-                                destination: dest("v1"),
-                                weight: Some(90),
-                            },
-                            WeightedDestination {
-                                destination: dest("v2"),
-                                weight: Some(10),
-                            },
-                        ],
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            },
-        );
-        mr.metadata = meta(&format!("svc-{i}"));
-        inputs.meta_routers.push(mr);
-    }
-    inputs
-}
+#[path = "scale_inputs.rs"]
+mod scale_inputs;
 
 fn bench(c: &mut Criterion) {
-    let big = inputs(10_000, 10);
+    let big = scale_inputs::inputs(10_000, 10);
     let r = render_all(&big).expect("render");
     assert_eq!(r.filters.len(), 20_000);
     let mut g = c.benchmark_group("render");

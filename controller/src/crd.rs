@@ -2,6 +2,9 @@
 //! `RedisService` and `RedisDestination` manifests apply unchanged; the schemas are derived from
 //! these types (schemars) and written to `deploy/crds.yaml` by `meltemi crds` (drift-tested).
 
+// Several `printcolumn(type_ = "string", ...)` entries read as duplicated attributes to clippy.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use kube::CustomResource;

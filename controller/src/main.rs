@@ -300,6 +300,10 @@ async fn serve_routes(r: RenderArgs, listen: String, poll_ms: u64) -> Result<Exi
         let inputs = r.load()?;
         let out = render_all(&inputs).map_err(|e| e.to_string())?;
         let changed = shared.store.update(&out.route_tables);
+        shared
+            .metrics
+            .route_updates
+            .fetch_add(changed.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for k in &changed {
             tracing::info!(table = %k, version = shared.store.get(k).map(|x| x.0).unwrap_or(0), "route table published");
         }

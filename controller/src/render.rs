@@ -268,14 +268,16 @@ fn key_of(kind: &'static str, meta: &ObjectMeta) -> ObjectKey {
     }
 }
 
-/// Kubernetes short names (`svc`, `svc.ns`) and FQDNs all name the same host.
-fn host_matches(pattern: &str, ns: &str, host: &str, domain: &str) -> bool {
-    if pattern == host {
-        return true;
+/// The FQDNs a route's host may mean: itself, and for Kubernetes short names (`svc`, `svc.ns`)
+/// the service's FQDN.
+fn host_candidates(pattern: &str, ns: &str, domain: &str) -> Vec<String> {
+    let mut v = vec![pattern.to_string()];
+    match pattern.matches('.').count() {
+        0 => v.push(format!("{pattern}.{ns}.svc.{domain}")),
+        1 => v.push(format!("{pattern}.svc.{domain}")),
+        _ => {}
     }
-    let dots = pattern.matches('.').count();
-    (dots == 0 && host == format!("{pattern}.{ns}.svc.{domain}"))
-        || (dots == 1 && host == format!("{pattern}.svc.{domain}"))
+    v
 }
 
 /// Renders everything.
@@ -297,10 +299,12 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
         report.generation = mr.metadata.generation;
         let mut matched = false;
         for (i, h) in mr.spec.hosts.iter().enumerate() {
-            let hits: Vec<&ServicePort> = ports
+            let hits: Vec<&ServicePort> = host_candidates(h, &key.namespace, domain)
                 .iter()
-                .filter(|sp| host_matches(h, &key.namespace, &sp.host, domain))
-                .collect();
+                .filter_map(|c| cat.ports.get(c.as_str()))
+                .next()
+                .cloned()
+                .unwrap_or_default();
             if hits.is_empty() {
                 report.problems.error(format!("spec.hosts[{i}]"), format!("no ServiceEntry/Service port named tcp-dubbo/tcp-thrift (or tcp-metaprotocol-*) for host {h:?}"));
             }
@@ -348,19 +352,15 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
         );
     }
 
-    let subsets_of = |host: &str| -> BTreeMap<String, BTreeMap<String, String>> {
-        inputs
-            .destination_rules
-            .iter()
-            .filter(|dr| dr.spec.host == host)
-            .flat_map(|dr| {
-                dr.spec
-                    .subsets
-                    .iter()
-                    .map(|s| (s.name.clone(), s.labels.clone()))
-            })
-            .collect()
-    };
+    let mut subsets_by_host: BTreeMap<&str, BTreeMap<String, BTreeMap<String, String>>> =
+        BTreeMap::new();
+    for dr in &inputs.destination_rules {
+        let e = subsets_by_host.entry(dr.spec.host.as_str()).or_default();
+        for s in &dr.spec.subsets {
+            e.entry(s.name.clone()).or_insert_with(|| s.labels.clone());
+        }
+    }
+    let subsets_of = |host: &str| subsets_by_host.get(host).cloned().unwrap_or_default();
 
     for sp in &ports {
         let routers = routers_by_host
@@ -434,7 +434,9 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 set
             }
         };
-        let observe = pb::Observe {
+        let mut config = pb::Config {
+            protocol: sp.protocol as i32,
+            stat_prefix: prefix.clone(),
             access_log: settings.access_log,
             on_decode_error: if routing {
                 pb::OnDecodeError::Close
@@ -442,11 +444,6 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 pb::OnDecodeError::Passthrough
             } as i32,
             max_frame_bytes: 0,
-        };
-        let mut config = pb::Config {
-            protocol: sp.protocol as i32,
-            stat_prefix: prefix.clone(),
-            observe: Some(observe.clone()),
             routes: table.clone(),
             route_discovery: None,
         };
@@ -548,7 +545,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             None,
             patches,
             sp,
-            &out_ns == &sp.namespace,
+            out_ns == sp.namespace,
         ));
         for k in &contributors {
             if let Some(r) = out.reports.get_mut(k) {
@@ -561,10 +558,9 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             let in_cfg = pb::Config {
                 protocol: sp.protocol as i32,
                 stat_prefix: stat_prefix("inbound", sp),
-                observe: Some(pb::Observe {
-                    on_decode_error: pb::OnDecodeError::Passthrough as i32,
-                    ..observe
-                }),
+                access_log: settings.access_log,
+                on_decode_error: pb::OnDecodeError::Passthrough as i32,
+                max_frame_bytes: 0,
                 routes: None,
                 route_discovery: None,
             };

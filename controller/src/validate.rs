@@ -50,6 +50,50 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
             message: e.message.clone(),
         })
         .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let metas = inputs
+        .service_entries
+        .iter()
+        .map(|o| ("ServiceEntry", &o.metadata))
+        .chain(inputs.services.iter().map(|o| ("Service", &o.metadata)))
+        .chain(
+            inputs
+                .destination_rules
+                .iter()
+                .map(|o| ("DestinationRule", &o.metadata)),
+        )
+        .chain(
+            inputs
+                .meta_routers
+                .iter()
+                .map(|o| ("MetaRouter", &o.metadata)),
+        )
+        .chain(
+            inputs
+                .redis_services
+                .iter()
+                .map(|o| ("RedisService", &o.metadata)),
+        )
+        .chain(
+            inputs
+                .redis_destinations
+                .iter()
+                .map(|o| ("RedisDestination", &o.metadata)),
+        );
+    for (kind, m) in metas {
+        let (ns, name) = (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        );
+        if !seen.insert((kind, ns.clone(), name.clone())) {
+            out.push(Finding {
+                severity: Severity::Error,
+                object: format!("{kind} {ns}/{name}"),
+                path: "metadata.name".into(),
+                message: "defined more than once (the API server would keep only the last)".into(),
+            });
+        }
+    }
     for dr in &inputs.destination_rules {
         let ns = dr.metadata.namespace.clone().unwrap_or_default();
         let name = dr.metadata.name.clone().unwrap_or_default();

@@ -44,15 +44,28 @@ pub struct Config {
     #[prost(string, tag = "2")]
     #[serde(alias = "stat_prefix", skip_serializing_if = "String::is_empty")]
     pub stat_prefix: String,
-    #[prost(message, optional, tag = "3")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub observe: Option<Observe>,
+    /// One access log line per request/response pair.
+    #[prost(bool, tag = "3")]
+    #[serde(alias = "access_log", skip_serializing_if = "is_false")]
+    pub access_log: bool,
+    /// [`OnDecodeError`].
+    #[prost(enumeration = "OnDecodeError", tag = "4")]
+    #[serde(
+        alias = "on_decode_error",
+        with = "on_decode_error_json",
+        skip_serializing_if = "is_zero_i32"
+    )]
+    pub on_decode_error: i32,
+    /// Largest frame accepted; 0 = the codec's default.
+    #[prost(uint32, tag = "5")]
+    #[serde(alias = "max_frame_bytes", skip_serializing_if = "is_zero_u32")]
+    pub max_frame_bytes: u32,
     /// Per-request routing (Dubbo and Thrift, dynamic module only). Absent: observe only.
-    #[prost(message, optional, tag = "4")]
+    #[prost(message, optional, tag = "6")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<RouteTable>,
     /// Where newer route tables are fetched from without a listener update.
-    #[prost(message, optional, tag = "5")]
+    #[prost(message, optional, tag = "7")]
     #[serde(alias = "route_discovery", skip_serializing_if = "Option::is_none")]
     pub route_discovery: Option<RouteDiscovery>,
 }
@@ -79,27 +92,6 @@ pub enum OnDecodeError {
     Close = 1,
     /// Stop decoding this connection and pass its bytes through untouched.
     Passthrough = 2,
-}
-
-#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct Observe {
-    /// One access log line per request/response pair.
-    #[prost(bool, tag = "1")]
-    #[serde(alias = "access_log", skip_serializing_if = "is_false")]
-    pub access_log: bool,
-    /// [`OnDecodeError`].
-    #[prost(enumeration = "OnDecodeError", tag = "2")]
-    #[serde(
-        alias = "on_decode_error",
-        with = "on_decode_error_json",
-        skip_serializing_if = "is_zero_i32"
-    )]
-    pub on_decode_error: i32,
-    /// Largest frame accepted; 0 = the codec's default.
-    #[prost(uint32, tag = "3")]
-    #[serde(alias = "max_frame_bytes", skip_serializing_if = "is_zero_u32")]
-    pub max_frame_bytes: u32,
 }
 
 /// A versioned, complete set of routes for one listener.
@@ -608,13 +600,11 @@ impl Validator<'_> {
                 format!("{:?} may contain only [A-Za-z0-9_.-]", cfg.stat_prefix),
             );
         }
-        if let Some(o) = &cfg.observe {
-            if OnDecodeError::try_from(o.on_decode_error).is_err() {
-                self.err(
-                    "observe.onDecodeError",
-                    format!("unknown value {}", o.on_decode_error),
-                );
-            }
+        if OnDecodeError::try_from(cfg.on_decode_error).is_err() {
+            self.err(
+                "onDecodeError",
+                format!("unknown value {}", cfg.on_decode_error),
+            );
         }
         if let Some(t) = &cfg.routes {
             if let Some(p) = protocol {
@@ -805,11 +795,9 @@ mod tests {
         Config {
             protocol: Protocol::Dubbo as i32,
             stat_prefix: "outbound_20880_demo".into(),
-            observe: Some(Observe {
-                access_log: true,
-                on_decode_error: OnDecodeError::Passthrough as i32,
-                max_frame_bytes: 8 << 20,
-            }),
+            access_log: true,
+            on_decode_error: OnDecodeError::Passthrough as i32,
+            max_frame_bytes: 8 << 20,
             routes: Some(RouteTable {
                 version: 7,
                 services: vec![ServiceRoutes {
@@ -881,13 +869,10 @@ mod tests {
 
     #[test]
     fn snake_case_upper_enums_and_numbers_accepted() {
-        let j = r#"{"protocol":"REDIS","stat_prefix":"r","observe":{"access_log":true,"on_decode_error":"PASSTHROUGH","max_frame_bytes":100}}"#;
+        let j = r#"{"protocol":"REDIS","stat_prefix":"r","access_log":true,"on_decode_error":"PASSTHROUGH","max_frame_bytes":100}"#;
         let c = Config::from_json(j).unwrap();
         assert_eq!(c.protocol(), Protocol::Redis);
-        assert_eq!(
-            c.observe.as_ref().unwrap().on_decode_error,
-            OnDecodeError::Passthrough as i32
-        );
+        assert_eq!(c.on_decode_error, OnDecodeError::Passthrough as i32);
         let t = RouteTable::from_json(r#"{"version":42}"#).unwrap();
         assert_eq!(t.version, 42);
     }

@@ -28,11 +28,9 @@ fn full() -> Config {
     Config {
         protocol: Protocol::Thrift as i32,
         stat_prefix: "svc".into(),
-        observe: Some(Observe {
-            access_log: true,
-            on_decode_error: OnDecodeError::Passthrough as i32,
-            max_frame_bytes: 1024,
-        }),
+        access_log: true,
+        on_decode_error: OnDecodeError::Passthrough as i32,
+        max_frame_bytes: 1024,
         routes: Some(RouteTable {
             version: u64::MAX - 1,
             services: vec![ServiceRoutes {
@@ -72,6 +70,14 @@ fn full() -> Config {
                         idempotent_methods: vec!["get".into()],
                     }),
                 }],
+                rate_limit: Some(LocalRateLimit {
+                    token_bucket: Some(TokenBucket {
+                        max_tokens: 9,
+                        tokens_per_fill: 9,
+                        fill_interval_ms: 60_000,
+                    }),
+                    conditions: vec![],
+                }),
             }],
         }),
         route_discovery: Some(RouteDiscovery {

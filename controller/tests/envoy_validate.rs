@@ -1,0 +1,277 @@
+//! The Envoy configuration we generate is accepted by the real Envoy 1.40 (`--mode validate`):
+//! every bootstrap, and every EnvoyFilter patch placed the way istiod places it (our filter before
+//! `tcp_proxy` in a listener, bridge clusters added beside an ADS config source).
+//!
+//! Needs the Envoy binary (scripts/setup.sh, or `MELTEMI_ENVOY`) and the built artifacts
+//! (scripts/build-artifacts.sh, or `MELTEMI_MODULE_DIR` / `MELTEMI_WASM`): validation loads the
+//! dynamic module and the wasm file and hands them our JSON config.
+
+use std::path::Path;
+use std::process::Command;
+
+use meltemi_controller::bootstrap::{bootstrap, BootstrapOptions};
+use meltemi_controller::inputs::{Inputs, Settings};
+use meltemi_controller::render::{render_all, TCP_PROXY};
+use serde_json::{json, Value};
+
+fn settings() -> Settings {
+    Settings {
+        wasm_path: meltemi_testkit::artifacts::wasm_path()
+            .display()
+            .to_string(),
+        ..Default::default()
+    }
+}
+
+fn load(files: &[&str], ns: &str, settings: Settings) -> Inputs {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut inputs = Inputs {
+        settings: Settings {
+            default_namespace: ns.into(),
+            ..settings
+        },
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
+    for f in files {
+        inputs.add_yaml(
+            f,
+            &std::fs::read_to_string(dir.join(f)).unwrap(),
+            &mut errors,
+        );
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    inputs
+}
+
+/// The real Envoy binary: `$MELTEMI_ENVOY`, else the project's virtualenv (scripts/setup.sh).
+fn envoy_binary() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("MELTEMI_ENVOY") {
+        return p.into();
+    }
+    let lib = meltemi_testkit::workspace_root().join(".venv").join("lib");
+    std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no Envoy binary under {}: run scripts/setup.sh or set MELTEMI_ENVOY",
+                lib.display()
+            )
+        })
+}
+
+fn envoy_validate(name: &str, config: &Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(config).unwrap()).unwrap();
+    let out = Command::new(envoy_binary())
+        .args(["--mode", "validate", "--log-level", "warning", "-c"])
+        .arg(&path)
+        .env(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            meltemi_testkit::artifacts::module_dir(),
+        )
+        .output()
+        .expect("run envoy");
+    assert!(
+        out.status.success(),
+        "{name}: envoy --mode validate refused it:\n{}\n{}\nconfig:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        serde_json::to_string_pretty(config).unwrap()
+    );
+}
+
+/// Rewrites every embedded Meltemi config without `routes`/`routeDiscovery`. The filters on main
+/// parse the observe fields of the schema but not routing yet (issue 5 brings that to the module);
+/// this keeps the Envoy-side envelope (filter entries, TypedStruct, bridge clusters) under test.
+fn observe_only(v: &mut Value) -> usize {
+    let mut n = 0;
+    match v {
+        Value::Object(m) => {
+            if m.get("@type").and_then(|t| t.as_str())
+                == Some("type.googleapis.com/google.protobuf.StringValue")
+            {
+                if let Some(Value::String(s)) = m.get_mut("value") {
+                    if let Ok(mut c) = meltemi_proto::Config::from_json(s) {
+                        if c.routes.is_some() || c.route_discovery.is_some() {
+                            c.routes = None;
+                            c.route_discovery = None;
+                            *s = c.to_json();
+                            n += 1;
+                        }
+                    }
+                }
+            }
+            for x in m.values_mut() {
+                n += observe_only(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| n += observe_only(x)),
+        _ => {}
+    }
+    n
+}
+
+fn envoy_output(config: &Value) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy.json");
+    std::fs::write(&path, serde_json::to_string_pretty(config).unwrap()).unwrap();
+    let out = Command::new(envoy_binary())
+        .args(["--mode", "validate", "--log-level", "warning", "-c"])
+        .arg(&path)
+        .env(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            meltemi_testkit::artifacts::module_dir(),
+        )
+        .output()
+        .expect("run envoy");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn static_cluster(name: &str, port: u32, http2: bool) -> Value {
+    let mut c = json!({
+        "name": name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]},
+    });
+    if http2 {
+        c["typed_extension_protocol_options"] = json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }});
+    }
+    c
+}
+
+/// A sidecar-like bootstrap holding every patch of the rendered EnvoyFilters.
+fn sidecar_with_patches(inputs: &Inputs) -> Value {
+    let r = render_all(inputs).expect("render");
+    let mut listeners = Vec::new();
+    let mut clusters = vec![
+        static_cluster("xds-grpc", 15010, true),
+        static_cluster("outbound|1||upstream", 1, false),
+    ];
+    for (i, f) in r.filters.iter().enumerate() {
+        for p in &f.spec.config_patches {
+            match p.apply_to.as_str() {
+                "NETWORK_FILTER" => listeners.push(json!({
+                    "name": format!("l{i}_{}", listeners.len()),
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 20000 + listeners.len()}},
+                    "filter_chains": [{"filters": [
+                        p.patch.value,
+                        {"name": TCP_PROXY, "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                            "stat_prefix": "t", "cluster": "outbound|1||upstream"}},
+                    ]}],
+                })),
+                "CLUSTER" => clusters.push(p.patch.value.clone()),
+                other => panic!("unexpected patch {other}"),
+            }
+        }
+    }
+    json!({
+        "node": {"id": "sidecar", "cluster": "sidecar"},
+        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]}},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    })
+}
+
+#[test]
+fn bootstraps_validate() {
+    for p in ["dubbo", "thrift", "kafka", "zookeeper", "redis"] {
+        let inputs = load(&[&format!("protocols/{p}.yaml")], "demo", settings());
+        let mut b = bootstrap(
+            &inputs,
+            &BootstrapOptions {
+                port_offset: 10_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        observe_only(&mut b);
+        envoy_validate(&format!("bootstrap-{p}"), &b);
+    }
+    // With route discovery: the routes cluster exists.
+    let s = Settings {
+        route_discovery_cluster: Some("meltemi-routes".into()),
+        ..settings()
+    };
+    let inputs = load(&["protocols/dubbo.yaml"], "demo", s);
+    let opts = BootstrapOptions {
+        port_offset: 10_000,
+        routes_address: Some("127.0.0.1:18080".into()),
+        ..Default::default()
+    };
+    let mut b = bootstrap(&inputs, &opts).unwrap();
+    observe_only(&mut b);
+    envoy_validate("bootstrap-dubbo-discovery", &b);
+}
+
+#[test]
+fn envoyfilter_patches_validate() {
+    for p in ["dubbo", "thrift", "kafka", "zookeeper", "redis"] {
+        let inputs = load(&[&format!("protocols/{p}.yaml")], "demo", settings());
+        let mut v = sidecar_with_patches(&inputs);
+        observe_only(&mut v);
+        envoy_validate(&format!("patches-{p}"), &v);
+    }
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "meta-dubbo",
+            &[
+                "aeraki/metaprotocol-dubbo__serviceentry.yaml",
+                "aeraki/metaprotocol-dubbo__destinationrule.yaml",
+                "aeraki/metaprotocol-dubbo__traffic-split.yaml",
+            ],
+        ),
+        (
+            "meta-thrift",
+            &[
+                "aeraki/metaprotocol-thrift__thrift-sample.yaml",
+                "aeraki/metaprotocol-thrift__destinationrule.yaml",
+                "aeraki/metaprotocol-thrift__metarouter-local-ratelimit.yaml",
+            ],
+        ),
+    ];
+    for (ns, files) in cases {
+        let mut v = sidecar_with_patches(&load(files, ns, settings()));
+        assert!(observe_only(&mut v) > 0);
+        envoy_validate(&format!("patches-{ns}"), &v);
+    }
+}
+
+/// The full routing config reaches the module's config hook. Today's module refuses the `routes`
+/// field (routing is issue 5's data-plane work); any other refusal fails this test, and so will a
+/// refusal of `routes` once the module reads the `meltemi-proto` schema (flip the expectation).
+#[test]
+fn routing_config_reaches_the_module() {
+    let inputs = load(&["protocols/dubbo.yaml"], "demo", settings());
+    let b = bootstrap(
+        &inputs,
+        &BootstrapOptions {
+            port_offset: 10_000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (ok, log) = envoy_output(&b);
+    if !ok {
+        assert!(
+            log.contains("unknown field `routes`"),
+            "refused for another reason:\n{log}"
+        );
+        eprintln!("note: the module does not read routing config yet:\n{log}");
+    }
+}
