@@ -675,8 +675,7 @@ fn next_token(line: &[u8], mut pos: usize) -> Result<Option<(&[u8], usize)>, Err
     let start = pos;
     let mut quoted_parts = 0usize;
     let mut plain = false;
-    loop {
-        let Some(&b) = line.get(pos) else { break };
+    while let Some(&b) = line.get(pos) {
         match b {
             b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
             b'"' | b'\'' => {
