@@ -1056,7 +1056,8 @@ fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>)>,
         Some(m) if m.len() >= 4 => m,
         _ => return Ok(None),
     };
-    let (proto, kind, name_at, n, seq_id);
+    // `name_at`: where the name's bytes start; `err_at`: the offset the general path reports.
+    let (proto, kind, name_at, n, seq_id, err_at);
     if m[0] == 0x80 && m[1] == 0x01 && matches!(m[3], 1 | 4) && m.len() >= 12 {
         proto = Protocol::Binary;
         kind = m[3];
@@ -1067,6 +1068,7 @@ fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>)>,
         let s = &m[8 + n..12 + n];
         seq_id = i32::from_be_bytes([s[0], s[1], s[2], s[3]]);
         name_at = 8;
+        err_at = 4;
     } else if m[0] == COMPACT_PROTOCOL_ID
         && m[1] & COMPACT_VERSION_MASK == COMPACT_VERSION
         && matches!(m[1] >> COMPACT_TYPE_SHIFT, 1 | 4)
@@ -1078,6 +1080,7 @@ fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>)>,
             Ok(v) => v as i32,
             Err(()) => return Ok(None),
         };
+        err_at = pos;
         n = match varint_at(m, &mut pos) {
             Ok(v) if (v as usize) <= m.len() - pos => v as usize,
             _ => return Ok(None),
@@ -1087,12 +1090,7 @@ fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>)>,
         return Ok(None);
     }
     let name = core::str::from_utf8(&m[name_at..name_at + n]).map_err(|_| Error::NameNotUtf8 {
-        offset: at
-            + if proto == Protocol::Binary {
-                4
-            } else {
-                name_at
-            },
+        offset: at + err_at,
     })?;
     let (service, method) = split_name(name);
     let kind = MessageType::from_u8(kind);

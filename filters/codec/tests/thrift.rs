@@ -610,3 +610,21 @@ fn labels_are_static() {
         assert_eq!(MessageType::from_u8(v).as_u8(), v);
     }
 }
+
+/// The fast path (framed calls) and the general path (unframed) report the same offsets.
+#[test]
+fn name_errors_have_the_same_offset_framed_and_unframed() {
+    let l = Limits::default();
+    let compact = [0x82, 0x21, 0x05, 0x01, 0xff, 0x00];
+    assert_eq!(decode(&compact, &l), Err(Error::NameNotUtf8 { offset: 3 }));
+    assert_eq!(
+        decode(&framed(&compact), &l),
+        Err(Error::NameNotUtf8 { offset: 7 })
+    );
+    let binary = [0x80, 1, 0, 1, 0, 0, 0, 1, 0xff, 0, 0, 0, 1, 0];
+    assert_eq!(decode(&binary, &l), Err(Error::NameNotUtf8 { offset: 4 }));
+    assert_eq!(
+        decode(&framed(&binary), &l),
+        Err(Error::NameNotUtf8 { offset: 8 })
+    );
+}
