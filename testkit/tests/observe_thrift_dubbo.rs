@@ -102,7 +102,11 @@ fn method_stats(
     methods: &[&str],
 ) -> BTreeMap<String, u64> {
     let mut want = BTreeMap::new();
-    for l in methods.iter().map(|m| m.replace('.', "_")).chain(["other".into()]) {
+    for l in methods
+        .iter()
+        .map(|m| m.replace('.', "_"))
+        .chain(["other".into()])
+    {
         for o in ["total", "success", "error"] {
             want.insert(format!("method.{l}.{o}"), 0);
         }
@@ -258,13 +262,11 @@ fn dubbo_counts_per_service_and_method_match_the_client_and_the_wire_in_both_art
     assert_eq!(tally["client_heartbeats"], 1, "{out}");
     assert_eq!(tally["heartbeats_answered"], 1, "{out}");
     assert_eq!(
-        tally["call.org.meltemi.demo.GreetingService:fail.exception"],
-        2,
+        tally["call.org.meltemi.demo.GreetingService:fail.exception"], 2,
         "{out}"
     );
     assert_eq!(
-        tally["call.org.meltemi.demo.MissingService:sayHello.error"],
-        1,
+        tally["call.org.meltemi.demo.MissingService:sayHello.error"], 1,
         "{out}"
     );
 
@@ -303,7 +305,11 @@ fn dubbo_counts_per_service_and_method_match_the_client_and_the_wire_in_both_art
     assert_eq!(hb_answers, tally["wrote.heartbeat_answers"]);
     assert_eq!(hb_answers, provider_hb);
     assert!(client_hb >= 2 && provider_hb >= 1);
-    assert_eq!(ok + error + exception, calls + client_hb, "every request answered");
+    assert_eq!(
+        ok + error + exception,
+        calls + client_hb,
+        "every request answered"
+    );
 
     let (c2s, s2c) = bytes(&recorded);
     let mut want: BTreeMap<String, u64> = [
@@ -336,7 +342,10 @@ fn dubbo_counts_per_service_and_method_match_the_client_and_the_wire_in_both_art
         want["method.org_meltemi_demo_GreetingService:sayHello.total"],
         3
     );
-    assert_eq!(want["method.org_meltemi_demo_EchoService:sayHello.total"], 2);
+    assert_eq!(
+        want["method.org_meltemi_demo_EchoService:sayHello.total"],
+        2
+    );
     // noSuchMethod and the missing service's sayHello.
     assert_eq!(want["method.other.error"], 2);
     assert_stats(&envoy.stats(), "dubbo", &want);
