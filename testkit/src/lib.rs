@@ -14,7 +14,10 @@ mod proc;
 mod relay;
 
 pub use envoy::{Envoy, EnvoyOptions};
-pub use peers::{redis_cli, run_client, venv_python, KafkaBroker, RedisServer, ZooKeeperServer};
+pub use peers::{
+    redis_cli, run_client, venv_python, DubboProvider, KafkaBroker, RedisServer, ThriftServer,
+    ZooKeeperServer,
+};
 pub use proc::{free_port, workspace_root, Process, TempDir};
 pub use relay::{Recorded, Relay};
 

@@ -97,10 +97,13 @@ pub fn redis_cli(port: u16, args: &[&str]) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The project's virtualenv Python (clients from PyPI: kafka-python, kazoo, thrift, ...).
+/// The project's virtualenv Python (clients from PyPI: kafka-python, kazoo, thrift, ...):
+/// `$MELTEMI_VENV/bin/python` when set (a worktree without its own `.venv`), else the
+/// workspace's `.venv`.
 pub fn venv_python() -> std::path::PathBuf {
-    crate::workspace_root()
-        .join(".venv")
+    std::env::var_os("MELTEMI_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join(".venv"))
         .join("bin")
         .join("python")
 }
@@ -286,5 +289,103 @@ impl ZooKeeperServer {
     /// The server's PID.
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+}
+
+/// A peer written in Python (a script in `testkit/clients/` run with [`venv_python`]) that
+/// listens on `127.0.0.1:<port>` given as its first argument; ready once it accepts.
+fn start_python_peer(
+    name: &str,
+    script: &str,
+    args: &[&str],
+) -> io::Result<(Process, u16, TempDir)> {
+    let dir = TempDir::new(name)?;
+    let port = free_port();
+    let mut cmd = Command::new(venv_python());
+    cmd.current_dir(dir.path())
+        .arg(
+            crate::workspace_root()
+                .join("testkit")
+                .join("clients")
+                .join(script),
+        )
+        .arg(port.to_string())
+        .args(args);
+    let mut process = Process::spawn(name, cmd, dir.path().join(format!("{name}.log")))?;
+    let up = wait_for(Duration::from_secs(15), || {
+        if !process.is_running() {
+            return Some(false);
+        }
+        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| true)
+    });
+    if up != Some(true) {
+        return Err(io::Error::other(format!(
+            "{name} did not start: {}",
+            process.log_tail(20)
+        )));
+    }
+    Ok((process, port, dir))
+}
+
+/// A Thrift server on Apache Thrift's own Python library (`testkit/clients/thrift_server.py`:
+/// service `Calc`, every dialect detected per connection) on 127.0.0.1, stopped on drop.
+#[derive(Debug)]
+pub struct ThriftServer {
+    process: Process,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl ThriftServer {
+    /// Starts the server on a free port and waits until it accepts connections.
+    pub fn start() -> io::Result<ThriftServer> {
+        let (process, port, dir) = start_python_peer("thrift-server", "thrift_server.py", &[])?;
+        Ok(ThriftServer {
+            process,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's output so far (tracebacks of failed requests).
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+/// A Dubbo 2 provider on real Hessian2 libraries (`testkit/clients/dubbo_provider.py`:
+/// `GreetingService` and `EchoService`, one heartbeat per idle connection) on 127.0.0.1,
+/// stopped on drop.
+#[derive(Debug)]
+pub struct DubboProvider {
+    process: Process,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl DubboProvider {
+    /// Starts the provider on a free port and waits until it accepts connections.
+    pub fn start() -> io::Result<DubboProvider> {
+        let (process, port, dir) = start_python_peer("dubbo-provider", "dubbo_provider.py", &[])?;
+        Ok(DubboProvider {
+            process,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// The provider's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The provider's output so far.
+    pub fn log(&self) -> String {
+        self.process.log()
     }
 }

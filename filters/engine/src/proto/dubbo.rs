@@ -9,6 +9,9 @@ use crate::observe::{Outcome, RequestKind};
 use meltemi_codec::dubbo::{self, Message, RequestPayload, ResponsePayload};
 use meltemi_codec::Decoded;
 
+/// A label index outside every method label set: no per-method stats.
+const NO_METHOD: u16 = u16::MAX;
+
 pub(super) fn request<S: MetricSink>(
     buf: &[u8],
     cx: &mut Ctx<'_, S>,
@@ -28,8 +31,9 @@ pub(super) fn request<S: MetricSink>(
                             RequestKind::Oneway
                         },
                     ),
+                    // Not a call of any method: counted as an event, never under `other`.
                     RequestPayload::Heartbeat | RequestPayload::Event(_) => {
-                        (cx.methods.label(None, ""), RequestKind::Event)
+                        (NO_METHOD, RequestKind::Event)
                     }
                     RequestPayload::Opaque => (cx.methods.label(None, ""), RequestKind::Call),
                 };
@@ -68,6 +72,81 @@ pub(super) fn response<S: MetricSink>(
                 }
             }
             Ok(Decoded::Frame { frame: (), used })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Engine, FilterConfig, MetricId, MetricSink, Session};
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Sink(HashMap<u32, i64>);
+
+    impl MetricSink for Sink {
+        fn inc(&mut self, id: MetricId, d: u64) {
+            *self.0.entry(id.0).or_default() += d as i64;
+        }
+        fn gauge_add(&mut self, id: MetricId, d: i64) {
+            *self.0.entry(id.0).or_default() += d;
+        }
+        fn record(&mut self, _: MetricId, _: u64) {}
+    }
+
+    fn frame(name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../codec/testdata/dubbo")
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// Heartbeats both ways (captured from dubbo-ssl-python and the Hessian2 provider) are
+    /// events and server events, not calls of a method: `method.other` stays at zero.
+    #[test]
+    fn heartbeats_are_events_not_other_methods() {
+        let e = Engine::new(
+            FilterConfig::from_json(r#"{"protocol":"dubbo","stat_prefix":"d","methods":["fail"]}"#)
+                .unwrap(),
+        );
+        let mut sink = Sink::default();
+        let mut s = Session::new(&e, &mut sink);
+        s.on_downstream(&e, &frame("17_client_heartbeat_request.bin"), 0, &mut sink);
+        s.on_upstream(
+            &e,
+            &frame("18_provider_heartbeat_response.bin"),
+            1,
+            &mut sink,
+        );
+        s.on_upstream(
+            &e,
+            &frame("23_provider_heartbeat_request_from_provider.bin"),
+            2,
+            &mut sink,
+        );
+        s.on_downstream(
+            &e,
+            &frame("24_client_heartbeat_response_from_client.bin"),
+            3,
+            &mut sink,
+        );
+        let get = |name: &str| {
+            let i = e
+                .metrics
+                .defs()
+                .iter()
+                .position(|d| d.name == format!("dubbo.d.{name}"));
+            sink.0.get(&(i.expect(name) as u32)).copied().unwrap_or(0)
+        };
+        assert_eq!(get("request"), 1);
+        assert_eq!(get("request_event"), 1);
+        assert_eq!(get("response_success"), 1);
+        assert_eq!(get("server_event"), 1);
+        assert_eq!(get("request_active"), 0);
+        for m in ["other", "fail"] {
+            for o in ["total", "success", "error"] {
+                assert_eq!(get(&format!("method.{m}.{o}")), 0, "method.{m}.{o}");
+            }
         }
     }
 }
