@@ -309,9 +309,12 @@ pub struct InfoHeaders<'a> {
     left: u32,
 }
 
+/// One THeader info key/value pair, borrowed.
+type KeyValue<'a> = (&'a [u8], &'a [u8]);
+
 impl<'a> InfoHeaders<'a> {
     /// One step; `Err(offset)` (relative to the info region) names broken structure.
-    fn step(&mut self) -> Result<Option<(&'a [u8], &'a [u8])>, usize> {
+    fn step(&mut self) -> Result<Option<KeyValue<'a>>, usize> {
         while self.left == 0 {
             if self.pos >= self.buf.len() {
                 return Ok(None);
@@ -804,7 +807,7 @@ impl Cpt {
     /// Skips an element value (in a container, a bool takes one byte).
     fn skip_elem(r: &mut Reader<'_>, ty: u8, depth: usize) -> R<()> {
         match ty {
-            1 | 2 | 3 => r.skip(1),
+            1..=3 => r.skip(1),
             _ => Cpt::skip(r, ty, depth),
         }
     }

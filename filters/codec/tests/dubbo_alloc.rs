@@ -1,39 +1,12 @@
 //! Proves the Dubbo decode path does not allocate: a counting global allocator around decoding
-//! every captured frame, iterating its attachments and reading exception fields.
-//!
-//! A `GlobalAlloc` impl is `unsafe` and the workspace forbids `unsafe_code` in every target, so
-//! (as zookeeper_alloc.rs does) this test is compiled only when asked for:
-//!
-//! ```sh
-//! RUSTFLAGS="--cfg meltemi_alloc_tests --cap-lints=warn" \
-//!     cargo test -p meltemi-codec --test dubbo_alloc
-//! ```
-#![allow(unexpected_cfgs)]
-#![cfg(meltemi_alloc_tests)]
+//! every captured frame, without allocating once (the counting allocator is `tests/common`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+use common::ALLOCS;
+use std::sync::atomic::Ordering;
 
 use meltemi_codec::dubbo::{self, Message, RequestPayload, ResponsePayload};
 use meltemi_codec::Limits;
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: forwards the caller's layout to the system allocator unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 #[test]
 fn decode_does_not_allocate() {

@@ -1,43 +1,14 @@
 //! Proves the Kafka decode path does not allocate: a counting global allocator around decoding
-//! every captured request and response (whole and cut short), iterating request header tagged
-//! fields, Produce/Fetch topics and partitions, and reading response error codes.
-//!
-//! A `#[global_allocator]` needs `unsafe impl GlobalAlloc`, which the workspace's
-//! `unsafe_code = "forbid"` refuses in every target, so this file is compiled only on request:
-//!
-//!     RUSTFLAGS="--cfg meltemi_alloc_test --cap-lints=warn" \
-//!         cargo test -p meltemi-codec --test kafka_alloc
-//!
-//! (The fuzz target `fuzz/fuzz_targets/kafka.rs`, outside the workspace, runs the same check on
-//! every fuzz input.)
-#![allow(unexpected_cfgs)]
-#![cfg(meltemi_alloc_test)]
+//! every captured frame, without allocating once (the counting allocator is `tests/common`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+use common::ALLOCS;
+use std::sync::atomic::Ordering;
 
 use meltemi_codec::kafka::{
     decode_request, decode_response_to, peek_correlation_id, ApiKey, TopicRef,
 };
 use meltemi_codec::{Decoded, Limits};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: forwards the caller's layout to the system allocator unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const FILES: &[&str] = &[
     include_str!("../testdata/kafka/kafka-python.frames"),

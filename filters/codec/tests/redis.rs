@@ -180,7 +180,8 @@ fn captured_commands_and_keys() {
     // redis-cli opens with `COMMAND DOCS` (for its hints).
     assert_eq!(f[0].0.command, Command::Command);
     assert_eq!(f[0].0.key, None);
-    let cases: &[(&[u8], usize, Command, Option<&[u8]>, usize)] = &[
+    type Case<'a> = (&'a [u8], usize, Command, Option<&'a [u8]>, usize);
+    let cases: &[Case<'_>] = &[
         (b"PING", 0, Command::Ping, None, 1),
         (b"SET", 0, Command::Set, Some(b"user:1"), 3),
         (b"GET", 0, Command::Get, Some(b"user:1"), 2),
@@ -346,7 +347,8 @@ fn captured_cluster_redirections() {
 
 #[test]
 fn redirect_forms() {
-    let cases: &[(&[u8], Option<(RedirectKind, u16, &[u8], u16)>)] = &[
+    type Case<'a> = (&'a [u8], Option<(RedirectKind, u16, &'a [u8], u16)>);
+    let cases: &[Case<'_>] = &[
         (
             b"-MOVED 3999 127.0.0.1:6381\r\n",
             Some((RedirectKind::Moved, 3999, b"127.0.0.1", 6381)),

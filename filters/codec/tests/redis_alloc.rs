@@ -1,43 +1,11 @@
 //! Proves the Redis decode path does not allocate: a counting global allocator around
-//! decoding every captured frame (requests and replies, RESP2 and RESP3), prefixes and errors.
-//!
-//! A `#[global_allocator]` needs `unsafe impl GlobalAlloc`, which the workspace's
-//! `unsafe_code = "forbid"` refuses in every target, so this file is compiled only on request:
-//!
-//!     RUSTFLAGS="--cfg meltemi_alloc_test --cap-lints=warn" \
-//!         cargo test -p meltemi-codec --test redis_alloc
-//!
-//! (The fuzz target `fuzz/fuzz_targets/redis.rs`, outside the workspace, counts allocations
-//! on every fuzz input too.)
-#![allow(unexpected_cfgs)]
-#![cfg(meltemi_alloc_test)]
+//! every captured frame, without allocating once (the counting allocator is `tests/common`).
+
+mod common;
+use common::ALLOCS;
 use meltemi_codec::redis::{decode_request, decode_response, Command};
 use meltemi_codec::{Decoded, Limits};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwards the caller's layout to the system allocator unchanged.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `System` with this layout (every path above allocates there).
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as for dealloc; the caller upholds `realloc`'s contract.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
+use std::sync::atomic::Ordering;
 
 #[test]
 fn decode_does_not_allocate() {

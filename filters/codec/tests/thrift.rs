@@ -341,7 +341,7 @@ fn trailing_bytes_are_not_consumed() {
         g.extend_from_slice(b"\xff\xff\xff\xffgarbage");
         let (f, used) = dec(case, &g, &limits).unwrap().frame().unwrap();
         assert_eq!(used, l1);
-        assert_eq!(f.payload.len() <= l1, true);
+        assert!(f.payload.len() <= l1);
     }
 }
 
@@ -574,7 +574,7 @@ fn limits_are_enforced() {
         for _ in 0..n {
             a.extend_from_slice(&[12, 0, 1]);
         }
-        a.extend(std::iter::repeat(0).take(n + 1));
+        a.extend(std::iter::repeat_n(0, n + 1));
         bin_call(&a)
     };
     let d4 = Limits {

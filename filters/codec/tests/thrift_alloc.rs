@@ -1,39 +1,12 @@
 //! Proves the Thrift decode path does not allocate: a counting global allocator around
-//! decoding every captured frame (and iterating THeader headers).
-//!
-//! A `GlobalAlloc` impl is `unsafe`, and the workspace forbids `unsafe_code` in every target, so
-//! (as the other codecs' alloc tests do) this test is compiled only when asked for:
-//!
-//! ```sh
-//! RUSTFLAGS="--cfg meltemi_alloc_tests --cap-lints=warn" \
-//!     cargo test -p meltemi-codec --test thrift_alloc
-//! ```
-#![allow(unexpected_cfgs)]
-#![cfg(meltemi_alloc_tests)]
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! every captured frame, without allocating once (the counting allocator is `tests/common`).
+
+mod common;
+use common::ALLOCS;
+use std::sync::atomic::Ordering;
 
 use meltemi_codec::thrift::{decode, decode_unframed, Protocol};
 use meltemi_codec::{Decoded, Limits};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwards the caller's layout unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 #[test]
 fn decoding_captured_traffic_does_not_allocate() {

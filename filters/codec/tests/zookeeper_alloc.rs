@@ -1,43 +1,11 @@
 //! Proves the ZooKeeper decode path does not allocate: a counting global allocator around
-//! decoding every captured frame (and iterating multi sub-operations).
-//!
-//! A `GlobalAlloc` impl is `unsafe`, and the workspace forbids `unsafe_code` in every target, so
-//! this test is compiled only when asked for:
-//!
-//! ```sh
-//! RUSTFLAGS="--cfg meltemi_alloc_tests --cap-lints=warn" \
-//!     cargo test -p meltemi-codec --test zookeeper_alloc
-//! ```
-//!
-//! (Until the workspace lets test targets use `unsafe` or gives them a counting allocator.)
-#![allow(unexpected_cfgs)]
-#![cfg(meltemi_alloc_tests)]
+//! every captured frame, without allocating once (the counting allocator is `tests/common`).
 
+mod common;
+use common::ALLOCS;
 use meltemi_codec::zookeeper::{Connection, ReplyKind, Request, Response};
 use meltemi_codec::{Decoded, Limits};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(p, l, n)
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
+use std::sync::atomic::Ordering;
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(format!(
