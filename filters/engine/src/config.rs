@@ -100,6 +100,9 @@ pub struct FilterConfig {
     /// Dubbo/Thrift methods that get their own stats (`method` or `service:method`); every other
     /// method counts under `other`, so stat cardinality stays what the operator configured.
     pub methods: Vec<String>,
+    /// Per-request routing (Dubbo and Thrift), validated; compile it with
+    /// [`crate::route::RouteTable::compile`].
+    pub routing: Option<crate::route::RawRouting>,
 }
 
 impl FilterConfig {
@@ -112,6 +115,7 @@ impl FilterConfig {
             on_decode_error: OnDecodeError::Close,
             max_frame_bytes: DEFAULT_MAX_FRAME,
             methods: Vec::new(),
+            routing: None,
         }
     }
 
@@ -133,6 +137,8 @@ impl FilterConfig {
             max_frame_bytes: Option<u64>,
             #[serde(default)]
             methods: Vec<String>,
+            #[serde(default)]
+            routing: Option<crate::route::RawRouting>,
         }
         let raw: Raw = serde_json::from_str(text).map_err(|e| ConfigError {
             field: "(json)".into(),
@@ -171,6 +177,7 @@ impl FilterConfig {
                 }
             },
             methods: raw.methods,
+            routing: raw.routing,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -205,6 +212,21 @@ impl FilterConfig {
                 field: "methods".into(),
                 message: "at most 1000 methods get their own stats".into(),
             });
+        }
+        if let Some(r) = &self.routing {
+            if !matches!(self.protocol, Protocol::Dubbo | Protocol::Thrift) {
+                return Err(ConfigError {
+                    field: "routing".into(),
+                    message: format!(
+                        "per-request routing is for dubbo and thrift, not {}",
+                        self.protocol.as_str()
+                    ),
+                });
+            }
+            crate::route::RouteTable::compile(r).map_err(|e| ConfigError {
+                field: e.field,
+                message: e.message,
+            })?;
         }
         if matches!(&self.panic_on, Some(m) if m.is_empty()) {
             return Err(ConfigError {

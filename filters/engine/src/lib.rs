@@ -16,6 +16,7 @@ mod framer;
 pub mod metrics;
 pub mod observe;
 mod proto;
+pub mod route;
 mod session;
 
 pub use config::{ConfigError, FilterConfig, OnDecodeError, Protocol};

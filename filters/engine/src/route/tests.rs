@@ -1,0 +1,328 @@
+//! Table tests of the route table, the token bucket, the splits and the wire helpers.
+
+use super::*;
+
+fn table(json: &str) -> RouteTable {
+    let raw: RawRouting = serde_json::from_str(json).unwrap();
+    RouteTable::compile(&raw).unwrap()
+}
+
+fn compile_err(json: &str) -> String {
+    match serde_json::from_str::<RawRouting>(json) {
+        Err(e) => e.to_string(),
+        Ok(raw) => RouteTable::compile(&raw).unwrap_err().to_string(),
+    }
+}
+
+const T: &str = r#"{
+  "primary_cluster": "v1",
+  "services": [
+    {"service": "Calc", "routes": [
+      {"name": "add_v2", "match": {"method": {"exact": "add"}}, "route": {"cluster": "v2"}},
+      {"name": "canary", "match": {"attributes": {"x-canary": {"prefix": "yes"}}}, "route": {"cluster": "v2"}},
+      {"name": "re", "match": {"method": {"regex": "get[A-Z].*"}}, "route": {"cluster": "v3"}},
+      {"name": "split", "route": {"weighted": [{"cluster": "v1", "weight": 90}, {"cluster": "v2", "weight": 10}]}}
+    ]},
+    {"service": "*", "routes": [
+      {"name": "limited", "match": {"method": {"exact": "ping"}}, "route": {"cluster": "v1"},
+       "rate_limit": {"max_tokens": 3, "fill_interval_ms": 1000}},
+      {"name": "retry", "match": {"method": {"prefix": "get"}}, "route": {"cluster": "v2"},
+       "retries": 2, "idempotent_methods": ["getX"], "timeout_ms": 250,
+       "mirror": {"cluster": "shadow", "percent": 100}}
+    ]}
+  ]
+}"#;
+
+fn go(t: &RouteTable, service: Option<&str>, method: &str, attrs: &[(&str, &str)]) -> Decision {
+    let mut rng = SplitMix64::new(1);
+    t.decide(
+        &Request {
+            service,
+            method,
+            attrs,
+        },
+        &mut rng,
+        |_| true,
+    )
+}
+
+#[test]
+fn first_match_wins_per_service_then_star_then_default() {
+    let t = table(T);
+    assert_eq!(t.clusters, ["v1", "v2", "v3", "shadow"]);
+    let cases: &[(Option<&str>, &str, &[(&str, &str)], Option<u16>, Target)] = &[
+        (Some("Calc"), "add", &[], Some(0), Target::Detour(1)),
+        // method rule before the attribute rule
+        (
+            Some("Calc"),
+            "add",
+            &[("x-canary", "yes-1")],
+            Some(0),
+            Target::Detour(1),
+        ),
+        (
+            Some("Calc"),
+            "mul",
+            &[("x-canary", "yes-1")],
+            Some(1),
+            Target::Detour(1),
+        ),
+        (
+            Some("Calc"),
+            "mul",
+            &[("x-canary", "no")],
+            Some(3),
+            Target::Primary,
+        ),
+        // regex is anchored: "getX" matches, "xgetX" does not
+        (Some("Calc"), "getX", &[], Some(2), Target::Detour(2)),
+        // a known service never falls through to "*"
+        (Some("Calc"), "ping", &[], Some(3), Target::Primary),
+        (Some("Other"), "ping", &[], Some(4), Target::Primary),
+        (None, "getY", &[], Some(5), Target::Detour(1)),
+        (None, "nothing", &[], None, Target::Primary),
+    ];
+    for (svc, m, attrs, route, target) in cases {
+        let d = go(&t, *svc, m, attrs);
+        if *route != Some(3) {
+            assert_eq!(
+                (d.route, d.target),
+                (*route, *target),
+                "{svc:?} {m} {attrs:?}"
+            );
+        } else {
+            assert_eq!(d.route, Some(3));
+        }
+    }
+    let d = go(&t, None, "getX", &[]);
+    assert_eq!((d.retries, d.timeout_ms, d.mirror), (2, 250, Some(3)));
+    assert_eq!(
+        go(&t, None, "getY", &[]).retries,
+        0,
+        "only idempotent methods retry"
+    );
+}
+
+#[test]
+fn weighted_split_is_exact_in_distribution_and_deterministic() {
+    let t = table(T);
+    let run = |seed| {
+        let mut rng = SplitMix64::new(seed);
+        (0..100_000)
+            .filter(|_| {
+                let req = Request {
+                    service: Some("Calc"),
+                    method: "mul",
+                    attrs: &(),
+                };
+                t.decide(&req, &mut rng, |_| true).target == Target::Detour(1)
+            })
+            .count()
+    };
+    let n = run(42);
+    assert_eq!(n, run(42), "same seed, same split");
+    // 10% of 100k: sd = sqrt(100k * 0.1 * 0.9) ~ 95; 5 sd.
+    assert!((10_000 - 475..=10_000 + 475).contains(&n), "{n}");
+}
+
+#[test]
+fn token_bucket_admits_max_then_refills_per_interval() {
+    let t = table(T);
+    let mut lim = Limiters::new(&t, 0);
+    let mut rng = SplitMix64::new(0);
+    let mut at = |now: u64| {
+        let req = Request {
+            service: None,
+            method: "ping",
+            attrs: &(),
+        };
+        t.decide(&req, &mut rng, |i| lim.take(&t, i, now)).target
+    };
+    let limited = Target::LocalReply(LocalReply::RateLimited);
+    assert_eq!(
+        [at(0), at(1), at(2), at(3)],
+        [Target::Primary, Target::Primary, Target::Primary, limited]
+    );
+    assert_eq!(at(999_999_999), limited);
+    assert_eq!(at(1_000_000_000), Target::Primary);
+    // Fills never exceed max_tokens.
+    let ok = (0..10)
+        .filter(|_| at(60_000_000_000) == Target::Primary)
+        .count();
+    assert_eq!(ok, 3);
+}
+
+#[test]
+fn bad_configs_are_refused_with_field_paths() {
+    for (json, needle) in [
+        (
+            r#"{"primary_cluster":"v1","typo":1}"#,
+            "unknown field `typo`",
+        ),
+        (r#"{"primary_cluster":""}"#, "routing.primary_cluster"),
+        (
+            r#"{"primary_cluster":"v1","services":[{"service":"S","routes":[{"route":{}}]}]}"#,
+            "routing.services[0].routes[0].route: exactly one of cluster, weighted",
+        ),
+        (
+            r#"{"primary_cluster":"v1","services":[{"service":"S","routes":[{"match":{"method":{"regex":"("}},"route":{"cluster":"a"}}]}]}"#,
+            "routing.services[0].routes[0].match.method: bad regex",
+        ),
+        (
+            r#"{"primary_cluster":"v1","services":[{"service":"S","routes":[{"match":{"method":{"exact":"a","prefix":"b"}},"route":{"cluster":"a"}}]}]}"#,
+            "exactly one of exact, prefix, regex",
+        ),
+        (
+            r#"{"primary_cluster":"v1","services":[{"service":"S","routes":[{"route":{"weighted":[{"cluster":"a","weight":0}]}}]}]}"#,
+            "weights sum to 0",
+        ),
+        (
+            r#"{"primary_cluster":"v1","services":[{"service":"S","routes":[{"route":{"cluster":"a"},"rate_limit":{"max_tokens":0,"fill_interval_ms":1}}]}]}"#,
+            "rate_limit",
+        ),
+        (
+            r#"{"primary_cluster":"v1","services":[{"service":"S","routes":[{"name":"a.b","route":{"cluster":"a"}}]}]}"#,
+            "routes[0].name",
+        ),
+        (
+            r#"{"primary_cluster":"v1","services":[{"service":"S","routes":[]},{"service":"S","routes":[]}]}"#,
+            "duplicate service",
+        ),
+        (
+            r#"{"primary_cluster":"v1","services":[{"service":"S","routes":[{"route":{"cluster":"a"},"mirror":{"cluster":"m","percent":101}}]}]}"#,
+            "mirror.percent",
+        ),
+    ] {
+        let e = compile_err(json);
+        assert!(e.contains(needle), "{json}: {e}");
+    }
+}
+
+#[test]
+fn filter_config_carries_routing_and_refuses_it_for_other_protocols() {
+    let c = crate::FilterConfig::from_json(
+        r#"{"protocol":"thrift","routing":{"primary_cluster":"v1","default":{"cluster":"v2"}}}"#,
+    )
+    .unwrap();
+    let t = RouteTable::compile(c.routing.as_ref().unwrap()).unwrap();
+    assert_eq!(t.primary(), "v1");
+    assert_eq!(go(&t, None, "x", &[]).target, Target::Detour(1));
+    let e = crate::FilterConfig::from_json(
+        r#"{"protocol":"redis","routing":{"primary_cluster":"v1"}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "routing");
+    let e = crate::FilterConfig::from_json(
+        r#"{"protocol":"dubbo","routing":{"primary_cluster":"v1","services":[{"service":"S","routes":[{"route":{"cluster":" "}}]}]}}"#,
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "routing.services[0].routes[0].route.cluster");
+}
+
+/// A framed strict-binary Thrift call with an empty args struct.
+fn thrift_call(name: &str, seq: i32, kind: u8) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&(0x8001_0000u32 | u32::from(kind)).to_be_bytes());
+    m.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    m.extend_from_slice(name.as_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.push(0); // STOP
+    let mut f = (m.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(&m);
+    f
+}
+
+#[test]
+fn thrift_frames_are_routed_and_answered_with_app_exceptions() {
+    let t = table(T);
+    let limits = meltemi_codec::Limits::default();
+    let call = thrift_call("Calc:add", 7, 1);
+    let mut rng = SplitMix64::new(3);
+    let r = route_request(RpcProtocol::Thrift, &t, &call, &limits, &mut rng, |_| true).unwrap();
+    let meltemi_codec::Decoded::Frame { frame, used } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(used, call.len());
+    assert_eq!(frame.decision.target, Target::Detour(1));
+    assert!(frame.two_way);
+    // A prefix needs more.
+    let r = route_request(
+        RpcProtocol::Thrift,
+        &t,
+        &call[..9],
+        &limits,
+        &mut rng,
+        |_| true,
+    )
+    .unwrap();
+    assert!(matches!(r, meltemi_codec::Decoded::NeedMore(_)));
+    // The error reply carries the seqid and name.
+    let mut out = Vec::new();
+    assert!(encode_failure(
+        RpcProtocol::Thrift,
+        &call,
+        &limits,
+        Failure::RateLimited,
+        &mut out
+    ));
+    let meltemi_codec::Decoded::Frame { frame: f, used } =
+        meltemi_codec::thrift::decode_response(&out, &limits).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(used, out.len());
+    let m = f.message.unwrap();
+    assert_eq!((m.name, m.seq_id), ("Calc:add", 7));
+    assert!(matches!(
+        m.reply,
+        Some(meltemi_codec::thrift::ReplyStatus::AppException(_))
+    ));
+    // Oneway calls expect nothing.
+    let one = thrift_call("log", 8, 4);
+    let r = route_request(RpcProtocol::Thrift, &t, &one, &limits, &mut rng, |_| true).unwrap();
+    assert!(matches!(
+        r,
+        meltemi_codec::Decoded::Frame {
+            frame: Routed { two_way: false, .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn boundary_tracks_frames_across_every_split() {
+    let mut stream = thrift_call("a", 1, 2);
+    stream.extend_from_slice(&thrift_call("bb", 2, 2));
+    let first = thrift_call("a", 1, 2).len();
+    for i in 0..=stream.len() {
+        let mut b = Boundary::default();
+        b.feed(RpcProtocol::Thrift, &stream[..i]);
+        assert_eq!(
+            b.at_boundary(),
+            i == 0 || i == first || i == stream.len(),
+            "at {i}"
+        );
+        b.feed(RpcProtocol::Thrift, &stream[i..]);
+        assert!(b.at_boundary());
+        let mut c = ResponseCounter::default();
+        let n =
+            c.feed(RpcProtocol::Thrift, &stream[..i]) + c.feed(RpcProtocol::Thrift, &stream[i..]);
+        assert_eq!(n, 2, "split at {i}");
+    }
+    // Dubbo: 16-byte header, body length at 12..16.
+    let mut out = Vec::new();
+    meltemi_codec::dubbo::encode_error_response(
+        &mut out,
+        9,
+        meltemi_codec::dubbo::Status::ServerTimeout,
+        "x",
+    );
+    let mut b = Boundary::default();
+    b.feed(RpcProtocol::Dubbo, &out[..15]);
+    assert!(!b.at_boundary());
+    b.feed(RpcProtocol::Dubbo, &out[15..]);
+    assert!(b.at_boundary());
+    let mut c = ResponseCounter::default();
+    let twice = [out.clone(), out].concat();
+    assert_eq!(c.feed(RpcProtocol::Dubbo, &twice), 2);
+}
