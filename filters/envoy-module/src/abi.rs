@@ -217,6 +217,24 @@ extern "C" {
         length: usize,
     ) -> bool;
 
+    /// Appends to the read buffer of the running read hook. Declared without a return value:
+    /// 1.40 returns `bool` (true when added) and older headers `void`; ignoring the register
+    /// is sound for both.
+    pub fn envoy_dynamic_module_callback_network_filter_append_read_buffer(
+        filter_envoy_ptr: NetworkFilterEnvoyPtr,
+        data: ModuleBuffer,
+    );
+    /// Prepends to the write buffer of the running write hook (see `append_read_buffer`).
+    pub fn envoy_dynamic_module_callback_network_filter_prepend_write_buffer(
+        filter_envoy_ptr: NetworkFilterEnvoyPtr,
+        data: ModuleBuffer,
+    );
+    /// Appends to the write buffer of the running write hook (see `append_read_buffer`).
+    pub fn envoy_dynamic_module_callback_network_filter_append_write_buffer(
+        filter_envoy_ptr: NetworkFilterEnvoyPtr,
+        data: ModuleBuffer,
+    );
+
     // ---- network filter: connection ----
     /// Writes directly to the downstream connection; `end_stream` half-closes after writing.
     pub fn envoy_dynamic_module_callback_network_filter_write(

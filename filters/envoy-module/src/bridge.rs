@@ -10,6 +10,8 @@
 
 use crate::host::BridgeHost;
 use crate::resp::{RespCounter, ValueCounter};
+use meltemi_codec::{dubbo, thrift, Decoded, Limits};
+use meltemi_engine::route::{ResponseCounter, RpcProtocol};
 use serde::Deserialize;
 
 /// The bridge's config (`bridge_config`, JSON; empty means Redis).
@@ -33,9 +35,9 @@ impl BridgeConfig {
         }
         let c: BridgeConfig =
             serde_json::from_slice(json).map_err(|e| format!("invalid JSON bridge config: {e}"))?;
-        if c.protocol != "redis" {
+        if !matches!(c.protocol.as_str(), "redis" | "thrift" | "dubbo") {
             return Err(format!(
-                "bridge protocol {:?} is not supported yet (only \"redis\")",
+                "bridge protocol {:?} is not supported (redis, thrift, dubbo)",
                 c.protocol
             ));
         }
@@ -43,9 +45,51 @@ impl BridgeConfig {
     }
 }
 
+/// Thrift/Dubbo framing of one bridged request: requests are whole frames (the filter sends
+/// one per callout); replies are framed by their length prefixes.
+#[derive(Debug)]
+struct Rpc {
+    proto: RpcProtocol,
+    replies: ResponseCounter,
+}
+
+/// How many answers the request frames in `body` expect (one-way calls expect none).
+fn expected_replies(proto: RpcProtocol, mut body: &[u8]) -> u64 {
+    let limits = Limits::default();
+    let mut n = 0;
+    while !body.is_empty() {
+        let used = match proto {
+            RpcProtocol::Thrift => match thrift::decode_request(body, &limits) {
+                Ok(Decoded::Frame { frame, used }) => {
+                    if frame
+                        .message
+                        .is_none_or(|m| m.kind != thrift::MessageType::Oneway)
+                    {
+                        n += 1;
+                    }
+                    used
+                }
+                _ => return n + 1,
+            },
+            RpcProtocol::Dubbo => match dubbo::decode_header(body, &limits) {
+                Ok(Decoded::Frame { frame, used }) => {
+                    if frame.is_request() && frame.is_two_way() {
+                        n += 1;
+                    }
+                    frame.frame_len().max(used).min(body.len())
+                }
+                _ => return n + 1,
+            },
+        };
+        body = &body[used.max(1).min(body.len())..];
+    }
+    n
+}
+
 /// One bridged request.
 #[derive(Debug, Default)]
 pub struct Bridge {
+    rpc: Option<Rpc>,
     requests: RespCounter,
     replies: RespCounter,
     requests_seen: u64,
@@ -57,6 +101,22 @@ pub struct Bridge {
 impl Bridge {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A bridge for the configured protocol.
+    pub fn with_config(c: &BridgeConfig) -> Self {
+        let proto = match c.protocol.as_str() {
+            "thrift" => Some(RpcProtocol::Thrift),
+            "dubbo" => Some(RpcProtocol::Dubbo),
+            _ => None,
+        };
+        Bridge {
+            rpc: proto.map(|proto| Rpc {
+                proto,
+                replies: ResponseCounter::default(),
+            }),
+            ..Self::default()
+        }
     }
 
     pub fn on_encode_headers(&mut self, host: &mut impl BridgeHost, end_of_stream: bool) {
@@ -71,17 +131,32 @@ impl Bridge {
         if body.is_empty() {
             return;
         }
-        self.requests_seen += self.requests.feed(&body);
+        match &self.rpc {
+            Some(rpc) => self.requests_seen += expected_replies(rpc.proto, &body),
+            None => self.requests_seen += self.requests.feed(&body),
+        }
         host.send_upstream(&body, false);
+        if self.rpc.is_some() && self.requests_seen == 0 && !self.answered {
+            // One-way calls: nothing comes back.
+            self.answered = true;
+            host.send_response(200, &[("content-type", b"application/octet-stream")], b"");
+        }
     }
 
     pub fn on_encode_trailers(&mut self, _host: &mut impl BridgeHost) {}
 
     pub fn on_upstream_data(&mut self, host: &mut impl BridgeHost, end_of_stream: bool) {
         for chunk in host.response_chunks() {
-            self.replies_seen += self.replies.feed(chunk);
+            self.replies_seen += match &mut self.rpc {
+                Some(rpc) => rpc.replies.feed(rpc.proto, chunk),
+                None => self.replies.feed(chunk),
+            };
             self.response.extend_from_slice(chunk);
         }
+        let broken = match &self.rpc {
+            Some(rpc) => rpc.replies.broken(),
+            None => self.replies.broken(),
+        };
         if self.answered {
             return;
         }
@@ -89,7 +164,7 @@ impl Bridge {
             let body = std::mem::take(&mut self.response);
             self.answered = true;
             host.send_response(200, &[("content-type", b"application/octet-stream")], &body);
-        } else if end_of_stream || self.replies.broken() {
+        } else if end_of_stream || broken {
             self.answer(
                 host,
                 502,

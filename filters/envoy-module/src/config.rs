@@ -15,9 +15,45 @@
 //!   The first brick of the per-request detour described in the design notes.
 
 use crate::host::{CounterId, GaugeId, HistogramId, MetricsRegistry};
+use meltemi_engine::route::{Limiters, RouteTable, RpcProtocol};
 use meltemi_engine::{Engine, FilterConfig, MetricId, MetricKind};
 use serde::Deserialize;
 use std::fmt;
+use std::sync::Mutex;
+
+/// Counters of one route (index `routes.len()` of [`Routing::route_stats`] is the default).
+#[derive(Debug, Clone, Copy)]
+pub struct RouteStats {
+    pub requests: CounterId,
+    pub detoured: CounterId,
+    pub rate_limited: CounterId,
+    pub mirrored: CounterId,
+    pub timeouts: CounterId,
+    pub retries: CounterId,
+    pub errors: CounterId,
+}
+
+/// Per-request routing of this listener.
+#[derive(Debug)]
+pub struct Routing {
+    pub proto: RpcProtocol,
+    pub table: RouteTable,
+    /// Token buckets, shared by every connection of the listener on every worker (so a limit
+    /// of N admits exactly N per window).
+    pub limiters: Mutex<Limiters>,
+    /// Per route, then the default route last.
+    pub route_stats: Vec<RouteStats>,
+    /// Requests sent to each destination cluster (index = cluster index).
+    pub dest_requests: Vec<CounterId>,
+}
+
+impl Routing {
+    /// The stats of a decision's route.
+    pub fn stats(&self, route: Option<u16>) -> &RouteStats {
+        let i = route.map_or(self.route_stats.len() - 1, usize::from);
+        &self.route_stats[i.min(self.route_stats.len() - 1)]
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +107,7 @@ pub struct Config {
     /// Host handle per engine [`MetricId`].
     pub handles: Vec<Handle>,
     pub metrics: Metrics,
+    pub routing: Option<Routing>,
 }
 
 /// Why a config was refused.
@@ -152,11 +189,56 @@ impl Config {
             callouts_ok: counter("callouts_ok")?,
             callouts_failed: counter("callouts_failed")?,
         };
+        let routing = match (
+            &engine.config.routing,
+            RpcProtocol::of(engine.config.protocol),
+        ) {
+            (Some(raw), Some(proto)) => {
+                let table = RouteTable::compile(raw).map_err(|e| {
+                    ConfigError::Engine(meltemi_engine::ConfigError {
+                        field: e.field,
+                        message: e.message,
+                    })
+                })?;
+                let mut route_stats = Vec::with_capacity(table.routes.len() + 1);
+                let names = table
+                    .routes
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .chain(std::iter::once("default"));
+                for name in names {
+                    let mut c = |stat: &str| counter(&format!("route.{name}.{stat}"));
+                    route_stats.push(RouteStats {
+                        requests: c("requests")?,
+                        detoured: c("detoured")?,
+                        rate_limited: c("rate_limited")?,
+                        mirrored: c("mirrored")?,
+                        timeouts: c("timeouts")?,
+                        retries: c("retries")?,
+                        errors: c("errors")?,
+                    });
+                }
+                let mut dest_requests = Vec::with_capacity(table.clusters.len());
+                for cl in &table.clusters {
+                    let cl = cl.replace(['.', ' '], "_");
+                    dest_requests.push(counter(&format!("destination.{cl}.requests"))?);
+                }
+                Some(Routing {
+                    proto,
+                    limiters: Mutex::new(Limiters::new(&table, crate::filter::now_ns())),
+                    table,
+                    route_stats,
+                    dest_requests,
+                })
+            }
+            _ => None,
+        };
         Ok(Config {
             engine,
             probe,
             handles,
             metrics,
+            routing,
         })
     }
 

@@ -328,7 +328,7 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_event(
 pub extern "C" fn envoy_dynamic_module_on_network_filter_http_callout_done(
     filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
     filter_module_ptr: abi::NetworkFilterModulePtr,
-    _callout_id: u64,
+    callout_id: u64,
     result: abi::CalloutResult,
     headers: *mut abi::EnvoyHttpHeader,
     headers_size: usize,
@@ -370,7 +370,13 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_http_callout_done(
             });
             // SAFETY: body chunk bytes are valid for this hook (see above).
             let body: Vec<&[u8]> = chunks.iter().map(|c| unsafe { envoy_bytes(*c) }).collect();
-            f.on_callout_done(h, CalloutOutcome::from_abi(result), status, &body)
+            f.on_callout_done(
+                h,
+                callout_id,
+                CalloutOutcome::from_abi(result),
+                status,
+                &body,
+            )
         },
     )
 }
@@ -470,8 +476,12 @@ pub extern "C" fn envoy_dynamic_module_on_upstream_http_tcp_bridge_new(
     if config_module_ptr.is_null() {
         return std::ptr::null();
     }
-    let r =
-        catch_unwind(|| Box::into_raw(Box::new(Slot::new(Bridge::new()))) as abi::BridgeModulePtr);
+    let r = catch_unwind(|| {
+        // SAFETY: the config pointer came from bridge config_new and outlives its bridges;
+        // it is only read.
+        let config = unsafe { &*(config_module_ptr as *const Arc<BridgeConfig>) };
+        Box::into_raw(Box::new(Slot::new(Bridge::with_config(config)))) as abi::BridgeModulePtr
+    });
     r.unwrap_or_else(|p| {
         log_panic("on_upstream_http_tcp_bridge_new", &*p, "request fails");
         std::ptr::null()

@@ -6,8 +6,9 @@
 //! every `onData` (it asserts so), hence each read hook sees only new bytes.
 
 use crate::config::{Config, Handle};
+use crate::detour::{Detour, Observer, ReadOutcome};
 use crate::host::{CalloutOutcome, Close, Direction, Level, NetworkHost};
-use meltemi_engine::{MetricId, MetricSink, Session, Verdict};
+use meltemi_engine::{Engine, MetricId, MetricSink, Session, Verdict};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ pub enum Flow {
 }
 
 /// Monotonic nanoseconds since the module's first use.
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
@@ -54,11 +55,38 @@ impl Events {
     }
 }
 
+/// The observability session as the detour reports to it.
+struct Obs<'a> {
+    session: &'a mut Session,
+    engine: &'a Engine,
+    events: &'a mut Events,
+    now: u64,
+    verdict: Verdict,
+}
+
+impl Observer for Obs<'_> {
+    fn down(&mut self, data: &[u8]) {
+        if self.verdict == Verdict::Continue {
+            self.verdict = self
+                .session
+                .on_downstream(self.engine, data, self.now, self.events);
+        }
+    }
+    fn up(&mut self, data: &[u8]) {
+        if self.verdict == Verdict::Continue {
+            self.verdict = self
+                .session
+                .on_upstream(self.engine, data, self.now, self.events);
+        }
+    }
+}
+
 /// One connection's state.
 #[derive(Debug)]
 pub struct Filter {
     config: Arc<Config>,
     session: Option<Session>,
+    detour: Option<Detour>,
     events: Events,
     probes_in_flight: u32,
     logged: bool,
@@ -69,6 +97,7 @@ impl Filter {
         Filter {
             config,
             session: None,
+            detour: None,
             events: Events::default(),
             probes_in_flight: 0,
             logged: false,
@@ -82,6 +111,9 @@ impl Filter {
     pub fn on_new_connection(&mut self, host: &mut impl NetworkHost) -> Flow {
         let config = Arc::clone(&self.config);
         self.session = Some(Session::new(&config.engine, &mut self.events));
+        if let Some(r) = &config.routing {
+            self.detour = Some(Detour::new(&config, r, host.connection_id()));
+        }
         self.events.flush(&config, host);
         Flow::Continue
     }
@@ -94,7 +126,62 @@ impl Filter {
                 return self.start_probe(host);
             }
         }
+        if config.routing.is_some() {
+            return self.routed(host, true);
+        }
         self.feed(host, Direction::Downstream)
+    }
+
+    /// The routing paths of a read (`read`) or a write.
+    fn routed(&mut self, host: &mut impl NetworkHost, read: bool) -> Flow {
+        let config = Arc::clone(&self.config);
+        let (Some(routing), Some(d), Some(session)) = (
+            config.routing.as_ref(),
+            self.detour.as_mut(),
+            self.session.as_mut(),
+        ) else {
+            return Flow::Continue;
+        };
+        let mut obs = Obs {
+            session,
+            engine: &config.engine,
+            events: &mut self.events,
+            now: now_ns(),
+            verdict: Verdict::Continue,
+        };
+        let broken = if read {
+            match d.on_read(routing, host, &mut obs) {
+                ReadOutcome::Continue => None,
+                ReadOutcome::Broken(m) => Some(m),
+            }
+        } else {
+            d.on_write(routing, host, &mut obs);
+            None
+        };
+        let verdict = obs.verdict;
+        self.events.flush(&config, host);
+        let why = match (broken, verdict) {
+            (Some(m), _) => m,
+            (None, Verdict::Close(_)) => self
+                .session
+                .as_ref()
+                .and_then(|s| s.error())
+                .unwrap_or("")
+                .to_owned(),
+            (None, Verdict::Continue) => return Flow::Continue,
+        };
+        if !std::mem::replace(&mut self.logged, true) {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "meltemi: {}: closing connection {} (routing): {why}",
+                    config.engine.config.stat_prefix,
+                    host.connection_id(),
+                ),
+            );
+        }
+        host.close(Close::NoFlush);
+        Flow::Stop
     }
 
     /// Upstream bytes are about to be written to the client.
@@ -104,6 +191,9 @@ impl Filter {
         _len: usize,
         _end_stream: bool,
     ) -> Flow {
+        if self.config.routing.is_some() {
+            return self.routed(host, false);
+        }
         self.feed(host, Direction::Upstream)
     }
 
@@ -151,6 +241,9 @@ impl Filter {
     /// The connection closed (either side) or the filter is going away.
     pub fn on_close(&mut self, host: &mut impl NetworkHost) {
         let config = Arc::clone(&self.config);
+        if let Some(d) = self.detour.as_mut() {
+            d.on_close();
+        }
         if let Some(s) = self.session.as_mut() {
             s.on_close(&config.engine, &mut self.events);
             self.events.flush(&config, host);
@@ -192,10 +285,30 @@ impl Filter {
     pub fn on_callout_done(
         &mut self,
         host: &mut impl NetworkHost,
+        id: u64,
         outcome: CalloutOutcome,
         status: Option<&[u8]>,
         body: &[&[u8]],
     ) {
+        let config = Arc::clone(&self.config);
+        if let (Some(routing), Some(d), Some(session)) = (
+            config.routing.as_ref(),
+            self.detour.as_mut(),
+            self.session.as_mut(),
+        ) {
+            if d.owns(id) {
+                let mut obs = Obs {
+                    session,
+                    engine: &config.engine,
+                    events: &mut self.events,
+                    now: now_ns(),
+                    verdict: Verdict::Continue,
+                };
+                d.on_callout_done(routing, host, id, outcome, status, body, &mut obs);
+                self.events.flush(&config, host);
+                return;
+            }
+        }
         self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
         let m = &self.config.metrics;
         if outcome == CalloutOutcome::Success && status == Some(b"200") {
@@ -339,13 +452,14 @@ mod tests {
         assert!(c.headers.iter().any(|(k, v)| k == "host" && v == b"bridge"));
         f.on_callout_done(
             &mut h,
+            1,
             CalloutOutcome::Success,
             Some(b"200"),
             &[b"+PO", b"NG\r\n"],
         );
         assert_eq!(h.written_to_client, b"+PONG\r\n");
         assert_eq!(counter(&reg, &h, "redis.t.callouts_ok"), 1);
-        f.on_callout_done(&mut h, CalloutOutcome::Success, Some(b"503"), &[]);
+        f.on_callout_done(&mut h, 2, CalloutOutcome::Success, Some(b"503"), &[]);
         assert_eq!(counter(&reg, &h, "redis.t.callouts_failed"), 1);
         assert!(h.closed.is_none());
     }

@@ -99,6 +99,10 @@ pub trait NetworkHost {
     fn drain(&mut self, dir: Direction, n: usize) -> bool;
     /// Writes bytes to the client (`end_stream` half-closes after them).
     fn write_to_client(&mut self, data: &[u8], end_stream: bool);
+    /// Adds bytes to the end of `dir`'s buffer (valid in that direction's data hook only).
+    fn append(&mut self, dir: Direction, data: &[u8]);
+    /// Adds bytes to the front of the write buffer (valid in the write hook only).
+    fn prepend_write(&mut self, data: &[u8]);
     /// Closes the connection.
     fn close(&mut self, how: Close);
     fn increment_counter(&mut self, id: CounterId, by: u64);
@@ -341,6 +345,43 @@ impl NetworkHost for EnvoyNetworkHost {
                 self.filter,
                 ModuleBuffer::from_bytes(data),
                 end_stream,
+            )
+        }
+    }
+
+    fn append(&mut self, dir: Direction, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        // SAFETY: `self.filter` is live for this hook; Envoy copies `data` before returning and
+        // ignores the call outside the matching data hook (no current buffer).
+        unsafe {
+            match dir {
+                Direction::Downstream => {
+                    abi::envoy_dynamic_module_callback_network_filter_append_read_buffer(
+                        self.filter,
+                        ModuleBuffer::from_bytes(data),
+                    )
+                }
+                Direction::Upstream => {
+                    abi::envoy_dynamic_module_callback_network_filter_append_write_buffer(
+                        self.filter,
+                        ModuleBuffer::from_bytes(data),
+                    )
+                }
+            }
+        }
+    }
+
+    fn prepend_write(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        // SAFETY: as in `append`.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_prepend_write_buffer(
+                self.filter,
+                ModuleBuffer::from_bytes(data),
             )
         }
     }
@@ -672,6 +713,16 @@ pub mod fake {
         }
         fn write_to_client(&mut self, data: &[u8], _end_stream: bool) {
             self.written_to_client.extend_from_slice(data);
+        }
+        fn append(&mut self, dir: Direction, data: &[u8]) {
+            if !data.is_empty() {
+                self.buf(dir).push(data.to_vec());
+            }
+        }
+        fn prepend_write(&mut self, data: &[u8]) {
+            if !data.is_empty() {
+                self.upstream.insert(0, data.to_vec());
+            }
         }
         fn close(&mut self, how: Close) {
             self.closed.get_or_insert(how);

@@ -22,6 +22,7 @@
 pub mod abi;
 pub mod bridge;
 pub mod config;
+pub mod detour;
 mod ffi;
 pub mod filter;
 pub mod host;

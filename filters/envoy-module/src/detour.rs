@@ -1,0 +1,379 @@
+//! The per-request routing glue: the fast path and the detour (design notes, "Routing design").
+//!
+//! The filter sits before `tcp_proxy`, whose cluster is the route table's primary cluster.
+//! - Read: each whole request frame is routed. When every frame of a read goes to the primary
+//!   cluster and none straddles reads, the read buffer is left untouched (zero copy). Otherwise
+//!   the buffer is drained and only primary-bound frames are put back (`append_read_buffer`);
+//!   a partial frame is kept in a module buffer (never in Envoy's: frames bigger than the
+//!   connection's buffer limit would deadlock).
+//! - Detour: a frame routed elsewhere is sent by HTTP callout to its cluster, whose upstream is
+//!   this module's bridge; rate-limited frames get the protocol's error locally.
+//! - Write: upstream->client frame boundaries are tracked from length prefixes; an answer (a
+//!   callout's, or a local error) is written only between whole frames of the primary stream:
+//!   at once when the stream is between frames, else held and put into the write buffer at the
+//!   next boundary (`prepend`/`append_write_buffer`).
+
+use crate::config::{Config, Routing};
+use crate::host::{CalloutOutcome, Direction, Level, NetworkHost};
+use meltemi_codec::{Decoded, Limits};
+use meltemi_engine::route::{encode_failure, route_request, Boundary, Failure, SplitMix64, Target};
+use std::collections::HashMap;
+
+/// Where the bytes the client sees and sends are reported (the observability session).
+pub trait Observer {
+    /// New client bytes.
+    fn down(&mut self, data: &[u8]);
+    /// Bytes about to reach the client (upstream frames and module answers), in order.
+    fn up(&mut self, data: &[u8]);
+}
+
+/// A request on its way through a callout.
+#[derive(Debug)]
+struct Pending {
+    frame: Vec<u8>,
+    cluster: u16,
+    route: Option<u16>,
+    retries_left: u32,
+    timeout_ms: u64,
+    /// A mirror copy: the answer is dropped.
+    mirror: bool,
+}
+
+/// One connection's routing state.
+#[derive(Debug)]
+pub struct Detour {
+    carry: Vec<u8>,
+    rng: SplitMix64,
+    up: Boundary,
+    held: Vec<u8>,
+    pending: HashMap<u64, Pending>,
+    closed: bool,
+    limits: Limits,
+}
+
+/// What the read path found in one read.
+#[derive(Debug)]
+enum Step {
+    Pass(usize, usize),
+    Send(usize, usize, meltemi_engine::route::Decision),
+}
+
+/// What the adapter must do after a read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    Continue,
+    /// A frame broke the protocol: the message.
+    Broken(String),
+}
+
+impl Detour {
+    pub fn new(config: &Config, routing: &Routing, connection_id: u64) -> Self {
+        let seed = routing.table.seed.unwrap_or_else(crate::filter::now_ns)
+            ^ connection_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Detour {
+            carry: Vec::new(),
+            rng: SplitMix64::new(seed),
+            up: Boundary::default(),
+            held: Vec::new(),
+            pending: HashMap::new(),
+            closed: false,
+            limits: Limits {
+                max_frame: config.engine.config.max_frame_bytes,
+                ..Limits::default()
+            },
+        }
+    }
+
+    /// Detours in flight.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Routes the client bytes in Envoy's read buffer. `observe` is called with the new bytes
+    /// (for the observability session) before the buffer changes.
+    pub fn on_read(
+        &mut self,
+        routing: &Routing,
+        host: &mut impl NetworkHost,
+        obs: &mut impl Observer,
+    ) -> ReadOutcome {
+        let chunks = host.chunks(Direction::Downstream);
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        for c in &chunks {
+            obs.down(c);
+        }
+        let mut counts: Vec<crate::host::CounterId> = Vec::new();
+        let owned;
+        let data: &[u8] = if self.carry.is_empty() && chunks.len() == 1 {
+            chunks[0]
+        } else {
+            let mut v = std::mem::take(&mut self.carry);
+            for c in &chunks {
+                v.extend_from_slice(c);
+            }
+            owned = v;
+            &owned
+        };
+        let mut steps: Vec<Step> = Vec::new();
+        let mut off = 0;
+        let mut all_pass = true;
+        let now = crate::filter::now_ns();
+        while off < data.len() {
+            let r = route_request(
+                routing.proto,
+                &routing.table,
+                &data[off..],
+                &self.limits,
+                &mut self.rng,
+                |i| match routing.limiters.lock() {
+                    Ok(mut l) => l.take(&routing.table, i, now),
+                    Err(p) => p.into_inner().take(&routing.table, i, now),
+                },
+            );
+            match r {
+                Err(e) => {
+                    drop(chunks);
+                    flush(host, &counts);
+                    return ReadOutcome::Broken(e.0);
+                }
+                Ok(Decoded::NeedMore(_)) => break,
+                Ok(Decoded::Frame { frame, used }) => {
+                    let d = frame.decision;
+                    let stats = routing.stats(d.route);
+                    counts.push(stats.requests);
+                    if let Some(c) = d.cluster {
+                        if let Some(&id) = routing.dest_requests.get(usize::from(c)) {
+                            counts.push(id);
+                        }
+                    }
+                    if d.target == Target::Primary && d.mirror.is_none() {
+                        steps.push(Step::Pass(off, off + used));
+                    } else {
+                        all_pass = false;
+                        steps.push(Step::Send(off, off + used, d));
+                    }
+                    off += used;
+                }
+            }
+        }
+        let whole = off == data.len();
+        if all_pass && whole && data.len() == total {
+            // The fast path: Envoy's buffer goes to tcp_proxy untouched.
+            drop(chunks);
+            flush(host, &counts);
+            return ReadOutcome::Continue;
+        }
+        let mut primary = Vec::new();
+        let mut sends = Vec::new();
+        for s in steps {
+            match s {
+                Step::Pass(a, b) => primary.extend_from_slice(&data[a..b]),
+                Step::Send(a, b, d) => {
+                    if d.target == Target::Primary {
+                        primary.extend_from_slice(&data[a..b]);
+                    }
+                    sends.push((data[a..b].to_vec(), d));
+                }
+            }
+        }
+        let carry = data[off..].to_vec();
+        drop(chunks);
+        flush(host, &counts);
+        self.carry = carry;
+        host.drain(Direction::Downstream, total);
+        host.append(Direction::Downstream, &primary);
+        for (frame, d) in sends {
+            let stats = *routing.stats(d.route);
+            if let Some(m) = d.mirror {
+                host.increment_counter(stats.mirrored, 1);
+                self.start(
+                    routing,
+                    host,
+                    obs,
+                    Pending {
+                        frame: frame.clone(),
+                        cluster: m,
+                        route: d.route,
+                        retries_left: 0,
+                        timeout_ms: d.timeout_ms,
+                        mirror: true,
+                    },
+                );
+            }
+            match d.target {
+                Target::Primary => {}
+                Target::LocalReply(_) => {
+                    host.increment_counter(stats.rate_limited, 1);
+                    self.fail(routing, host, &frame, Failure::RateLimited, obs);
+                }
+                Target::Detour(c) => {
+                    host.increment_counter(stats.detoured, 1);
+                    self.start(
+                        routing,
+                        host,
+                        obs,
+                        Pending {
+                            frame,
+                            cluster: c,
+                            route: d.route,
+                            retries_left: d.retries,
+                            timeout_ms: d.timeout_ms,
+                            mirror: false,
+                        },
+                    );
+                }
+            }
+        }
+        ReadOutcome::Continue
+    }
+
+    fn start(
+        &mut self,
+        routing: &Routing,
+        host: &mut impl NetworkHost,
+        obs: &mut impl Observer,
+        p: Pending,
+    ) {
+        let Some(cluster) = routing.table.clusters.get(usize::from(p.cluster)) else {
+            return;
+        };
+        let headers: [(&str, &[u8]); 4] = [
+            (":method", b"POST"),
+            (":path", b"/meltemi/route"),
+            ("host", cluster.as_bytes()),
+            ("content-type", b"application/octet-stream"),
+        ];
+        match host.http_callout(cluster, &headers, &p.frame, p.timeout_ms) {
+            Ok(id) => {
+                self.pending.insert(id, p);
+            }
+            Err(e) => {
+                // Unknown cluster, circuit breaker open (CannotCreateRequest), ...
+                host.increment_counter(routing.stats(p.route).errors, 1);
+                host.log(
+                    Level::Debug,
+                    &format!("meltemi: detour to {cluster} not started: {e:?}"),
+                );
+                if !p.mirror {
+                    self.fail(routing, host, &p.frame, Failure::Unavailable, obs);
+                }
+            }
+        }
+    }
+
+    /// True when `id` is one of this connection's detours.
+    pub fn owns(&self, id: u64) -> bool {
+        self.pending.contains_key(&id)
+    }
+
+    /// A detour's callout finished.
+    pub fn on_callout_done(
+        &mut self,
+        routing: &Routing,
+        host: &mut impl NetworkHost,
+        id: u64,
+        outcome: CalloutOutcome,
+        status: Option<&[u8]>,
+        body: &[&[u8]],
+        obs: &mut impl Observer,
+    ) {
+        let Some(mut p) = self.pending.remove(&id) else {
+            return;
+        };
+        if self.closed || p.mirror {
+            return;
+        }
+        let stats = *routing.stats(p.route);
+        if outcome == CalloutOutcome::Success && status == Some(b"200") {
+            let answer: Vec<u8> = body.concat();
+            self.deliver(host, &answer, obs);
+            return;
+        }
+        let why = if status == Some(b"504") {
+            host.increment_counter(stats.timeouts, 1);
+            Failure::Timeout
+        } else {
+            Failure::Unavailable
+        };
+        if p.retries_left > 0 {
+            p.retries_left -= 1;
+            host.increment_counter(stats.retries, 1);
+            self.start(routing, host, obs, p);
+            return;
+        }
+        host.increment_counter(stats.errors, 1);
+        let mut out = Vec::new();
+        if encode_failure(routing.proto, &p.frame, &self.limits, why, &mut out) {
+            self.deliver(host, &out, obs);
+        }
+    }
+
+    /// Answers `frame` with the protocol's error.
+    fn fail(
+        &mut self,
+        routing: &Routing,
+        host: &mut impl NetworkHost,
+        frame: &[u8],
+        why: Failure,
+        obs: &mut impl Observer,
+    ) {
+        let mut out = Vec::new();
+        if encode_failure(routing.proto, frame, &self.limits, why, &mut out) {
+            self.deliver(host, &out, obs);
+        }
+    }
+
+    /// Writes whole answer frames to the client now if the primary stream is between frames,
+    /// else holds them for the next boundary.
+    fn deliver(&mut self, host: &mut impl NetworkHost, answer: &[u8], obs: &mut impl Observer) {
+        if answer.is_empty() {
+            return;
+        }
+        if self.up.at_boundary() && self.held.is_empty() {
+            obs.up(answer);
+            host.write_to_client(answer, false);
+        } else {
+            self.held.extend_from_slice(answer);
+        }
+    }
+
+    /// Upstream bytes are about to go to the client: track boundaries, splice held answers.
+    pub fn on_write(
+        &mut self,
+        routing: &Routing,
+        host: &mut impl NetworkHost,
+        obs: &mut impl Observer,
+    ) {
+        let before = self.up.at_boundary();
+        for c in host.chunks(Direction::Upstream) {
+            self.up.feed(routing.proto, c);
+            obs.up(c);
+        }
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        if before {
+            host.prepend_write(&held);
+            obs.up(&held);
+        } else if self.up.at_boundary() {
+            host.append(Direction::Upstream, &held);
+            obs.up(&held);
+        } else {
+            self.held = held;
+        }
+    }
+
+    /// The connection closed: answers still in flight are dropped when they arrive.
+    pub fn on_close(&mut self) {
+        self.closed = true;
+        self.held.clear();
+        self.carry.clear();
+    }
+}
+
+fn flush(host: &mut impl NetworkHost, counts: &[crate::host::CounterId]) {
+    for &c in counts {
+        host.increment_counter(c, 1);
+    }
+}

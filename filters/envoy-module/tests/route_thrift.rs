@@ -1,0 +1,220 @@
+//! Per-request Thrift routing in the real Envoy 1.40: two real Thrift servers (Apache Thrift's
+//! Python library) that answer with their own version name, ONE client connection per case.
+//! The module sits before `tcp_proxy` (cluster `v1`, the primary); `v2` and `down` are clusters
+//! whose upstream is the module's HTTP-to-TCP bridge (the detour).
+//! Needs the release `.so` and `MELTEMI_ENVOY`; Python from `MELTEMI_VENV` (or `.venv`).
+
+use meltemi_testkit::{free_port, venv_python, wait_for, Envoy, EnvoyOptions, Process, TempDir};
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+fn script() -> std::path::PathBuf {
+    meltemi_testkit::workspace_root().join("testkit/clients/route_thrift.py")
+}
+
+fn server(dir: &TempDir, name: &str) -> (Process, u16) {
+    let port = free_port();
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(script()).args(["serve", &port.to_string(), name]);
+    let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log"))).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("thrift server listening");
+    (p, port)
+}
+
+fn call(port: u16, n: usize, method: &str, extra: &[&str]) -> BTreeMap<String, u64> {
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(venv_python())
+        .arg(script())
+        .args(["call", &port.to_string(), &n.to_string(), method])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn listener(name: &str, port: u16, routing: &str) -> String {
+    let json = format!(r#"{{"protocol":"thrift","stat_prefix":"{name}","routing":{routing}}}"#)
+        .replace('\'', "''");
+    format!(
+        r#"
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.dynamic_modules
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
+          dynamic_module_config: {{ name: meltemi }}
+          filter_name: meltemi
+          filter_config:
+            "@type": type.googleapis.com/google.protobuf.StringValue
+            value: '{json}'
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: {name}
+          cluster: v1"#
+    )
+}
+
+fn tcp_cluster(name: &str, port: u16) -> String {
+    format!(
+        r#"
+  - name: {name}
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
+    )
+}
+
+fn bridge_cluster(name: &str, port: u16) -> String {
+    format!(
+        r#"
+  - name: {name}
+    connect_timeout: 1s
+    type: STATIC
+    upstream_config:
+      name: envoy.upstreams.http.dynamic_modules
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
+        dynamic_module_config: {{ name: meltemi }}
+        bridge_name: thrift
+        bridge_config:
+          "@type": type.googleapis.com/google.protobuf.StringValue
+          value: '{{"protocol":"thrift"}}'
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
+    )
+}
+
+const CASES: &[(&str, &str)] = &[
+    ("pin_v1", r#"{"primary_cluster":"v1"}"#),
+    (
+        "pin_v2",
+        r#"{"primary_cluster":"v1","default":{"cluster":"v2"}}"#,
+    ),
+    (
+        "split",
+        r#"{"primary_cluster":"v1","services":[{"service":"Calc","routes":[{"name":"split","route":{"weighted":[{"cluster":"v1","weight":90},{"cluster":"v2","weight":10}]}}]}]}"#,
+    ),
+    (
+        "method",
+        r#"{"primary_cluster":"v1","services":[{"service":"*","routes":[{"name":"m","match":{"method":{"exact":"getV2"}},"route":{"cluster":"v2"}}]}]}"#,
+    ),
+    (
+        "header",
+        r#"{"primary_cluster":"v1","services":[{"service":"*","routes":[{"name":"h","match":{"attributes":{"x-version":{"exact":"2"}}},"route":{"cluster":"v2"}}]}]}"#,
+    ),
+    (
+        "limit",
+        r#"{"primary_cluster":"v1","services":[{"service":"*","routes":[{"name":"lim","route":{"cluster":"v1"},"rate_limit":{"max_tokens":5,"fill_interval_ms":600000}}]}]}"#,
+    ),
+    (
+        "down",
+        r#"{"primary_cluster":"v1","default":{"cluster":"down"}}"#,
+    ),
+];
+
+#[test]
+fn thrift_requests_are_routed_per_request_on_one_connection() {
+    let dir = TempDir::new("route-thrift").unwrap();
+    let (_v1, p1) = server(&dir, "v1");
+    let (_v2, p2) = server(&dir, "v2");
+    let ports: Vec<u16> = CASES.iter().map(|_| free_port()).collect();
+    let listeners: String = CASES
+        .iter()
+        .zip(&ports)
+        .map(|((n, r), p)| listener(n, *p, r))
+        .collect();
+    let yaml = format!(
+        "static_resources:\n  listeners:{listeners}\n  clusters:{}{}{}\n",
+        tcp_cluster("v1", p1),
+        bridge_cluster("v2", p2),
+        bridge_cluster("down", free_port()),
+    );
+    let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
+    let port = |name: &str| ports[CASES.iter().position(|(n, _)| *n == name).unwrap()];
+    let stat = |l: &str, s: &str| envoy.stat(&format!("dynamicmodulescustom.thrift.{l}.{s}"));
+
+    // Version routing: 100% to the chosen version, multiplexed or not.
+    let got = call(port("pin_v1"), 200, "get", &["--service", "Calc"]);
+    assert_eq!(got, BTreeMap::from([("v1".into(), 200)]));
+    let got = call(port("pin_v2"), 200, "get", &["--service", "Calc"]);
+    assert_eq!(got, BTreeMap::from([("v2".into(), 200)]));
+    assert_eq!(stat("pin_v2", "route.default.detoured"), Some(200));
+    assert_eq!(stat("pin_v1", "route.default.detoured"), Some(0));
+
+    // 90/10 over 2,000 requests on one connection: v2 ~ Bin(2000, 0.1), mean 200, sd 13.4.
+    let got = call(port("split"), 2000, "get", &["--service", "Calc"]);
+    let v2 = got.get("v2").copied().unwrap_or(0);
+    assert_eq!(got.values().sum::<u64>(), 2000, "{got:?}");
+    assert!((200 - 60..=200 + 60).contains(&v2), "v2 got {v2} of 2000");
+    assert_eq!(stat("split", "route.split.requests"), Some(2000));
+    assert_eq!(stat("split", "route.split.detoured"), Some(v2));
+    assert_eq!(stat("split", "destination.v2.requests"), Some(v2));
+
+    // Method rule.
+    assert_eq!(
+        call(port("method"), 50, "getV2", &[]),
+        BTreeMap::from([("v2".into(), 50)])
+    );
+    assert_eq!(
+        call(port("method"), 50, "get", &[]),
+        BTreeMap::from([("v1".into(), 50)])
+    );
+
+    // THeader header rule.
+    assert_eq!(
+        call(
+            port("header"),
+            50,
+            "get",
+            &["--header", "--hdr", "x-version=2"]
+        ),
+        BTreeMap::from([("v2".into(), 50)])
+    );
+    assert_eq!(
+        call(
+            port("header"),
+            50,
+            "get",
+            &["--header", "--hdr", "x-version=1"]
+        ),
+        BTreeMap::from([("v1".into(), 50)])
+    );
+
+    // Rate limit: exactly 5 admitted in the window; the rest get TApplicationException
+    // (type 6, INTERNAL_ERROR) with the request's seqid (the client checks it).
+    let got = call(port("limit"), 12, "get", &[]);
+    assert_eq!(
+        got,
+        BTreeMap::from([("v1".into(), 5), ("exc:6:meltemi: rate limited".into(), 7)])
+    );
+    assert_eq!(stat("limit", "route.lim.rate_limited"), Some(7));
+
+    // A stopped backend: the protocol's error, not a hang.
+    let got = call(port("down"), 3, "get", &[]);
+    assert_eq!(
+        got,
+        BTreeMap::from([("exc:6:meltemi: upstream unavailable".into(), 3)])
+    );
+    assert_eq!(stat("down", "route.default.errors"), Some(3));
+}
