@@ -267,6 +267,7 @@ impl Detour {
     }
 
     /// A detour's callout finished.
+    #[allow(clippy::too_many_arguments)] // the callout hook's shape plus the observer
     pub fn on_callout_done(
         &mut self,
         routing: &Routing,

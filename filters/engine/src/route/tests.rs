@@ -50,7 +50,14 @@ fn go(t: &RouteTable, service: Option<&str>, method: &str, attrs: &[(&str, &str)
 fn first_match_wins_per_service_then_star_then_default() {
     let t = table(T);
     assert_eq!(t.clusters, ["v1", "v2", "v3", "shadow"]);
-    let cases: &[(Option<&str>, &str, &[(&str, &str)], Option<u16>, Target)] = &[
+    type Case<'a> = (
+        Option<&'a str>,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Option<u16>,
+        Target,
+    );
+    let cases: &[Case] = &[
         (Some("Calc"), "add", &[], Some(0), Target::Detour(1)),
         // method rule before the attribute rule
         (
