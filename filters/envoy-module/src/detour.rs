@@ -378,3 +378,91 @@ fn flush(host: &mut impl NetworkHost, counts: &[crate::host::CounterId]) {
         host.increment_counter(c, 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::filter::{Filter, Flow};
+    use crate::host::fake::{FakeNetworkHost, FakeRegistry};
+    use crate::host::{CalloutOutcome, Direction, NetworkHost};
+    use std::sync::Arc;
+
+    fn frame(name: &str) -> Vec<u8> {
+        let p = format!(
+            "{}/../codec/testdata/dubbo/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(p).unwrap()
+    }
+
+    const CFG: &str = r#"{"protocol":"dubbo","stat_prefix":"d","routing":{"primary_cluster":"v1","services":[
+        {"service":"org.meltemi.demo.GreetingService","routes":[
+          {"name":"grp","match":{"method":{"exact":"sayHello"},"attributes":{"group":{"exact":"g1"},"version":{"prefix":"1."}}},"route":{"cluster":"v2"}},
+          {"name":"lim","match":{"method":{"exact":"getUser"}},"route":{"cluster":"v1"},"rate_limit":{"max_tokens":1,"fill_interval_ms":600000}}
+        ]}]}}"#;
+
+    fn counter(reg: &FakeRegistry, h: &FakeNetworkHost, name: &str) -> u64 {
+        let i = reg.counters.iter().position(|c| c == name).unwrap();
+        h.counters.get(&i).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn dubbo_attachment_rule_detours_rate_limit_answers_and_answers_wait_for_a_boundary() {
+        let mut reg = FakeRegistry::default();
+        let cfg = Arc::new(crate::config::Config::parse(CFG.as_bytes(), &mut reg).unwrap());
+        let mut f = Filter::new(cfg);
+        let mut h = FakeNetworkHost::default();
+        f.on_new_connection(&mut h);
+        let (say, get) = (
+            frame("01_client_request_sayHello.bin"),
+            frame("03_client_request_getUser.bin"),
+        );
+
+        // sayHello with group g1 -> detour to v2, split across two reads.
+        h.downstream = vec![say[..20].to_vec()];
+        assert_eq!(f.on_read(&mut h, 20, false), Flow::Continue);
+        assert!(
+            h.downstream.is_empty(),
+            "a partial frame is held by the module"
+        );
+        h.downstream = vec![say[20..].to_vec()];
+        assert_eq!(f.on_read(&mut h, say.len() - 20, false), Flow::Continue);
+        assert!(
+            h.downstream.is_empty(),
+            "the detoured frame never reaches tcp_proxy"
+        );
+        assert_eq!(h.callouts.len(), 1);
+        assert_eq!(
+            (h.callouts[0].cluster.as_str(), &h.callouts[0].body),
+            ("v2", &say)
+        );
+
+        // getUser twice in one read: the first passes, the second is rate limited.
+        h.downstream = vec![[get.clone(), get.clone()].concat()];
+        assert_eq!(f.on_read(&mut h, 2 * get.len(), false), Flow::Continue);
+        assert_eq!(h.chunks(Direction::Downstream).concat(), get);
+        let err = std::mem::take(&mut h.written_to_client);
+        let meltemi_codec::Decoded::Frame { frame: hd, used } =
+            meltemi_codec::dubbo::decode_header(&err, &Default::default()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((used, hd.status, hd.request_id), (err.len(), 100, 2));
+        assert_eq!(counter(&reg, &h, "dubbo.d.route.lim.rate_limited"), 1);
+        assert_eq!(counter(&reg, &h, "dubbo.d.route.grp.detoured"), 1);
+        h.downstream.clear();
+
+        // A primary response arrives half; the detour's answer waits for its end.
+        let resp = frame("04_provider_response_getUser.bin");
+        h.upstream = vec![resp[..10].to_vec()];
+        f.on_write(&mut h, 10, false);
+        let answer = frame("02_provider_response_sayHello.bin");
+        f.on_callout_done(&mut h, 1, CalloutOutcome::Success, Some(b"200"), &[&answer]);
+        assert!(
+            h.written_to_client.is_empty(),
+            "held while a primary frame is partial"
+        );
+        h.upstream = vec![resp[10..].to_vec()];
+        f.on_write(&mut h, resp.len() - 10, false);
+        assert_eq!(h.upstream.concat(), [&resp[10..], &answer[..]].concat());
+    }
+}
