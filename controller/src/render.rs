@@ -406,7 +406,13 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 services = vec![merged];
             }
             if !services.is_empty() {
-                table = Some(pb::RouteTable { version, services });
+                // tcp_proxy keeps the service's own cluster: requests routed there stay on the
+                // fast path, every subset-routed request is detoured through its bridge twin.
+                table = Some(pb::RouteTable {
+                    version,
+                    services,
+                    primary_cluster: sp.cluster(""),
+                });
             }
         }
         let routing = table.is_some();
@@ -446,6 +452,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             max_frame_bytes: 0,
             routes: table.clone(),
             route_discovery: None,
+            methods: Vec::new(),
         };
         if let (Some(t), Some(cluster)) = (&table, &settings.route_discovery_cluster) {
             out.route_tables.insert(prefix.clone(), t.clone());
@@ -454,6 +461,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             config.routes = Some(pb::RouteTable {
                 version: 0,
                 services: Vec::new(),
+                primary_cluster: t.primary_cluster.clone(),
             });
             config.route_discovery = Some(pb::RouteDiscovery {
                 cluster: cluster.clone(),
@@ -563,6 +571,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 max_frame_bytes: 0,
                 routes: None,
                 route_discovery: None,
+                methods: Vec::new(),
             };
             let in_adapter = if adapter == Adapter::Module
                 && sp.adapter_override.is_none()

@@ -67,7 +67,11 @@ impl RouteStore {
             let version = (entry.table.version + 1)
                 .max(self.floor + 1)
                 .max(new.get(&key).map(|t| t.version).unwrap_or(0));
-            entry.table = RouteTable { version, services };
+            entry.table = RouteTable {
+                version,
+                services,
+                ..Default::default()
+            };
             entry.json = Arc::new(entry.table.to_json());
             changed.push(key);
         }
@@ -301,6 +305,7 @@ mod tests {
     fn table(cluster: &str) -> RouteTable {
         RouteTable {
             version: 3,
+            primary_cluster: String::new(),
             services: vec![ServiceRoutes {
                 name: "*".into(),
                 routes: vec![Route {

@@ -68,6 +68,11 @@ pub struct Config {
     #[prost(message, optional, tag = "7")]
     #[serde(alias = "route_discovery", skip_serializing_if = "Option::is_none")]
     pub route_discovery: Option<RouteDiscovery>,
+    /// Dubbo/Thrift methods (`method` or `service:method`) that get their own stats; the others
+    /// count under `other`, so stat cardinality stays what the operator configured.
+    #[prost(string, repeated, tag = "8")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
 }
 
 /// Protocol of a listener. JSON: `"dubbo"`, `"thrift"`, ... (upper case accepted).
@@ -80,6 +85,8 @@ pub enum Protocol {
     Kafka = 3,
     Zookeeper = 4,
     Redis = 5,
+    /// Opaque TCP: bytes and connections only.
+    Tcp = 6,
 }
 
 /// What a filter does with bytes that do not frame as the protocol.
@@ -105,7 +112,17 @@ pub struct RouteTable {
     #[prost(message, repeated, tag = "2")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceRoutes>,
+    /// The cluster `tcp_proxy` forwards the connection to: requests routed there take the fast
+    /// path; any other destination is reached by callout through its bridge twin
+    /// ([`BRIDGE_CLUSTER_PREFIX`] + name). Empty: every routed request takes the detour.
+    #[prost(string, tag = "3")]
+    #[serde(alias = "primary_cluster", skip_serializing_if = "String::is_empty")]
+    pub primary_cluster: String,
 }
+
+/// The prefix of the bridge twin of a cluster: a detoured request to cluster `c` is sent by
+/// callout to `meltemi-bridge|c`, whose upstream is the module's HTTP-to-TCP bridge.
+pub const BRIDGE_CLUSTER_PREFIX: &str = "meltemi-bridge|";
 
 /// Routes of one RPC service (Dubbo interface, Thrift service) or `"*"` for any.
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
@@ -445,6 +462,7 @@ json_enum!(protocol_json, Protocol, [
     Kafka => "kafka",
     Zookeeper => "zookeeper",
     Redis => "redis",
+    Tcp => "tcp",
 ]);
 
 json_enum!(on_decode_error_json, OnDecodeError, [
@@ -798,8 +816,10 @@ mod tests {
             access_log: true,
             on_decode_error: OnDecodeError::Passthrough as i32,
             max_frame_bytes: 8 << 20,
+            methods: vec!["sayHello".into()],
             routes: Some(RouteTable {
                 version: 7,
+                primary_cluster: "outbound|20880|v1|demo".into(),
                 services: vec![ServiceRoutes {
                     name: "org.apache.dubbo.samples.basic.api.DemoService".into(),
                     routes: vec![

@@ -31,8 +31,10 @@ fn full() -> Config {
         access_log: true,
         on_decode_error: OnDecodeError::Passthrough as i32,
         max_frame_bytes: 1024,
+        methods: vec!["add".into(), "Calc:get".into()],
         routes: Some(RouteTable {
             version: u64::MAX - 1,
+            primary_cluster: "calc-v1".into(),
             services: vec![ServiceRoutes {
                 name: "Calc".into(),
                 routes: vec![Route {
