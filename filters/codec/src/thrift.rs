@@ -301,9 +301,6 @@ impl Iterator for Varints<'_> {
     }
 }
 
-/// One info header: key and value bytes.
-type KeyValue<'a> = (&'a [u8], &'a [u8]);
-
 /// Iterator over THeader info key/value headers.
 #[derive(Debug, Clone)]
 pub struct InfoHeaders<'a> {
