@@ -148,9 +148,11 @@ fn compare(c: &mut C, group: &str, frame: &[u8], framed: bool, kind: Kind, work:
     g.bench_function("thrift-0.17", |b| {
         b.iter(|| apache(frame, framed, kind, work))
     });
-    g.bench_function("pilota-0.13", |b| {
-        b.iter(|| pilota(&bytes, framed, kind, work))
-    });
+    if with_pilota {
+        g.bench_function("pilota-0.13", |b| {
+            b.iter(|| pilota(&bytes, framed, kind, work))
+        });
+    }
     g.finish();
 }
 
