@@ -53,9 +53,15 @@ macro_rules! check {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, data)) = data.split_first() else { return };
+    let Some((&sel, data)) = data.split_first() else {
+        return;
+    };
     let limits = Limits {
-        max_frame: if sel & 1 == 0 { 1 << 20 } else { 64 + usize::from(sel) * 4 },
+        max_frame: if sel & 1 == 0 {
+            1 << 20
+        } else {
+            64 + usize::from(sel) * 4
+        },
         max_depth: usize::from(sel >> 4) + 1,
     };
     let before = ALLOCS.load(Ordering::Relaxed);

@@ -725,8 +725,16 @@ impl Proto for Bin {
                         break;
                     }
                     r.skip(2)?;
-                    Bin::check_type(t, t_at)?;
-                    Bin::skip(r, t, depth)?;
+                    // Scalars and strings inline; only containers recurse.
+                    if let Some(w) = bin_fixed(t) {
+                        r.skip(w)?;
+                    } else if t == 11 {
+                        let n = Bin::size(r)?;
+                        r.skip(n)?;
+                    } else {
+                        Bin::check_type(t, t_at)?;
+                        Bin::skip(r, t, depth)?;
+                    }
                 }
                 r.open -= 1;
                 Ok(())
@@ -909,7 +917,20 @@ impl Proto for Cpt {
                 r.open += 1;
                 let mut last = 0;
                 while let Some((t, _)) = Cpt::field(r, &mut last)? {
-                    Cpt::skip(r, t, depth)?;
+                    // Scalars and strings inline; only containers recurse.
+                    match t {
+                        1 | 2 => {}
+                        3 => r.skip(1)?,
+                        4..=6 => {
+                            r.varint([3, 5, 10][usize::from(t - 4)])?;
+                        }
+                        7 => r.skip(8)?,
+                        8 => {
+                            let n = Cpt::size(r)?;
+                            r.skip(n)?;
+                        }
+                        _ => Cpt::skip(r, t, depth)?,
+                    }
                 }
                 r.open -= 1;
                 Ok(())
@@ -1054,7 +1075,7 @@ fn body<'a, P: Proto>(
 /// whose struct need not be looked into. `None` sends everything else (and any doubt) to the
 /// general path, which also reports errors with their offsets.
 #[inline(always)]
-fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>)>, Error> {
+fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>, usize)>, Error> {
     let m = match frame.get(at..) {
         Some(m) if m.len() >= 4 => m,
         _ => return Ok(None),
@@ -1098,6 +1119,8 @@ fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>)>,
     let (service, method) = split_name(name);
     let kind = MessageType::from_u8(kind);
     let reply = None;
+    // Where the message header ends (the binary sequence id follows the name).
+    let end = at + name_at + n + if proto == Protocol::Binary { 4 } else { 0 };
     Ok(Some((
         proto,
         Message {
@@ -1108,6 +1131,7 @@ fn fast_call(frame: &[u8], at: usize) -> Result<Option<(Protocol, Message<'_>)>,
             seq_id,
             reply,
         },
+        end,
     )))
 }
 
@@ -1204,7 +1228,7 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Frame<'a>>, 
             used: total,
         });
     }
-    if let Some((protocol, message)) = fast_call(frame, 4)? {
+    if let Some((protocol, message, _)) = fast_call(frame, 4)? {
         return Ok(Decoded::Frame {
             frame: Frame {
                 transport: Transport::Framed,
@@ -1254,11 +1278,37 @@ pub fn decode_unframed<'a>(
         open: 0,
         max_depth: limits.max_depth,
     };
+    // Fast path: a strict binary or compact call whose header is all here; then the struct.
+    if protocol != Protocol::LaxBinary {
+        if let Some((p, msg, end)) = fast_call(buf, 0)? {
+            if p == protocol {
+                r.pos = end;
+                let skipped = match p {
+                    Protocol::Compact => Cpt::skip(&mut r, 12, 0),
+                    _ => Bin::skip(&mut r, 12, 0),
+                };
+                if let Err(s) = skipped {
+                    return unstop(s, limits);
+                }
+                return unframed_frame(buf, p, msg, r.pos, limits);
+            }
+        }
+    }
     let (protocol, msg) = match message(&mut r, protocol, true) {
         Ok(m) => m,
         Err(s) => return unstop(s, limits),
     };
-    let used = r.pos;
+    unframed_frame(buf, protocol, msg, r.pos, limits)
+}
+
+#[inline]
+fn unframed_frame<'a>(
+    buf: &'a [u8],
+    protocol: Protocol,
+    msg: Message<'a>,
+    used: usize,
+    limits: &Limits,
+) -> Result<Decoded<Frame<'a>>, Error> {
     if used > limits.max_frame {
         return Err(Error::FrameTooLarge {
             len: used,
@@ -1344,7 +1394,7 @@ fn decode_header<'a>(frame: &'a [u8], limits: &Limits) -> Result<Frame<'a>, Erro
         payload,
     };
     if transform_count == 0 && !matches!(proto, Protocol::Unknown(_)) {
-        if let Some((p, msg)) = fast_call(frame, end)? {
+        if let Some((p, msg, _)) = fast_call(frame, end)? {
             if p == proto {
                 frame_out.message = Some(msg);
                 return Ok(frame_out);

@@ -574,7 +574,7 @@ fn limits_are_enforced() {
         for _ in 0..n {
             a.extend_from_slice(&[12, 0, 1]);
         }
-        a.extend(std::iter::repeat_n(0, n + 1));
+        a.resize(a.len() + n + 1, 0);
         bin_call(&a)
     };
     let d4 = Limits {

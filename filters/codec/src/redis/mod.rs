@@ -396,8 +396,9 @@ fn blob(buf: &[u8], hdr: usize, q: usize, len: i64, tail: usize, limits: &Limits
     if len < 0 {
         return Err(Error::BadLength { offset: hdr }.into());
     }
-    // A length near i64::MAX overflows usize math on 32-bit targets: saturate, then refuse.
-    let end = q.saturating_add(len as usize);
+    // A length beyond usize (32-bit targets such as wasm32) must not truncate: saturate, then
+    // refuse as too large.
+    let end = q.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
     let total = end.saturating_add(2).saturating_add(tail);
     too_large(hdr, total, limits)?;
     if end + 2 > buf.len() {
@@ -1179,7 +1180,7 @@ fn streamed_string<'a>(
         // Each later chunk, at least the terminator `;0\r\n`.
         c = blob(buf, c, q, n, 4 + tail, limits)?;
         chunks += 1;
-        len += n as usize;
+        len = len.saturating_add(c - q - 2);
     }
 }
 
