@@ -119,65 +119,96 @@ impl FilterConfig {
         }
     }
 
-    /// Parses and validates the JSON configuration an adapter receives from its host, for
-    /// example `{"protocol": "redis", "stat_prefix": "cache"}`. Unknown fields are refused so a
-    /// typo does not silently change behaviour.
+    /// Parses and validates the JSON configuration an adapter receives from its host: the
+    /// `meltemi-proto` schema (`docs/config.md`; camelCase or snake_case), for example
+    /// `{"protocol": "redis", "statPrefix": "cache"}`. Besides the schema, two fields are the
+    /// engine's own: the test-only `panic_on`, and `routing`, the engine's route table written
+    /// directly (`docs/routing.md`; the schema's `routes` compile into the same table). Unknown
+    /// fields are refused so a typo does not silently change behaviour.
     pub fn from_json(text: &str) -> Result<FilterConfig, ConfigError> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "snake_case")]
-        struct Raw {
-            protocol: String,
-            #[serde(default, alias = "statPrefix")]
-            stat_prefix: Option<String>,
-            #[serde(default, alias = "panicOn")]
-            panic_on: Option<String>,
-            #[serde(default, alias = "onDecodeError")]
-            on_decode_error: Option<String>,
-            #[serde(default, alias = "maxFrameBytes")]
-            max_frame_bytes: Option<u64>,
-            #[serde(default)]
-            methods: Vec<String>,
-            #[serde(default)]
-            routing: Option<crate::route::RawRouting>,
+        let err = |field: &str, message: String| ConfigError {
+            field: field.into(),
+            message,
+        };
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| err("(json)", e.to_string()))?;
+        let obj = value
+            .as_object_mut()
+            .ok_or_else(|| err("(json)", "the configuration must be a JSON object".into()))?;
+        let panic_on = match obj.remove("panic_on").or_else(|| obj.remove("panicOn")) {
+            None => None,
+            Some(serde_json::Value::String(s)) => Some(s.into_bytes()),
+            Some(_) => return Err(err("panic_on", "must be a string".into())),
+        };
+        let routing: Option<crate::route::RawRouting> = match obj.remove("routing") {
+            None => None,
+            Some(v) => Some(serde_json::from_value(v).map_err(|e| err("routing", e.to_string()))?),
+        };
+        // The protocol first, for a message that names it (the schema's is serde's).
+        let protocol = match obj.get("protocol") {
+            None => return Err(err("protocol", "missing field `protocol`".into())),
+            Some(serde_json::Value::String(p)) => Protocol::parse(p).ok_or_else(|| {
+                err(
+                    "protocol",
+                    format!(
+                        "unknown protocol {p:?}; expected one of redis, dubbo, thrift, kafka, zookeeper, tcp"
+                    ),
+                )
+            })?,
+            Some(_) => return Err(err("protocol", "must be a string".into())),
+        };
+        if protocol == Protocol::Raw {
+            obj.insert("protocol".into(), "tcp".into());
         }
-        let raw: Raw = serde_json::from_str(text).map_err(|e| ConfigError {
-            field: "(json)".into(),
-            message: e.to_string(),
-        })?;
-        let protocol = Protocol::parse(&raw.protocol).ok_or_else(|| ConfigError {
-            field: "protocol".into(),
-            message: format!(
-                "unknown protocol {:?}; expected one of redis, dubbo, thrift, kafka, zookeeper, raw",
-                raw.protocol
-            ),
-        })?;
-        let on_decode_error = match raw.on_decode_error.as_deref() {
-            None | Some("close") => OnDecodeError::Close,
-            Some("passthrough") => OnDecodeError::Passthrough,
-            Some(other) => {
-                return Err(ConfigError {
-                    field: "on_decode_error".into(),
-                    message: format!("{other:?} is not one of close, passthrough"),
-                })
+        if !obj.contains_key("statPrefix") && !obj.contains_key("stat_prefix") {
+            obj.insert("statPrefix".into(), "default".into());
+        }
+        let pb = meltemi_proto::Config::from_json(&value.to_string())
+            .map_err(|e| err("(json)", e.to_string()))?;
+        if let Err(errs) = meltemi_proto::validate(&pb) {
+            let first = &errs[0];
+            return Err(err(
+                &first.path,
+                errs.iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        let on_decode_error = match meltemi_proto::OnDecodeError::try_from(pb.on_decode_error) {
+            Ok(meltemi_proto::OnDecodeError::Passthrough) => OnDecodeError::Passthrough,
+            _ => OnDecodeError::Close,
+        };
+        let routing = match (routing, pb.routes) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "routing",
+                    "give either `routes` (the schema) or `routing`, not both".into(),
+                ))
             }
+            (Some(r), None) => Some(r),
+            (None, Some(t)) => Some(crate::route::from_proto(&t).map_err(|e| ConfigError {
+                field: e.field,
+                message: e.message,
+            })?),
+            (None, None) => None,
         };
         let cfg = FilterConfig {
             protocol,
-            stat_prefix: raw.stat_prefix.unwrap_or_else(|| "default".into()),
-            panic_on: raw.panic_on.map(String::into_bytes),
-            on_decode_error,
-            max_frame_bytes: match raw.max_frame_bytes {
-                None => DEFAULT_MAX_FRAME,
-                Some(n) if (16..=1 << 30).contains(&n) => n as usize,
-                Some(n) => {
-                    return Err(ConfigError {
-                        field: "max_frame_bytes".into(),
-                        message: format!("{n} is outside 16..=1073741824"),
-                    })
-                }
+            stat_prefix: if pb.stat_prefix.is_empty() {
+                "default".into()
+            } else {
+                pb.stat_prefix
             },
-            methods: raw.methods,
-            routing: raw.routing,
+            panic_on,
+            on_decode_error,
+            max_frame_bytes: match pb.max_frame_bytes {
+                0 => DEFAULT_MAX_FRAME,
+                n if n >= 16 => n as usize,
+                n => return Err(err("max_frame_bytes", format!("{n} is below 16"))),
+            },
+            methods: pb.methods,
+            routing,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -16,10 +16,12 @@
 
 mod config;
 mod rng;
+mod schema;
 mod wire;
 
 pub use config::{RawRouting, RouteError};
 pub use rng::SplitMix64;
+pub use schema::from_proto;
 pub use wire::{
     encode_failure, route_request, Boundary, Failure, ResponseCounter, Routed, RpcProtocol,
 };

@@ -1,0 +1,177 @@
+//! The shared configuration schema's route table (`meltemi_proto::RouteTable`, what the
+//! controller writes) compiled into the engine's own form ([`RawRouting`]).
+//!
+//! Destinations other than the table's `primary_cluster` are reached by callout through their
+//! bridge twin, `meltemi-bridge|<cluster>` (the clusters the controller adds next to Istio's).
+
+use super::config::{
+    RawAction, RawBucket, RawMatch, RawMirror, RawRoute, RawRouting, RawService, RawStr,
+    RawWeighted, RouteError,
+};
+use meltemi_proto::{string_match::Kind, RouteTable, StringMatch, BRIDGE_CLUSTER_PREFIX};
+
+fn err(field: String, message: &str) -> RouteError {
+    RouteError {
+        field,
+        message: message.into(),
+    }
+}
+
+fn string_match(m: &StringMatch, field: &str) -> Result<RawStr, RouteError> {
+    let mut r = RawStr::default();
+    match &m.kind {
+        Some(Kind::Exact(s)) => r.exact = Some(s.clone()),
+        Some(Kind::Prefix(s)) => r.prefix = Some(s.clone()),
+        Some(Kind::Regex(s)) => r.regex = Some(s.clone()),
+        None => return Err(err(field.into(), "one of exact, prefix, regex is required")),
+    }
+    Ok(r)
+}
+
+/// Compiles the schema's table; field paths in errors are the schema's (`routes.services[0]...`).
+pub fn from_proto(t: &RouteTable) -> Result<RawRouting, RouteError> {
+    if t.primary_cluster.is_empty() {
+        return Err(err(
+            "routes.primaryCluster".into(),
+            "required: the cluster tcp_proxy forwards to (the fast path)",
+        ));
+    }
+    let primary = t.primary_cluster.clone();
+    let dest = |c: &str| {
+        if c == primary {
+            c.to_string()
+        } else {
+            format!("{BRIDGE_CLUSTER_PREFIX}{c}")
+        }
+    };
+    let mut services = Vec::with_capacity(t.services.len());
+    for (si, s) in t.services.iter().enumerate() {
+        let sf = format!("routes.services[{si}]");
+        let mut routes = Vec::with_capacity(s.routes.len());
+        for (ri, r) in s.routes.iter().enumerate() {
+            let rf = format!("{sf}.routes[{ri}]");
+            let mut matches = RawMatch::default();
+            if let Some(m) = &r.r#match {
+                if let Some(method) = &m.method {
+                    matches.method = Some(string_match(method, &format!("{rf}.match.method"))?);
+                }
+                for (k, v) in &m.attributes {
+                    matches.attributes.insert(
+                        k.clone(),
+                        string_match(v, &format!("{rf}.match.attributes.{k}"))?,
+                    );
+                }
+            }
+            let action = match &r.action {
+                None => return Err(err(format!("{rf}.action"), "required")),
+                Some(a) if !a.cluster.is_empty() => RawAction {
+                    cluster: Some(dest(&a.cluster)),
+                    weighted: Vec::new(),
+                },
+                Some(a) => RawAction {
+                    cluster: None,
+                    weighted: a
+                        .weighted_clusters
+                        .iter()
+                        .map(|w| RawWeighted {
+                            cluster: dest(&w.cluster),
+                            weight: w.weight,
+                        })
+                        .collect(),
+                },
+            };
+            // A route's own bucket, else the service-wide one (applied per route here).
+            let limit = r.rate_limit.as_ref().or(s.rate_limit.as_ref());
+            let rate_limit = match limit {
+                None => None,
+                Some(l) if !l.conditions.is_empty() => {
+                    return Err(err(
+                        format!("{rf}.rateLimit.conditions"),
+                        "rate-limit conditions are not supported by this data plane yet",
+                    ))
+                }
+                Some(l) => l.token_bucket.as_ref().map(|b| RawBucket {
+                    max_tokens: b.max_tokens,
+                    tokens_per_fill: (b.tokens_per_fill > 0).then_some(b.tokens_per_fill),
+                    fill_interval_ms: u64::from(b.fill_interval_ms),
+                }),
+            };
+            routes.push(RawRoute {
+                name: (!r.name.is_empty()).then(|| r.name.clone()),
+                matches,
+                route: action,
+                rate_limit,
+                mirror: r.mirror.as_ref().map(|m| RawMirror {
+                    cluster: format!("{BRIDGE_CLUSTER_PREFIX}{}", m.cluster),
+                    percent: m.percent,
+                }),
+                timeout_ms: (r.timeout_ms > 0).then_some(u64::from(r.timeout_ms)),
+                retries: r.retry.as_ref().map_or(0, |x| x.attempts),
+                idempotent_methods: r
+                    .retry
+                    .as_ref()
+                    .map(|x| x.idempotent_methods.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        services.push(RawService {
+            service: if s.name.is_empty() {
+                "*".into()
+            } else {
+                s.name.clone()
+            },
+            routes,
+        });
+    }
+    Ok(RawRouting {
+        primary_cluster: primary.clone(),
+        services,
+        default: None,
+        seed: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_table_compiles_with_bridge_twins_for_non_primary_destinations() {
+        let t = RouteTable::from_json(
+            r#"{"version":"3","primaryCluster":"outbound|9090|v1|calc",
+                "services":[{"name":"Calc","routes":[
+                  {"name":"split","match":{"method":{"exact":"add"},"attributes":{"x-version":{"prefix":"2"}}},
+                   "action":{"weightedClusters":[{"cluster":"outbound|9090|v1|calc","weight":90},
+                                                 {"cluster":"outbound|9090|v2|calc","weight":10}]},
+                   "mirror":{"cluster":"outbound|9090|v3|calc","percent":5},
+                   "timeoutMs":1500,"retry":{"attempts":2,"idempotentMethods":["get"]}}]}]}"#,
+        )
+        .unwrap();
+        let r = from_proto(&t).unwrap();
+        assert_eq!(r.primary_cluster, "outbound|9090|v1|calc");
+        let route = &r.services[0].routes[0];
+        assert_eq!(route.route.weighted[0].cluster, "outbound|9090|v1|calc");
+        assert_eq!(
+            route.route.weighted[1].cluster,
+            "meltemi-bridge|outbound|9090|v2|calc"
+        );
+        assert_eq!(
+            route.mirror.as_ref().unwrap().cluster,
+            "meltemi-bridge|outbound|9090|v3|calc"
+        );
+        assert_eq!(route.timeout_ms, Some(1500));
+        assert_eq!(route.retries, 2);
+        assert_eq!(
+            route.matches.method.as_ref().unwrap().exact.as_deref(),
+            Some("add")
+        );
+        crate::route::RouteTable::compile(&r).expect("compiles");
+    }
+
+    #[test]
+    fn missing_primary_cluster_is_refused_with_its_path() {
+        let t = RouteTable::from_json(r#"{"services":[]}"#).unwrap();
+        let e = from_proto(&t).unwrap_err();
+        assert_eq!(e.field, "routes.primaryCluster");
+    }
+}
