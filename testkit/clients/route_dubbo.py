@@ -6,11 +6,14 @@ serve PORT NAME
     A provider on 127.0.0.1:PORT (threaded, one thread per connection, answers in order) whose
     every method of every interface returns the string NAME (its version). Heartbeat requests get
     heartbeat responses. Prints one line "req <interface> <method>" per request (flushed), after
-    "ready".
+    "ready". For a method named `hb*` it first sends a heartbeat request of its own (as Apache
+    Dubbo's HeartbeatTimerTask does on an idle channel) and prints "hb answered" when the
+    heartbeat response comes back; `sleep*` methods answer after 1 s.
 call PORT N METHOD [--service S] [--version V] [--group G] [--attach K=V ...] [--threads T]
     dubbo-ssl-python's DubboClient: the library keeps ONE connection per host, shared by all
     threads (T threads, default 1, each with its calls in flight: requests pipelined on the one
-    connection, answers matched by request id by the library). N calls of METHOD(String) in all;
+    connection, answers matched by request id by the library). N calls of METHOD(String) in all
+    (a comma-separated METHOD is used in turn);
     prints a JSON object of answer -> count; a non-OK response status counts as "status:<n>",
     a client-side timeout as "timeout"; "connections" is how many TCP connections the library
     opened (must be 1).
@@ -22,6 +25,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 from pyhessian.parser import Parser
 from dubbo_ssl.codec.encoder import Request as HessianEncoder
@@ -69,6 +73,8 @@ def serve(port, name):
     ls.bind(("127.0.0.1", port))
     ls.listen(128)
     lock = threading.Lock()
+    hb_id = [1 << 40]
+    hb_sent = set()
     print("ready", flush=True)
 
     def one(c):
@@ -78,6 +84,10 @@ def serve(port, name):
                 _, flag, _, rid, blen = struct.unpack(">HBBqi", head)
                 body = _read(c, blen)
                 if not flag & 0x80:
+                    if flag & 0x20 and rid in hb_sent:
+                        hb_sent.discard(rid)
+                        with lock:
+                            print("hb answered", flush=True)
                     continue
                 if flag & 0x20:
                     c.sendall(_frame(0x22, 20, rid, b"N"))
@@ -86,6 +96,12 @@ def serve(port, name):
                 _dver, path, _ver, method = [_text(next(vals)) for _ in range(4)]
                 with lock:
                     print("req %s %s" % (path, method), flush=True)
+                if method.startswith("hb"):
+                    hb_id[0] += 1
+                    hb_sent.add(hb_id[0])
+                    c.sendall(_frame(0xE2, 0, hb_id[0], b"N"))
+                if method.startswith("sleep"):
+                    time.sleep(1.0)
                 if flag & 0x40:
                     # Response with a value; attachments only for dubbo 2.0.2..2.0.99 callers,
                     # dubbo-ssl-python says 2.4.10: RESPONSE_VALUE (1).
@@ -145,6 +161,7 @@ def call(port, n, method, service, version, group, attach, threads):
     counts = {}
     lock = threading.Lock()
     todo = list(range(n))
+    methods = method.split(",")
 
     def worker():
         client = DubboClient(service, group=group, version=version, dubbo_version="2.4.10",
@@ -153,9 +170,9 @@ def call(port, n, method, service, version, group, attach, threads):
             with lock:
                 if not todo:
                     return
-                i = todo.pop()
+                i = todo.pop(0)
             try:
-                key = client.call(method, ["x%d" % i], context=dict(attach) or None, timeout=10)
+                key = client.call(methods[i % len(methods)], ["x%d" % i], context=dict(attach) or None, timeout=10)
             except StatusError as e:
                 key = str(e).strip()
             except DubboRequestTimeoutException:

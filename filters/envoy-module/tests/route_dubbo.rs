@@ -140,6 +140,10 @@ const CASES: &[(&str, &str)] = &[
         r#"{"primary_cluster":"v1","default":{"cluster":"down"}}"#,
     ),
     (
+        "timeout",
+        r#"{"primary_cluster":"v1","services":[{"service":"*","routes":[{"name":"t","route":{"cluster":"v2"},"timeout_ms":300}]}]}"#,
+    ),
+    (
         "stop",
         r#"{"primary_cluster":"v1","default":{"cluster":"v3"}}"#,
     ),
@@ -152,7 +156,7 @@ fn one(name: &str, n: u64) -> BTreeMap<String, u64> {
 #[test]
 fn dubbo_requests_are_routed_per_request_on_one_connection() {
     let dir = TempDir::new("route-dubbo").unwrap();
-    let (_v1, p1) = provider(&dir, "v1");
+    let (v1, p1) = provider(&dir, "v1");
     let (v2, p2) = provider(&dir, "v2");
     let (mut v3, p3) = provider(&dir, "v3");
     let ports: Vec<u16> = CASES.iter().map(|_| free_port()).collect();
@@ -185,6 +189,15 @@ fn dubbo_requests_are_routed_per_request_on_one_connection() {
     assert_eq!(stat("pin_v1", "route.default.detoured"), Some(0));
     let v2_seen = || v2.log().lines().filter(|l| l.starts_with("req ")).count() as u64;
     assert_eq!(v2_seen(), 200);
+    // A provider's own heartbeat request ahead of its answer: on the fast path the client
+    // answers it; on a detour the bridge answers it and keeps it out of the reply.
+    let hb = |p: &Process| p.log().lines().filter(|l| *l == "hb answered").count();
+    assert_eq!(call(port("pin_v1"), 3, "hbHello", &[]), one("v1", 3));
+    assert_eq!(call(port("pin_v2"), 3, "hbHello", &[]), one("v2", 3));
+    wait_for(Duration::from_secs(2), || (hb(&v2) == 3).then_some(()))
+        .expect("the bridge answered the provider's heartbeats");
+    assert_eq!(hb(&v1), 3);
+    assert_eq!(v2_seen(), 203);
 
     // 90/10 over 2,000 requests, 8 threads on one connection: v2 ~ Bin(2000, 0.1), mean 200,
     // sd 13.4; +-60 is 4.5 sd.
@@ -197,7 +210,7 @@ fn dubbo_requests_are_routed_per_request_on_one_connection() {
     assert_eq!(stat("split", "route.split.requests"), Some(2000));
     assert_eq!(stat("split", "route.split.detoured"), Some(v2n));
     assert_eq!(stat("split", "destination.v2.requests"), Some(v2n));
-    assert_eq!(v2_seen(), 200 + v2n);
+    assert_eq!(v2_seen(), 203 + v2n);
 
     // Method rule.
     assert_eq!(call(port("method"), 50, "getV2", &[]), one("v2", 50));
@@ -256,6 +269,19 @@ fn dubbo_requests_are_routed_per_request_on_one_connection() {
     );
     assert_eq!(stat("limit", "route.lim.rate_limited"), Some(7));
     assert_eq!(stat("limit", "route.lim.requests"), Some(12));
+
+    // Per-request timeout (300 ms) on a detour to a method that answers after 1 s: status 31
+    // (SERVER_TIMEOUT); the connection stays usable, also once the late answer has arrived.
+    assert_eq!(
+        call(
+            port("timeout"),
+            4,
+            "sleepHello,sayHello,sleepHello,sayHello",
+            &[]
+        ),
+        BTreeMap::from([("status:31".into(), 2), ("v2".into(), 2)])
+    );
+    assert_eq!(stat("timeout", "route.t.timeouts"), Some(2));
 
     // A backend that never listened: status 60 (SERVICE_NOT_FOUND), not a hang.
     assert_eq!(call(port("down"), 3, "sayHello", &[]), one("status:60", 3));
