@@ -9,8 +9,8 @@ call PORT N METHOD [--header] [--hdr K=V ...] [--service S]
     ONE connection, N sequential calls of METHOD returning a string; prints a JSON object of
     answer -> count; a TApplicationException counts as "exc:<type>:<message>". METHOD may be a
     comma-separated list, used in turn; the pseudo-method `_pause` sleeps 0.6 s client-side.
-    With --pipe the N requests are written at once, then the N answers are read (in any
-    order, each matched to its seqid). With --time the object also has "ms": the calls' wall
+    With --pipe the N requests are written at once (one socket write), then the N answers are
+    read (in any order, each matched to its seqid). With --time the object also has "ms": the calls' wall
     time in milliseconds (connection set-up excluded).
 fire PORT N METHOD [--wait]
     ONE connection: writes N calls of METHOD (a comma-separated list is used in turn) at once
@@ -146,10 +146,15 @@ def write_call(p, method, seq):
     p.trans.flush()
 
 
-def pipe(p, trans, n, methods):
+def pipe(p, trans, sock, n, methods):
     counts = {}
+    # One socket write for all N requests, so they reach Envoy in one read.
+    out = []
+    sock.write = out.append
     for seq in range(1, n + 1):
         write_call(p, methods[(seq - 1) % len(methods)], seq)
+    del sock.write
+    sock.handle.sendall(b"".join(out))
     left = set(range(1, n + 1))
     while left:
         rseq, key = read_answer(p)
@@ -201,7 +206,7 @@ def call(port, n, method, header, hdrs, service, piped=False, timed=False):
     trans.open()
     methods = method.split(",")
     if piped:
-        return pipe(p, trans, n, methods)
+        return pipe(p, trans, sock, n, methods)
     counts = {}
     seq = 0
     t0 = time.monotonic()

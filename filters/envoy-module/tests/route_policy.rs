@@ -249,8 +249,10 @@ fn mirror_timeout_retries_circuit_breaker_and_cancel() {
     assert_eq!(stat("retry", "route.r.errors"), Some(1));
 
     // --- Circuit breaking: cluster `cb` allows 1 request (1 pending, 1 connection); 4 sleeping
-    // requests pipelined on one connection: the detours past the breaker get the error reply at
-    // once (Envoy's router answers 503 overflow), the first one its answer.
+    // requests pipelined on one connection in one write (so the 4 detours start together): the
+    // first waits for its connection (the 1 pending request), the 3 past the breaker get the
+    // error reply at once (Envoy's router answers 503 overflow). (Sent one by one, a request
+    // that arrives once the first is connected is queued as the pending one instead.)
     let got = call(port("breaker"), 4, "sleepGet", &["--pipe"]);
     assert_eq!(
         got,
