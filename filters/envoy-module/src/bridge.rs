@@ -51,6 +51,59 @@ impl BridgeConfig {
 struct Rpc {
     proto: RpcProtocol,
     replies: ResponseCounter,
+    /// Dubbo: upstream bytes not yet a whole frame.
+    partial: Vec<u8>,
+}
+
+/// Dubbo flags of a heartbeat response: response, event, Hessian2.
+const DUBBO_HEARTBEAT_RESPONSE: u8 = 0x22;
+
+/// Splits Dubbo upstream bytes into whole frames. A provider's own frames that are not answers
+/// (a heartbeat or other event request, as Apache Dubbo's `HeartbeatTimerTask` sends on a
+/// channel idle for its heartbeat interval; an event response) are kept out of the reply; a
+/// two-way heartbeat request is answered upstream like a consumer does (status OK, null body),
+/// so the provider does not close the channel. Returns the answer frames found and whether the
+/// stream is broken.
+fn dubbo_replies(
+    partial: &mut Vec<u8>,
+    chunk: &[u8],
+    out: &mut Vec<u8>,
+    heartbeats: &mut Vec<u8>,
+) -> (u64, bool) {
+    partial.extend_from_slice(chunk);
+    let limits = Limits {
+        max_frame: usize::MAX,
+        ..Limits::default()
+    };
+    let mut n = 0;
+    let mut off = 0;
+    let mut broken = false;
+    while off < partial.len() {
+        match dubbo::decode_header(&partial[off..], &limits) {
+            Ok(Decoded::Frame { frame, used }) => {
+                let bytes = &partial[off..off + used];
+                if frame.is_request() {
+                    if frame.is_event() && frame.is_two_way() {
+                        heartbeats.extend_from_slice(&[0xDA, 0xBB, DUBBO_HEARTBEAT_RESPONSE, 20]);
+                        heartbeats.extend_from_slice(&frame.request_id.to_be_bytes());
+                        heartbeats.extend_from_slice(&1u32.to_be_bytes());
+                        heartbeats.push(b'N');
+                    }
+                } else if !frame.is_event() {
+                    out.extend_from_slice(bytes);
+                    n += 1;
+                }
+                off += used;
+            }
+            Ok(Decoded::NeedMore(_)) => break,
+            Err(_) => {
+                broken = true;
+                break;
+            }
+        }
+    }
+    partial.drain(..off);
+    (n, broken)
 }
 
 /// How many answers the request frames in `body` expect (one-way calls expect none).
@@ -114,6 +167,7 @@ impl Bridge {
             rpc: proto.map(|proto| Rpc {
                 proto,
                 replies: ResponseCounter::default(),
+                partial: Vec::new(),
             }),
             ..Self::default()
         }
@@ -146,17 +200,34 @@ impl Bridge {
     pub fn on_encode_trailers(&mut self, _host: &mut impl BridgeHost) {}
 
     pub fn on_upstream_data(&mut self, host: &mut impl BridgeHost, end_of_stream: bool) {
+        let mut heartbeats = Vec::new();
+        let mut dubbo_broken = false;
         for chunk in host.response_chunks() {
-            self.replies_seen += match &mut self.rpc {
-                Some(rpc) => rpc.replies.feed(rpc.proto, chunk),
-                None => self.replies.feed(chunk),
-            };
-            self.response.extend_from_slice(chunk);
+            match &mut self.rpc {
+                Some(rpc) if rpc.proto == RpcProtocol::Dubbo => {
+                    let (n, broken) =
+                        dubbo_replies(&mut rpc.partial, chunk, &mut self.response, &mut heartbeats);
+                    self.replies_seen += n;
+                    dubbo_broken |= broken;
+                }
+                Some(rpc) => {
+                    self.replies_seen += rpc.replies.feed(rpc.proto, chunk);
+                    self.response.extend_from_slice(chunk);
+                }
+                None => {
+                    self.replies_seen += self.replies.feed(chunk);
+                    self.response.extend_from_slice(chunk);
+                }
+            }
         }
-        let broken = match &self.rpc {
-            Some(rpc) => rpc.replies.broken(),
-            None => self.replies.broken(),
-        };
+        if !heartbeats.is_empty() && !end_of_stream {
+            host.send_upstream(&heartbeats, false);
+        }
+        let broken = dubbo_broken
+            || match &self.rpc {
+                Some(rpc) => rpc.replies.broken(),
+                None => self.replies.broken(),
+            };
         if self.answered {
             return;
         }
@@ -237,6 +308,42 @@ mod tests {
         b.on_upstream_data(&mut h, true);
         assert_eq!(h.responses.len(), 1);
         assert_eq!(h.responses[0].0, 502);
+    }
+
+    #[test]
+    fn dubbo_provider_heartbeat_is_answered_upstream_and_kept_out_of_the_reply() {
+        let frame = |flags: u8, status: u8, id: u64, body: &[u8]| {
+            let mut f = vec![0xDA, 0xBB, flags, status];
+            f.extend_from_slice(&id.to_be_bytes());
+            f.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            f.extend_from_slice(body);
+            f
+        };
+        let mut b = Bridge::with_config(&BridgeConfig {
+            protocol: "dubbo".into(),
+        });
+        let request = frame(0xC2, 0, 7, b"\x05hello");
+        let mut h = FakeBridgeHost {
+            request: vec![request.clone()],
+            ..Default::default()
+        };
+        b.on_encode_data(&mut h, true);
+        assert_eq!(h.sent_upstream, request);
+        let heartbeat = frame(0xE2, 0, 1 << 40, b"N");
+        let answer = frame(0x02, 20, 7, b"\x91\x02v2");
+        let both = [heartbeat, answer.clone()].concat();
+        // The heartbeat and half the answer, then the rest.
+        h.response = vec![both[..20].to_vec(), both[20..30].to_vec()];
+        b.on_upstream_data(&mut h, false);
+        assert!(h.responses.is_empty());
+        assert_eq!(
+            h.sent_upstream[request.len()..],
+            frame(0x22, 20, 1 << 40, b"N")[..]
+        );
+        h.response = vec![both[30..].to_vec()];
+        b.on_upstream_data(&mut h, false);
+        assert_eq!(h.responses.len(), 1);
+        assert_eq!((h.responses[0].0, &h.responses[0].2), (200, &answer));
     }
 
     #[test]
