@@ -28,6 +28,16 @@ fn string_match(m: &StringMatch, field: &str) -> Result<RawStr, RouteError> {
     Ok(r)
 }
 
+/// A route-name piece from a service name (`[A-Za-z0-9_]`).
+fn stat_piece(s: &str) -> String {
+    if s.is_empty() || s == "*" {
+        return "any".into();
+    }
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
 /// Compiles the schema's table; field paths in errors are the schema's (`routes.services[0]...`).
 pub fn from_proto(t: &RouteTable) -> Result<RawRouting, RouteError> {
     if t.primary_cluster.is_empty() {
@@ -80,38 +90,85 @@ pub fn from_proto(t: &RouteTable) -> Result<RawRouting, RouteError> {
                         .collect(),
                 },
             };
-            // A route's own bucket, else the service-wide one (applied per route here).
+            // A route's own limit, else the service-wide one (applied per route here).
             let limit = r.rate_limit.as_ref().or(s.rate_limit.as_ref());
-            let rate_limit = match limit {
-                None => None,
-                Some(l) if !l.conditions.is_empty() => {
-                    return Err(err(
-                        format!("{rf}.rateLimit.conditions"),
-                        "rate-limit conditions are not supported by this data plane yet",
-                    ))
-                }
-                Some(l) => l.token_bucket.as_ref().map(|b| RawBucket {
-                    max_tokens: b.max_tokens,
-                    tokens_per_fill: (b.tokens_per_fill > 0).then_some(b.tokens_per_fill),
-                    fill_interval_ms: u64::from(b.fill_interval_ms),
-                }),
+            let bucket = |b: &meltemi_proto::TokenBucket| RawBucket {
+                max_tokens: b.max_tokens,
+                tokens_per_fill: (b.tokens_per_fill > 0).then_some(b.tokens_per_fill),
+                fill_interval_ms: u64::from(b.fill_interval_ms),
             };
+            let rate_limit = limit.and_then(|l| l.token_bucket.as_ref().map(bucket));
+            let timeout_ms = (r.timeout_ms > 0).then_some(u64::from(r.timeout_ms));
+            let retries = r.retry.as_ref().map_or(0, |x| x.attempts);
+            let idempotent_methods: Vec<String> = r
+                .retry
+                .as_ref()
+                .map(|x| x.idempotent_methods.clone())
+                .unwrap_or_default();
+            let mirror = r.mirror.as_ref().map(|m| RawMirror {
+                cluster: format!("{BRIDGE_CLUSTER_PREFIX}{}", m.cluster),
+                percent: m.percent,
+            });
+            let base_name = if r.name.is_empty() {
+                format!("{}_{ri}", stat_piece(&s.name))
+            } else {
+                r.name.clone()
+            };
+            // Each rate-limit condition becomes a route of its own just before this one: its
+            // match is the route's AND the condition's, its bucket the condition's. The first
+            // matching condition's bucket applies, else the route's: the schema's semantics.
+            for (ci, c) in limit
+                .map(|l| l.conditions.as_slice())
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+            {
+                let cf = format!("{rf}.rateLimit.conditions[{ci}]");
+                let mut m = matches.clone();
+                if let Some(cm) = &c.r#match {
+                    if let Some(method) = &cm.method {
+                        let method = string_match(method, &format!("{cf}.match.method"))?;
+                        match &m.method {
+                            Some(existing) if *existing != method => {
+                                return Err(err(
+                                    format!("{cf}.match.method"),
+                                    "a condition may not match another method than its route",
+                                ))
+                            }
+                            _ => m.method = Some(method),
+                        }
+                    }
+                    for (k, v) in &cm.attributes {
+                        let v = string_match(v, &format!("{cf}.match.attributes.{k}"))?;
+                        if m.attributes.get(k).is_some_and(|e| *e != v) {
+                            return Err(err(
+                                format!("{cf}.match.attributes.{k}"),
+                                "a condition may not match an attribute its route matches otherwise",
+                            ));
+                        }
+                        m.attributes.insert(k.clone(), v);
+                    }
+                }
+                routes.push(RawRoute {
+                    name: Some(format!("{base_name}_limit{ci}")),
+                    matches: m,
+                    route: action.clone(),
+                    rate_limit: c.token_bucket.as_ref().map(bucket),
+                    mirror: mirror.clone(),
+                    timeout_ms,
+                    retries,
+                    idempotent_methods: idempotent_methods.clone(),
+                });
+            }
             routes.push(RawRoute {
-                name: (!r.name.is_empty()).then(|| r.name.clone()),
+                name: Some(base_name),
                 matches,
                 route: action,
                 rate_limit,
-                mirror: r.mirror.as_ref().map(|m| RawMirror {
-                    cluster: format!("{BRIDGE_CLUSTER_PREFIX}{}", m.cluster),
-                    percent: m.percent,
-                }),
-                timeout_ms: (r.timeout_ms > 0).then_some(u64::from(r.timeout_ms)),
-                retries: r.retry.as_ref().map_or(0, |x| x.attempts),
-                idempotent_methods: r
-                    .retry
-                    .as_ref()
-                    .map(|x| x.idempotent_methods.clone())
-                    .unwrap_or_default(),
+                mirror,
+                timeout_ms,
+                retries,
+                idempotent_methods,
             });
         }
         services.push(RawService {
@@ -165,6 +222,31 @@ mod tests {
             route.matches.method.as_ref().unwrap().exact.as_deref(),
             Some("add")
         );
+        crate::route::RouteTable::compile(&r).expect("compiles");
+    }
+
+    #[test]
+    fn rate_limit_conditions_become_routes_in_front_of_their_route() {
+        let t = RouteTable::from_json(
+            r#"{"primaryCluster":"p","services":[{"name":"S","routes":[
+                {"name":"all","action":{"cluster":"p"},
+                 "rateLimit":{"tokenBucket":{"maxTokens":10,"fillIntervalMs":1000},
+                   "conditions":[{"match":{"method":{"exact":"hot"}},
+                                  "tokenBucket":{"maxTokens":2,"fillIntervalMs":1000}}]}}]}]}"#,
+        )
+        .unwrap();
+        let r = from_proto(&t).unwrap();
+        let routes = &r.services[0].routes;
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0].name.as_deref(), Some("all_limit0"));
+        assert_eq!(
+            routes[0].matches.method.as_ref().unwrap().exact.as_deref(),
+            Some("hot")
+        );
+        assert_eq!(routes[0].rate_limit.as_ref().unwrap().max_tokens, 2);
+        assert_eq!(routes[1].name.as_deref(), Some("all"));
+        assert!(routes[1].matches.method.is_none());
+        assert_eq!(routes[1].rate_limit.as_ref().unwrap().max_tokens, 10);
         crate::route::RouteTable::compile(&r).expect("compiles");
     }
 
