@@ -22,7 +22,7 @@
 //!
 //! Usage (after `scripts/build-artifacts.sh`):
 //! `cargo run --release -p meltemi-benches --bin e2e-rpc -- [--quick] [--rounds N] [--secs S]
-//! [--only thrift|dubbo]`. Not a test: it asserts nothing, it measures.
+//! [--only thrift|dubbo] [--setups 0,3,..] [--perf DIR]`. Not a test: it asserts nothing, it measures.
 
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::{workspace_root, Envoy, EnvoyOptions};
@@ -373,6 +373,11 @@ struct Timing {
     measure: Duration,
 }
 
+/// `--perf DIR`: record Envoy with `perf record -g` over each measured window into
+/// `DIR/<label>.data` (diagnosis only: perf's own overhead skews the CPU figures).
+static PERF_DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+#[allow(clippy::too_many_arguments)]
 fn drive(
     w: &Wire,
     port: u16,
@@ -381,6 +386,7 @@ fn drive(
     t: Timing,
     envoy_pid: u32,
     backends: (&Responder, &Responder),
+    label: &str,
 ) -> Result<Sample, String> {
     let served0 = (
         backends.0.served.load(Ordering::Relaxed),
@@ -396,10 +402,23 @@ fn drive(
         })
         .collect();
     thread::sleep(t0.saturating_duration_since(Instant::now()));
+    let perf = PERF_DIR.get().cloned().flatten().and_then(|dir| {
+        Command::new("perf")
+            .args(["record", "-q", "-g", "-F", "2999", "-p", &envoy_pid.to_string(), "-o"])
+            .arg(dir.join(format!("{label}.data")))
+            .args(["--", "sleep", &format!("{:.1}", t.measure.as_secs_f64())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+    });
     let (cpu_a, c0a) = (envoy_cpu_ns(envoy_pid), cpu0_jiffies());
     thread::sleep(t1.saturating_duration_since(Instant::now()));
     let (cpu_b, c0b) = (envoy_cpu_ns(envoy_pid), cpu0_jiffies());
     let results: Vec<ConnResult> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    if let Some(mut p) = perf {
+        let _ = p.wait();
+    }
     if let Some(f) = results.iter().find_map(|r| r.failure.clone()) {
         return Err(f);
     }
@@ -610,6 +629,13 @@ fn loadavg() -> String {
         .join(" ")
 }
 
+/// CPUs online (not `available_parallelism`, which sees this process's pinning).
+fn online_cpus() -> String {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 fn free_listen_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -655,6 +681,7 @@ fn main() {
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
         .output();
+    let _ = PERF_DIR.set(opt("--perf").map(std::path::PathBuf::from));
     let load_before = loadavg();
     eprintln!("load average before: {load_before}");
 
@@ -681,7 +708,8 @@ fn main() {
                     }
                 };
                 for (k, &(conns, depth)) in SHAPES.iter().enumerate() {
-                    match drive(&w, listen, conns, depth, timing, envoy.pid(), (&v1, &v2)) {
+                    let label = format!("{}-{setup:?}-{conns}x{depth}-r{round}", w.name());
+                    match drive(&w, listen, conns, depth, timing, envoy.pid(), (&v1, &v2), &label) {
                         Ok(s) => {
                             eprintln!(
                                 "{} round {round} {conns}x{depth} {}: {:.0} req/s, {:.1} us CPU/req, errors {}, v2 {:.3}, cpu0 other {:.2}",
@@ -716,9 +744,9 @@ fn main() {
         }
     }
     println!(
-        "\nload average (1/5/15 min): before {load_before}, after {}; the machine has {} CPUs",
+        "\nload average (1/5/15 min): before {load_before}, after {}; CPUs online: {}",
         loadavg(),
-        thread::available_parallelism().map_or(0, |n| n.get())
+        online_cpus()
     );
 }
 
