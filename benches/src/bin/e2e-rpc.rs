@@ -6,7 +6,9 @@
 //! - Meltemi's `.so` and `.wasm` observing before `tcp_proxy` (issue 4);
 //! - Meltemi's `.so` routing before `tcp_proxy` (issue 5): version-pinned (every request takes
 //!   the primary fast path) and the 90/10 split (10% by detour: HTTP callout to a cluster whose
-//!   upstream is the module's HTTP-to-TCP bridge).
+//!   upstream is the module's HTTP-to-TCP bridge);
+//! - diagnosis rows: the `.so` and the `.wasm` with `"protocol":"tcp"` (bytes counted, nothing
+//!   decoded) before `tcp_proxy`, the cost of the filter hooks alone.
 //!
 //! Envoy is pinned to CPU 0; this process (load generator and backends, std threads) to CPU 1.
 //! The load generator replays one captured request frame (`filters/codec/testdata/`), rewriting
@@ -404,7 +406,16 @@ fn drive(
     thread::sleep(t0.saturating_duration_since(Instant::now()));
     let perf = PERF_DIR.get().cloned().flatten().and_then(|dir| {
         Command::new("perf")
-            .args(["record", "-q", "-g", "-F", "2999", "-p", &envoy_pid.to_string(), "-o"])
+            .args([
+                "record",
+                "-q",
+                "-g",
+                "-F",
+                "2999",
+                "-p",
+                &envoy_pid.to_string(),
+                "-o",
+            ])
             .arg(dir.join(format!("{label}.data")))
             .args(["--", "sleep", &format!("{:.1}", t.measure.as_secs_f64())])
             .stdout(std::process::Stdio::null())
@@ -459,9 +470,14 @@ enum Setup {
     ObserveWasm,
     RouteSoPinned,
     RouteSoSplit,
+    /// Diagnosis: the module with `"protocol":"tcp"` (counts bytes, decodes nothing): the cost
+    /// of the module's hooks alone.
+    BytesSo,
+    /// Diagnosis: the same in the `.wasm` filter (the cost of the v8 hooks alone).
+    BytesWasm,
 }
 
-const SETUPS: [Setup; 7] = [
+const SETUPS: [Setup; 9] = [
     Setup::TcpProxy,
     Setup::NativePinned,
     Setup::NativeSplit,
@@ -469,6 +485,8 @@ const SETUPS: [Setup; 7] = [
     Setup::ObserveWasm,
     Setup::RouteSoPinned,
     Setup::RouteSoSplit,
+    Setup::BytesSo,
+    Setup::BytesWasm,
 ];
 
 impl Setup {
@@ -485,6 +503,8 @@ impl Setup {
             Setup::ObserveWasm => "meltemi .wasm observe + tcp_proxy".into(),
             Setup::RouteSoPinned => "meltemi .so route, pinned".into(),
             Setup::RouteSoSplit => "meltemi .so route, 90/10".into(),
+            Setup::BytesSo => "(diag) .so bytes only + tcp_proxy".into(),
+            Setup::BytesWasm => "(diag) .wasm bytes only + tcp_proxy".into(),
         }
     }
 
@@ -502,7 +522,7 @@ impl Setup {
     fn uses_module(self) -> bool {
         matches!(
             self,
-            Setup::ObserveSo | Setup::RouteSoPinned | Setup::RouteSoSplit
+            Setup::ObserveSo | Setup::RouteSoPinned | Setup::RouteSoSplit | Setup::BytesSo
         )
     }
 }
@@ -580,6 +600,7 @@ fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
         Proto::Dubbo => "sayHello",
     };
     let observe = format!(r#"{{"protocol":"{p}","stat_prefix":"bench","methods":["{method}"]}}"#);
+    let bytes_only = r#"{"protocol":"tcp","stat_prefix":"bench"}"#.to_string();
     let tcp = Filter::TcpProxy("v1".into());
     let route = |routing: &str| {
         Filter::Module(format!(
@@ -592,6 +613,8 @@ fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
         Setup::NativeSplit => vec![native_filter(w.proto, true)],
         Setup::ObserveSo => vec![Filter::Module(observe), tcp],
         Setup::ObserveWasm => vec![Filter::Wasm(observe), tcp],
+        Setup::BytesSo => vec![Filter::Module(bytes_only), tcp],
+        Setup::BytesWasm => vec![Filter::Wasm(bytes_only), tcp],
         Setup::RouteSoPinned => vec![route(r#"{"primary_cluster":"v1"}"#), tcp],
         Setup::RouteSoSplit => vec![
             route(
@@ -709,7 +732,16 @@ fn main() {
                 };
                 for (k, &(conns, depth)) in SHAPES.iter().enumerate() {
                     let label = format!("{}-{setup:?}-{conns}x{depth}-r{round}", w.name());
-                    match drive(&w, listen, conns, depth, timing, envoy.pid(), (&v1, &v2), &label) {
+                    match drive(
+                        &w,
+                        listen,
+                        conns,
+                        depth,
+                        timing,
+                        envoy.pid(),
+                        (&v1, &v2),
+                        &label,
+                    ) {
                         Ok(s) => {
                             eprintln!(
                                 "{} round {round} {conns}x{depth} {}: {:.0} req/s, {:.1} us CPU/req, errors {}, v2 {:.3}, cpu0 other {:.2}",
@@ -724,8 +756,7 @@ fn main() {
                             samples[k][si].push(s)
                         }
                         Err(e) => {
-                            let msg =
-                                format!("{} {conns}x{depth}: {e}", setup.name(proto));
+                            let msg = format!("{} {conns}x{depth}: {e}", setup.name(proto));
                             eprintln!("{}: {msg}", w.name());
                             failures.push(msg);
                         }
