@@ -1,0 +1,836 @@
+//! End-to-end harness for Thrift (framed, strict binary) and Dubbo 2 (Hessian2) through the real
+//! Envoy 1.40 with one worker, in one run on this machine (issues 4 and 5). Set-ups:
+//! - plain `tcp_proxy` (the ceiling);
+//! - Envoy's native `thrift_proxy` / `dubbo_proxy`, routing every request to `v1` (pinned) and
+//!   with a 90/10 weighted split over `v1`/`v2`;
+//! - Meltemi's `.so` and `.wasm` observing before `tcp_proxy` (issue 4);
+//! - Meltemi's `.so` routing before `tcp_proxy` (issue 5): version-pinned (every request takes
+//!   the primary fast path) and the 90/10 split (10% by detour: HTTP callout to a cluster whose
+//!   upstream is the module's HTTP-to-TCP bridge);
+//! - diagnosis rows: the `.so` and the `.wasm` with `"protocol":"tcp"` (bytes counted, nothing
+//!   decoded) before `tcp_proxy`, the cost of the filter hooks alone.
+//!
+//! Envoy is pinned to CPU 0; this process (load generator and backends, std threads) to CPU 1.
+//! The load generator replays one captured request frame (`filters/codec/testdata/`), rewriting
+//! the Thrift seqid / Dubbo request id per request, and matches answers by id. The backends are
+//! benchmark responders, not servers: for each request frame they answer one fixed captured
+//! response frame carrying the request's id, so the server side is never the bottleneck
+//! (correctness against real peers is proven by the e2e tests, not here).
+//!
+//! Traffic shapes: 1 connection x 16 requests in flight (a window: each answer sends the next
+//! request), and 16 connections x 1 in flight. Each set-up runs once per round (a fresh Envoy),
+//! set-ups interleaved; the tables give medians over rounds. Envoy CPU per request comes from
+//! `/proc/<pid>/task/*/schedstat` over the measured window (warm-up excluded).
+//!
+//! Usage (after `scripts/build-artifacts.sh`):
+//! `cargo run --release -p meltemi-benches --bin e2e-rpc -- [--quick] [--rounds N] [--secs S]
+//! [--only thrift|dubbo] [--setups 0,3,..] [--perf DIR]`. Not a test: it asserts nothing, it measures.
+
+use meltemi_testkit::config::{bootstrap, Filter};
+use meltemi_testkit::{workspace_root, Envoy, EnvoyOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proto {
+    Thrift,
+    Dubbo,
+}
+
+/// The replayed frames of one protocol and where their ids are.
+#[derive(Debug, Clone)]
+struct Wire {
+    proto: Proto,
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl Wire {
+    fn load(proto: Proto) -> Wire {
+        let dir = workspace_root().join("filters/codec/testdata");
+        let read = |p: &str| std::fs::read(dir.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        match proto {
+            // The first frame of each direction: `add` call seqid 1, `add` reply seqid 1.
+            Proto::Thrift => {
+                let first = |b: Vec<u8>| {
+                    let n = frame_len(Proto::Thrift, &b).expect("whole frame");
+                    b[..n].to_vec()
+                };
+                Wire {
+                    proto,
+                    request: first(read("thrift/binary-framed.c2s.bin")),
+                    response: first(read("thrift/binary-framed.s2c.bin")),
+                }
+            }
+            // `sayHello` of org.meltemi.demo.GreetingService 1.0.0 (group g1), VALUE reply.
+            Proto::Dubbo => Wire {
+                proto,
+                request: read("dubbo/01_client_request_sayHello.bin"),
+                response: read("dubbo/02_provider_response_sayHello.bin"),
+            },
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self.proto {
+            Proto::Thrift => "thrift",
+            Proto::Dubbo => "dubbo",
+        }
+    }
+}
+
+/// Length of the whole frame at the start of `b`, if `b` holds it (hand-framed: Thrift framed
+/// transport = 4-byte length prefix; Dubbo = 16-byte header whose last 4 bytes are the body length).
+fn frame_len(proto: Proto, b: &[u8]) -> Option<usize> {
+    let (head, at) = match proto {
+        Proto::Thrift => (4, 0),
+        Proto::Dubbo => (16, 12),
+    };
+    if b.len() < head {
+        return None;
+    }
+    let n = head + u32::from_be_bytes(b[at..at + 4].try_into().ok()?) as usize;
+    (b.len() >= n).then_some(n)
+}
+
+/// Where the id sits in a whole frame: Thrift strict binary `len | version | name_len | name |
+/// seqid` (i32); Dubbo header bytes 4..12 (u64).
+fn id_range(proto: Proto, f: &[u8]) -> Option<std::ops::Range<usize>> {
+    match proto {
+        Proto::Thrift => {
+            if f.len() < 12 || f[4] & 0x80 == 0 {
+                return None; // not strict binary
+            }
+            let nl = u32::from_be_bytes(f[8..12].try_into().ok()?) as usize;
+            let at = 12 + nl;
+            (f.len() >= at + 4).then_some(at..at + 4)
+        }
+        Proto::Dubbo => (f.len() >= 16).then_some(4..12),
+    }
+}
+
+fn read_id(proto: Proto, f: &[u8]) -> Option<u64> {
+    let r = id_range(proto, f)?;
+    Some(match proto {
+        Proto::Thrift => u32::from_be_bytes(f[r].try_into().ok()?) as u64,
+        Proto::Dubbo => u64::from_be_bytes(f[r].try_into().ok()?),
+    })
+}
+
+fn write_id(proto: Proto, f: &mut [u8], id: u64) {
+    let r = id_range(proto, f).expect("template frame has an id");
+    match proto {
+        Proto::Thrift => f[r].copy_from_slice(&(id as u32).to_be_bytes()),
+        Proto::Dubbo => f[r].copy_from_slice(&id.to_be_bytes()),
+    }
+}
+
+/// A success answer: Thrift message type REPLY (2), Dubbo status 20 OK.
+fn is_ok(proto: Proto, f: &[u8]) -> bool {
+    match proto {
+        Proto::Thrift => f.get(7) == Some(&2),
+        Proto::Dubbo => f.get(3) == Some(&20),
+    }
+}
+
+/// Dubbo event frames (heartbeats) are not answers to our requests.
+fn is_event(proto: Proto, f: &[u8]) -> bool {
+    proto == Proto::Dubbo && f.get(2).is_some_and(|b| b & 0x20 != 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark responder
+
+/// A benchmark responder on 127.0.0.1: one thread per connection; for each whole request frame
+/// it writes the captured response frame with the request's id (a read's answers in one write).
+#[derive(Debug)]
+struct Responder {
+    port: u16,
+    served: Arc<AtomicU64>,
+}
+
+impl Responder {
+    fn start(wire: &Wire) -> Responder {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().unwrap().port();
+        let served = Arc::new(AtomicU64::new(0));
+        let (w, s) = (wire.clone(), served.clone());
+        thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (w, s) = (w.clone(), s.clone());
+                thread::spawn(move || respond(conn, &w, &s));
+            }
+        });
+        Responder { port, served }
+    }
+}
+
+fn respond(mut c: TcpStream, w: &Wire, served: &AtomicU64) {
+    let _ = c.set_nodelay(true);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut have = 0usize;
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        if have == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match c.read(&mut buf[have..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => have += n,
+        }
+        let mut at = 0;
+        while let Some(n) = frame_len(w.proto, &buf[at..have]) {
+            let f = &buf[at..at + n];
+            at += n;
+            if is_event(w.proto, f) {
+                continue;
+            }
+            let Some(id) = read_id(w.proto, f) else {
+                continue;
+            };
+            let start = out.len();
+            out.extend_from_slice(&w.response);
+            write_id(w.proto, &mut out[start..], id);
+            served.fetch_add(1, Ordering::Relaxed);
+        }
+        buf.copy_within(at..have, 0);
+        have -= at;
+        if !out.is_empty() {
+            if c.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generator
+
+#[derive(Debug, Default)]
+struct ConnResult {
+    done: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+    failure: Option<String>,
+}
+
+/// One client connection keeping `depth` requests in flight until `t1`; records answers that
+/// arrive in `[t0, t1)`.
+fn drive_conn(port: u16, w: &Wire, depth: usize, t0: Instant, t1: Instant) -> ConnResult {
+    let mut r = ConnResult::default();
+    let mut c = match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(c) => c,
+        Err(e) => {
+            r.failure = Some(format!("connect: {e}"));
+            return r;
+        }
+    };
+    let _ = c.set_nodelay(true);
+    let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
+    // In flight: slot = id % SLOTS holds (id, sent at). Ids are consecutive and at most
+    // `depth` are outstanding, so slots never collide.
+    const SLOTS: usize = 1024;
+    let mut pending: Vec<(u64, Option<Instant>)> = vec![(u64::MAX, None); SLOTS];
+    let mut next_id: u64 = 1;
+    let mut out = Vec::with_capacity(depth * w.request.len());
+    let mut send = |out: &mut Vec<u8>, pending: &mut Vec<(u64, Option<Instant>)>, now| {
+        let id = next_id;
+        next_id += 1;
+        let start = out.len();
+        out.extend_from_slice(&w.request);
+        write_id(w.proto, &mut out[start..], id);
+        // Thrift seqids are 32-bit on the wire.
+        let key = match w.proto {
+            Proto::Thrift => id as u32 as u64,
+            Proto::Dubbo => id,
+        };
+        pending[key as usize % SLOTS] = (key, Some(now));
+    };
+    let now = Instant::now();
+    for _ in 0..depth {
+        send(&mut out, &mut pending, now);
+    }
+    if let Err(e) = c.write_all(&out) {
+        r.failure = Some(format!("write: {e}"));
+        return r;
+    }
+    out.clear();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut have = 0usize;
+    loop {
+        if have == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match c.read(&mut buf[have..]) {
+            Ok(0) => {
+                r.failure = Some("closed by Envoy".into());
+                return r;
+            }
+            Ok(n) => have += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                r.failure = Some(format!("read: {e}"));
+                return r;
+            }
+        }
+        let now = Instant::now();
+        let mut at = 0;
+        let mut answered = 0;
+        while let Some(n) = frame_len(w.proto, &buf[at..have]) {
+            let f = &buf[at..at + n];
+            at += n;
+            if is_event(w.proto, f) {
+                continue;
+            }
+            let sent = read_id(w.proto, f).and_then(|id| {
+                let slot = &mut pending[id as usize % SLOTS];
+                (slot.0 == id).then(|| {
+                    slot.0 = u64::MAX;
+                    slot.1.take()
+                })?
+            });
+            let Some(sent) = sent else {
+                r.failure = Some("answer with an unknown id".into());
+                return r;
+            };
+            answered += 1;
+            if now >= t0 && now < t1 {
+                r.done += 1;
+                if !is_ok(w.proto, f) {
+                    r.errors += 1;
+                }
+                r.latencies_us
+                    .push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
+            }
+        }
+        buf.copy_within(at..have, 0);
+        have -= at;
+        if now >= t1 {
+            return r;
+        }
+        for _ in 0..answered {
+            send(&mut out, &mut pending, now);
+        }
+        if !out.is_empty() {
+            if let Err(e) = c.write_all(&out) {
+                r.failure = Some(format!("write: {e}"));
+                return r;
+            }
+            out.clear();
+        }
+    }
+}
+
+/// Envoy's CPU time so far, in ns: the sum over its threads of `/proc/<pid>/task/*/schedstat`.
+fn envoy_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Busy and total jiffies of CPU 0 (from `/proc/stat`), to see how much of CPU 0 others took.
+fn cpu0_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu0 ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_req: f64,
+    errors: u64,
+    /// Share of requests the `v2` backend served during the whole run.
+    v2_share: f64,
+    /// Fraction of CPU 0 busy with something other than Envoy during the window.
+    cpu0_other: f64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    warm: Duration,
+    measure: Duration,
+}
+
+/// `--perf DIR`: record Envoy with `perf record -g` over each measured window into
+/// `DIR/<label>.data` (diagnosis only: perf's own overhead skews the CPU figures).
+static PERF_DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    w: &Wire,
+    port: u16,
+    conns: usize,
+    depth: usize,
+    t: Timing,
+    envoy_pid: u32,
+    backends: (&Responder, &Responder),
+    label: &str,
+) -> Result<Sample, String> {
+    let served0 = (
+        backends.0.served.load(Ordering::Relaxed),
+        backends.1.served.load(Ordering::Relaxed),
+    );
+    let start = Instant::now();
+    let t0 = start + t.warm;
+    let t1 = t0 + t.measure;
+    let handles: Vec<_> = (0..conns)
+        .map(|_| {
+            let w = w.clone();
+            thread::spawn(move || drive_conn(port, &w, depth, t0, t1))
+        })
+        .collect();
+    thread::sleep(t0.saturating_duration_since(Instant::now()));
+    let perf = PERF_DIR.get().cloned().flatten().and_then(|dir| {
+        Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-g",
+                "-F",
+                "2999",
+                "-p",
+                &envoy_pid.to_string(),
+                "-o",
+            ])
+            .arg(dir.join(format!("{label}.data")))
+            .args(["--", "sleep", &format!("{:.1}", t.measure.as_secs_f64())])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+    });
+    let (cpu_a, c0a) = (envoy_cpu_ns(envoy_pid), cpu0_jiffies());
+    thread::sleep(t1.saturating_duration_since(Instant::now()));
+    let (cpu_b, c0b) = (envoy_cpu_ns(envoy_pid), cpu0_jiffies());
+    let results: Vec<ConnResult> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    if let Some(mut p) = perf {
+        let _ = p.wait();
+    }
+    if let Some(f) = results.iter().find_map(|r| r.failure.clone()) {
+        return Err(f);
+    }
+    let done: u64 = results.iter().map(|r| r.done).sum();
+    if done == 0 {
+        return Err("no answers".into());
+    }
+    let mut lat: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64;
+    let v1 = backends.0.served.load(Ordering::Relaxed) - served0.0;
+    let v2 = backends.1.served.load(Ordering::Relaxed) - served0.1;
+    let envoy_jiffies = (cpu_b - cpu_a) as f64 / 1e7; // ns -> USER_HZ (100) ticks
+    let cpu0_total = (c0b.1 - c0a.1).max(1) as f64;
+    Ok(Sample {
+        rps: done as f64 / t.measure.as_secs_f64(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        cpu_us_per_req: (cpu_b - cpu_a) as f64 / 1e3 / done as f64,
+        errors: results.iter().map(|r| r.errors).sum(),
+        v2_share: v2 as f64 / (v1 + v2).max(1) as f64,
+        cpu0_other: ((c0b.0 - c0a.0) as f64 - envoy_jiffies).max(0.0) / cpu0_total,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-ups
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setup {
+    TcpProxy,
+    NativePinned,
+    NativeSplit,
+    ObserveSo,
+    ObserveWasm,
+    RouteSoPinned,
+    RouteSoSplit,
+    /// Diagnosis: the module with `"protocol":"tcp"` (counts bytes, decodes nothing): the cost
+    /// of the module's hooks alone.
+    BytesSo,
+    /// Diagnosis: the same in the `.wasm` filter (the cost of the v8 hooks alone).
+    BytesWasm,
+}
+
+const SETUPS: [Setup; 9] = [
+    Setup::TcpProxy,
+    Setup::NativePinned,
+    Setup::NativeSplit,
+    Setup::ObserveSo,
+    Setup::ObserveWasm,
+    Setup::RouteSoPinned,
+    Setup::RouteSoSplit,
+    Setup::BytesSo,
+    Setup::BytesWasm,
+];
+
+impl Setup {
+    fn name(self, p: Proto) -> String {
+        let native = match p {
+            Proto::Thrift => "thrift_proxy",
+            Proto::Dubbo => "dubbo_proxy",
+        };
+        match self {
+            Setup::TcpProxy => "tcp_proxy".into(),
+            Setup::NativePinned => format!("native {native}, pinned"),
+            Setup::NativeSplit => format!("native {native}, 90/10"),
+            Setup::ObserveSo => "meltemi .so observe + tcp_proxy".into(),
+            Setup::ObserveWasm => "meltemi .wasm observe + tcp_proxy".into(),
+            Setup::RouteSoPinned => "meltemi .so route, pinned".into(),
+            Setup::RouteSoSplit => "meltemi .so route, 90/10".into(),
+            Setup::BytesSo => "(diag) .so bytes only + tcp_proxy".into(),
+            Setup::BytesWasm => "(diag) .wasm bytes only + tcp_proxy".into(),
+        }
+    }
+
+    /// The native set-up this one is compared with (`x native`).
+    fn native(self) -> Option<Setup> {
+        match self {
+            Setup::ObserveSo | Setup::ObserveWasm | Setup::RouteSoPinned => {
+                Some(Setup::NativePinned)
+            }
+            Setup::RouteSoSplit => Some(Setup::NativeSplit),
+            _ => None,
+        }
+    }
+
+    fn uses_module(self) -> bool {
+        matches!(
+            self,
+            Setup::ObserveSo | Setup::RouteSoPinned | Setup::RouteSoSplit | Setup::BytesSo
+        )
+    }
+}
+
+fn native_filter(p: Proto, split: bool) -> Filter {
+    let route = if split {
+        "{ weighted_clusters: { clusters: [ { name: v1, weight: 90 }, { name: v2, weight: 10 } ] } }"
+    } else {
+        "{ cluster: v1 }"
+    };
+    Filter::Yaml(match p {
+        // Thrift routes need `method_name` or `service_name`; "" matches every method.
+        Proto::Thrift => format!(
+            r#"      - name: envoy.filters.network.thrift_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.thrift_proxy.v3.ThriftProxy
+          stat_prefix: bench
+          transport: FRAMED
+          protocol: BINARY
+          route_config:
+            name: bench
+            routes:
+            - match: {{ method_name: "" }}
+              route: {route}"#
+        ),
+        // Dubbo in 1.40: `multiple_route_config`, `interface` equal to the requested service,
+        // a method matcher on every route.
+        Proto::Dubbo => format!(
+            r#"      - name: envoy.filters.network.dubbo_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy
+          stat_prefix: bench
+          protocol_type: Dubbo
+          serialization_type: Hessian2
+          multiple_route_config:
+            name: bench
+            route_config:
+            - name: greeting
+              interface: org.meltemi.demo.GreetingService
+              routes:
+              - match: {{ method: {{ name: {{ safe_regex: {{ regex: ".*" }} }} }} }}
+                route: {route}"#
+        ),
+    })
+}
+
+/// A cluster to `port` whose upstream is Meltemi's HTTP-to-TCP bridge (the detour target).
+fn bridge_cluster(name: &str, proto: &str, port: u16) -> String {
+    format!(
+        r#"
+  - name: {name}
+    connect_timeout: 1s
+    type: STATIC
+    upstream_config:
+      name: envoy.upstreams.http.dynamic_modules
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
+        dynamic_module_config: {{ name: meltemi }}
+        bridge_name: {proto}
+        bridge_config:
+          "@type": type.googleapis.com/google.protobuf.StringValue
+          value: '{{"protocol":"{proto}"}}'
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
+    )
+}
+
+fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
+    let p = w.name();
+    let method = match w.proto {
+        Proto::Thrift => "add",
+        Proto::Dubbo => "sayHello",
+    };
+    let observe = format!(r#"{{"protocol":"{p}","stat_prefix":"bench","methods":["{method}"]}}"#);
+    let bytes_only = r#"{"protocol":"tcp","stat_prefix":"bench"}"#.to_string();
+    let tcp = Filter::TcpProxy("v1".into());
+    let route = |routing: &str| {
+        Filter::Module(format!(
+            r#"{{"protocol":"{p}","stat_prefix":"bench","methods":["{method}"],"routing":{routing}}}"#
+        ))
+    };
+    let chain = match setup {
+        Setup::TcpProxy => vec![tcp],
+        Setup::NativePinned => vec![native_filter(w.proto, false)],
+        Setup::NativeSplit => vec![native_filter(w.proto, true)],
+        Setup::ObserveSo => vec![Filter::Module(observe), tcp],
+        Setup::ObserveWasm => vec![Filter::Wasm(observe), tcp],
+        Setup::BytesSo => vec![Filter::Module(bytes_only), tcp],
+        Setup::BytesWasm => vec![Filter::Wasm(bytes_only), tcp],
+        Setup::RouteSoPinned => vec![route(r#"{"primary_cluster":"v1"}"#), tcp],
+        Setup::RouteSoSplit => vec![
+            route(
+                r#"{"primary_cluster":"v1","services":[{"service":"*","routes":[{"name":"split","route":{"weighted":[{"cluster":"v1","weight":90},{"cluster":"v2b","weight":10}]}}]}]}"#,
+            ),
+            tcp,
+        ],
+    };
+    let mut y = bootstrap(listen, &chain, &[("v1", v1), ("v2", v2)]);
+    if setup == Setup::RouteSoSplit {
+        y.push_str(&bridge_cluster("v2b", p, v2));
+        y.push('\n');
+    }
+    y
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const SHAPES: [(usize, usize); 2] = [(1, 16), (16, 1)];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPUs online (not `available_parallelism`, which sees this process's pinning).
+fn online_cpus() -> String {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn free_listen_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let rounds: usize = opt("--rounds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 });
+    let secs: f64 = opt("--secs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 2.0 } else { 5.0 });
+    let timing = Timing {
+        warm: Duration::from_millis(if quick { 500 } else { 1000 }),
+        measure: Duration::from_secs_f64(secs),
+    };
+    let protos: Vec<Proto> = match opt("--only").as_deref() {
+        Some("thrift") => vec![Proto::Thrift],
+        Some("dubbo") => vec![Proto::Dubbo],
+        _ => vec![Proto::Thrift, Proto::Dubbo],
+    };
+    let setups: Vec<Setup> = match opt("--setups") {
+        Some(list) => SETUPS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| list.split(',').any(|x| x == i.to_string()))
+            .map(|(_, s)| *s)
+            .collect(),
+        None => SETUPS.to_vec(),
+    };
+    // This process (load generator and backends) on CPU 1; Envoy on CPU 0 (`taskset` execs it).
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])
+        .output();
+    let _ = PERF_DIR.set(opt("--perf").map(std::path::PathBuf::from));
+    let load_before = loadavg();
+    eprintln!("load average before: {load_before}");
+
+    for proto in protos {
+        let w = Wire::load(proto);
+        let v1 = Responder::start(&w);
+        let v2 = Responder::start(&w);
+        // samples[shape][setup] = per-round results.
+        let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); setups.len()]; SHAPES.len()];
+        let mut failures: Vec<String> = Vec::new();
+        for round in 0..rounds {
+            for (si, &setup) in setups.iter().enumerate() {
+                let listen = free_listen_port();
+                let mut o = EnvoyOptions::new(yaml(setup, &w, listen, v1.port, v2.port));
+                o.cpu_list = Some("0".into());
+                if setup.uses_module() {
+                    o = o.with_dynamic_module();
+                }
+                let envoy = match Envoy::start_with(o) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        failures.push(format!("{}: envoy: {e}", setup.name(proto)));
+                        continue;
+                    }
+                };
+                for (k, &(conns, depth)) in SHAPES.iter().enumerate() {
+                    let label = format!("{}-{setup:?}-{conns}x{depth}-r{round}", w.name());
+                    match drive(
+                        &w,
+                        listen,
+                        conns,
+                        depth,
+                        timing,
+                        envoy.pid(),
+                        (&v1, &v2),
+                        &label,
+                    ) {
+                        Ok(s) => {
+                            eprintln!(
+                                "{} round {round} {conns}x{depth} {}: {:.0} req/s, {:.1} us CPU/req, errors {}, v2 {:.3}, cpu0 other {:.2}",
+                                w.name(),
+                                setup.name(proto),
+                                s.rps,
+                                s.cpu_us_per_req,
+                                s.errors,
+                                s.v2_share,
+                                s.cpu0_other
+                            );
+                            samples[k][si].push(s)
+                        }
+                        Err(e) => {
+                            let msg = format!("{} {conns}x{depth}: {e}", setup.name(proto));
+                            eprintln!("{}: {msg}", w.name());
+                            failures.push(msg);
+                        }
+                    }
+                }
+            }
+        }
+        for (k, &(conns, depth)) in SHAPES.iter().enumerate() {
+            print_table(&w, &setups, &samples[k], conns, depth, rounds, timing);
+        }
+        if !failures.is_empty() {
+            println!("\nfailed runs ({}):", w.name());
+            for f in &failures {
+                println!("- {f}");
+            }
+        }
+    }
+    println!(
+        "\nload average (1/5/15 min): before {load_before}, after {}; CPUs online: {}",
+        loadavg(),
+        online_cpus()
+    );
+}
+
+fn print_table(
+    w: &Wire,
+    setups: &[Setup],
+    samples: &[Vec<Sample>],
+    conns: usize,
+    depth: usize,
+    rounds: usize,
+    t: Timing,
+) {
+    let med = |i: usize, f: fn(&Sample) -> f64| median(samples[i].iter().map(f).collect());
+    let idx = |s: Setup| setups.iter().position(|x| *x == s);
+    let base = idx(Setup::TcpProxy);
+    let base_rps = base.map_or(f64::NAN, |b| med(b, |s| s.rps));
+    let base_cpu = base.map_or(f64::NAN, |b| med(b, |s| s.cpu_us_per_req));
+    println!(
+        "\n{}: {conns} connection(s) x {depth} in flight, {:.1} s per run after {:.1} s warm-up, median of {rounds}; Envoy --concurrency 1 on CPU 0, load generator + responders on CPU 1",
+        w.name(),
+        t.measure.as_secs_f64(),
+        t.warm.as_secs_f64()
+    );
+    println!("| set-up | req/s | x tcp_proxy | p50 us | p99 us | Envoy CPU us/req | CPU x tcp_proxy | x native req/s | x native CPU | v2 share | errors | CPU0 other |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (i, s) in setups.iter().enumerate() {
+        if samples[i].is_empty() {
+            println!("| {} | failed | | | | | | | | | | |", s.name(w.proto));
+            continue;
+        }
+        let rps = med(i, |x| x.rps);
+        let cpu = med(i, |x| x.cpu_us_per_req);
+        let (xn_rps, xn_cpu) = match s.native().and_then(idx) {
+            Some(n) if !samples[n].is_empty() => (
+                format!("{:.2}", rps / med(n, |x| x.rps)),
+                format!("{:.2}", cpu / med(n, |x| x.cpu_us_per_req)),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        println!(
+            "| {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.1} | {:.2} | {} | {} | {:.3} | {} | {:.0}% |",
+            s.name(w.proto),
+            rps,
+            rps / base_rps,
+            med(i, |x| x.p50_us),
+            med(i, |x| x.p99_us),
+            cpu,
+            cpu / base_cpu,
+            xn_rps,
+            xn_cpu,
+            med(i, |x| x.v2_share),
+            samples[i].iter().map(|x| x.errors).max().unwrap_or(0),
+            med(i, |x| x.cpu0_other) * 100.0
+        );
+    }
+}
