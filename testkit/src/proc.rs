@@ -8,8 +8,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// The workspace root (where `Cargo.toml` with `[workspace]` and `.venv/` live).
+/// The workspace root (where `Cargo.toml` with `[workspace]` and `.venv/` live), found at run
+/// time from the running package's directory (cargo sets `CARGO_MANIFEST_DIR` for tests and
+/// `cargo run`) or the current directory, so a binary built in one checkout and run from another
+/// (a shared target dir) still finds this checkout's files.
 pub fn workspace_root() -> PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."));
+    for dir in start.ancestors() {
+        let manifest = dir.join("Cargo.toml");
+        if std::fs::read_to_string(&manifest).is_ok_and(|t| t.contains("[workspace]")) {
+            return dir.to_path_buf();
+        }
+    }
+    // Built-in fallback: where the testkit crate was compiled.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("testkit lives one level below the workspace root")

@@ -13,13 +13,15 @@ fn per_command_counts_equal_what_redis_benchmark_sent_in_both_artifacts() {
     let yaml = bootstrap(
         listen,
         &[
-            Filter::Module(r#"{"protocol":"redis","stat_prefix":"so"}"#.into()),
-            Filter::Wasm(r#"{"protocol":"redis","stat_prefix":"wasm"}"#.into()),
+            Filter::Module(r#"{"protocol":"redis","stat_prefix":"so","accessLog":true}"#.into()),
+            Filter::Wasm(r#"{"protocol":"redis","stat_prefix":"wasm","accessLog":true}"#.into()),
             Filter::TcpProxy("redis".into()),
         ],
         &[("redis", redis.port())],
     );
-    let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
+    let mut opts = EnvoyOptions::new(yaml).with_dynamic_module();
+    opts.log_level = "info".into();
+    let envoy = Envoy::start_with(opts).expect("envoy");
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &listen.to_string()])
         .args([
@@ -71,6 +73,18 @@ fn per_command_counts_equal_what_redis_benchmark_sent_in_both_artifacts() {
             "{prefix}"
         );
         assert_eq!(envoy.stat(&stat("response_unmatched")), Some(0), "{prefix}");
+    }
+    // Access log: one line per answered request, from each artifact; the rejected INCR is there.
+    let log = envoy.log();
+    for prefix in ["so", "wasm"] {
+        let head = format!("meltemi protocol=redis stat_prefix={prefix} command=");
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(&head)).collect();
+        assert_eq!(lines.len(), 8003, "{prefix}: 4 x 2000 + 3 lines");
+        let errors = lines
+            .iter()
+            .filter(|l| l.contains("command=incr") && l.contains("outcome=error"))
+            .count();
+        assert_eq!(errors, 1, "{prefix}");
     }
     // Every response was paired: nothing left in flight once clients are gone.
     let idle = meltemi_testkit::wait_for(Duration::from_secs(5), || {

@@ -125,6 +125,9 @@ impl MetricSink for HostSink<'_> {
             let _ = hostcalls::record_metric(h, value);
         }
     }
+    fn access_log(&mut self, line: &str) {
+        log(LogLevel::Info, line);
+    }
 }
 
 /// The host's clock in nanoseconds (wall clock: proxy-wasm offers no monotonic one).

@@ -100,6 +100,8 @@ pub struct FilterConfig {
     /// Dubbo/Thrift methods that get their own stats (`method` or `service:method`); every other
     /// method counts under `other`, so stat cardinality stays what the operator configured.
     pub methods: Vec<String>,
+    /// One log line per request/response pair.
+    pub access_log: bool,
     /// Per-request routing (Dubbo and Thrift), validated; compile it with
     /// [`crate::route::RouteTable::compile`].
     pub routing: Option<crate::route::RawRouting>,
@@ -115,6 +117,7 @@ impl FilterConfig {
             on_decode_error: OnDecodeError::Close,
             max_frame_bytes: DEFAULT_MAX_FRAME,
             methods: Vec::new(),
+            access_log: false,
             routing: None,
         }
     }
@@ -208,6 +211,7 @@ impl FilterConfig {
                 n => return Err(err("max_frame_bytes", format!("{n} is below 16"))),
             },
             methods: pb.methods,
+            access_log: pb.access_log,
             routing,
         };
         cfg.validate()?;

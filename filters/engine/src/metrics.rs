@@ -37,6 +37,8 @@ pub trait MetricSink {
     fn gauge_add(&mut self, id: MetricId, delta: i64);
     /// Records one histogram value.
     fn record(&mut self, id: MetricId, value: u64);
+    /// One access log line (only called when the configuration asks for access logs).
+    fn access_log(&mut self, _line: &str) {}
 }
 
 /// The fixed metrics of every session.
@@ -127,9 +129,26 @@ pub struct Metrics {
     labels: Vec<LabelStats>,
     versions: u16,
     version_counters: Vec<MetricId>,
+    /// Access log settings: `None` when off; else the line's fixed head and the label names.
+    access_log: Option<AccessLog>,
+}
+
+/// What an access log line needs besides the request.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    /// `meltemi protocol=<p> stat_prefix=<s> <family>=`.
+    pub head: String,
+    /// Label values by index.
+    pub labels: Vec<String>,
 }
 
 impl Metrics {
+    /// The access log settings, when access logs are on.
+    #[inline]
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
+    }
+
     /// The counter of requests with label `i` at protocol version `v`, if counted.
     #[inline]
     pub fn version_counter(&self, i: u16, v: i16) -> Option<MetricId> {
@@ -203,6 +222,15 @@ impl Metrics {
                 version_counters.push(def(&format!("{}_version.{l}.v{v}", labels_in.family), C));
             }
         }
+        let access_log = config.access_log.then(|| AccessLog {
+            head: format!(
+                "meltemi protocol={} stat_prefix={} {}=",
+                config.protocol.as_str(),
+                config.stat_prefix,
+                labels_in.family
+            ),
+            labels: labels_in.names.clone(),
+        });
         Metrics {
             defs,
             core,
@@ -210,6 +238,7 @@ impl Metrics {
             labels,
             versions: labels_in.versions,
             version_counters,
+            access_log,
         }
     }
 

@@ -188,6 +188,22 @@ impl Tracker {
             1,
         );
         let us = now_ns.saturating_sub(f.start_ns) / 1_000;
+        if let Some(log) = m.access_log() {
+            let label = log
+                .labels
+                .get(usize::from(f.label))
+                .map_or("-", String::as_str);
+            sink.access_log(&format!(
+                "{}{label} id={id} kind={} outcome={} latency_us={us}",
+                log.head,
+                match f.kind {
+                    RequestKind::Call => "call",
+                    RequestKind::Oneway => "oneway",
+                    RequestKind::Event => "event",
+                },
+                outcome.as_str()
+            ));
+        }
         if f.kind != RequestKind::Event {
             sink.record(o.request_time_us, us);
         }

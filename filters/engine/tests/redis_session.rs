@@ -7,6 +7,7 @@ use std::collections::HashMap;
 struct Sink {
     values: HashMap<u32, i64>,
     records: HashMap<u32, Vec<u64>>,
+    lines: Vec<String>,
 }
 
 impl MetricSink for Sink {
@@ -18,6 +19,9 @@ impl MetricSink for Sink {
     }
     fn record(&mut self, id: MetricId, v: u64) {
         self.records.entry(id.0).or_default().push(v);
+    }
+    fn access_log(&mut self, line: &str) {
+        self.lines.push(line.to_owned());
     }
 }
 
@@ -158,4 +162,29 @@ fn oversized_frame_is_a_decode_error_not_a_buffer() {
     );
     assert!(matches!(v, Verdict::Close(_)), "{v:?}");
     assert!(s.buffered() < 1024);
+}
+
+#[test]
+fn access_log_lines_name_command_outcome_and_latency_only_when_asked() {
+    let mut r = Rig::new(r#"{"protocol":"redis","statPrefix":"t","accessLog":true}"#);
+    let mut s = Session::new(&r.engine, &mut r.sink);
+    s.on_downstream(
+        &r.engine,
+        b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n",
+        0,
+        &mut r.sink,
+    );
+    s.on_upstream(&r.engine, b"$-1\r\n-ERR x\r\n", 7_000, &mut r.sink);
+    assert_eq!(
+        r.sink.lines,
+        vec![
+            "meltemi protocol=redis stat_prefix=t command=get id=0 kind=call outcome=success latency_us=7",
+            "meltemi protocol=redis stat_prefix=t command=ping id=0 kind=event outcome=error latency_us=7",
+        ]
+    );
+    let mut quiet = Rig::new(CFG);
+    let mut s = Session::new(&quiet.engine, &mut quiet.sink);
+    s.on_downstream(&quiet.engine, b"PING\r\n", 0, &mut quiet.sink);
+    s.on_upstream(&quiet.engine, b"+PONG\r\n", 0, &mut quiet.sink);
+    assert!(quiet.sink.lines.is_empty());
 }

@@ -28,7 +28,7 @@ pub(crate) fn now_ns() -> u64 {
 /// Metric events of one hook, applied to the host after the host's buffers are released (the
 /// chunks borrow the host). The vector is reused, so steady state allocates nothing.
 #[derive(Debug, Default)]
-struct Events(Vec<(MetricId, i64, bool)>);
+struct Events(Vec<(MetricId, i64, bool)>, Vec<String>);
 
 impl MetricSink for Events {
     fn inc(&mut self, id: MetricId, delta: u64) {
@@ -39,6 +39,9 @@ impl MetricSink for Events {
     }
     fn record(&mut self, id: MetricId, value: u64) {
         self.0.push((id, value as i64, true));
+    }
+    fn access_log(&mut self, line: &str) {
+        self.1.push(line.to_owned());
     }
 }
 
@@ -51,6 +54,9 @@ impl Events {
                 Some(Handle::Histogram(h)) => host.record_histogram(h, v as u64),
                 None => {}
             }
+        }
+        for line in self.1.drain(..) {
+            host.log(Level::Info, &line);
         }
     }
 }
