@@ -278,7 +278,11 @@ fn drive_conn(port: u16, w: &Wire, depth: usize, t0: Instant, t1: Instant) -> Co
     let mut out = Vec::with_capacity(depth * w.request.len() + 64);
     let mut send = |out: &mut Vec<u8>, pending: &mut Vec<(u32, Option<Instant>)>, now| {
         let id = next_id;
-        next_id = if next_id >= i32::MAX as u32 { 1 } else { next_id + 1 };
+        next_id = if next_id >= i32::MAX as u32 {
+            1
+        } else {
+            next_id + 1
+        };
         let start = out.len();
         out.extend_from_slice(&w.request);
         write_id(w, &mut out[start..], id, true);
@@ -541,9 +545,7 @@ impl Setup {
         match (self, p) {
             (Setup::TcpProxy, _) => "tcp_proxy".into(),
             (Setup::Native, Proto::ZooKeeper) => "native zookeeper_proxy + tcp_proxy".into(),
-            (Setup::Native, Proto::Kafka) => {
-                "native kafka_broker (not in this Envoy build)".into()
-            }
+            (Setup::Native, Proto::Kafka) => "native kafka_broker (not in this Envoy build)".into(),
             (Setup::ObserveSo, _) => "meltemi .so observe + tcp_proxy".into(),
             (Setup::ObserveWasm, _) => "meltemi .wasm observe + tcp_proxy".into(),
             (Setup::BytesSo, _) => "(diag) .so bytes only + tcp_proxy".into(),
@@ -792,7 +794,11 @@ fn print_table(
             format!(
                 "{} / {} / {}",
                 med(i, |x| x.decoded as f64),
-                samples[i].iter().map(|x| x.decode_errors).max().unwrap_or(0),
+                samples[i]
+                    .iter()
+                    .map(|x| x.decode_errors)
+                    .max()
+                    .unwrap_or(0),
                 samples[i].iter().map(|x| x.unmatched).max().unwrap_or(0)
             )
         } else {
