@@ -501,7 +501,6 @@ fn drive(
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64;
     let envoy_jiffies = (cpu_b - cpu_a) as f64 / 1e7; // ns -> USER_HZ (100) ticks
     let cpu0_total = (c0b.1 - c0a.1).max(1) as f64;
-    let _ = served;
     Ok(Sample {
         rps: done as f64 / t.measure.as_secs_f64(),
         p50_us: pct(0.50),
