@@ -8,6 +8,7 @@
 //! Usage: `cargo run --release -p meltemi-benches --bin e2e-redis [-- REQUESTS [ROUNDS]]`
 //! (after `scripts/build-artifacts.sh`). Not a test: it asserts nothing, it measures.
 
+use meltemi_benches::e2e::median;
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::{free_port, Envoy, EnvoyOptions, RedisServer};
 use std::process::Command;
@@ -111,11 +112,6 @@ fn run_once(
         p99_ms: cols[5],
         cpu_us_per_req: (after - before) as f64 / ticks_per_s * 1e6 / requests as f64,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

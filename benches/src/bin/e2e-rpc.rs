@@ -26,6 +26,9 @@
 //! `cargo run --release -p meltemi-benches --bin e2e-rpc -- [--quick] [--rounds N] [--secs S]
 //! [--only thrift|dubbo] [--setups 0,3,..] [--perf DIR]`. Not a test: it asserts nothing, it measures.
 
+use meltemi_benches::e2e::{
+    cpu0_jiffies, envoy_cpu_ns, free_listen_port, loadavg, median, online_cpus,
+};
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::{workspace_root, Envoy, EnvoyOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -328,34 +331,6 @@ fn drive_conn(port: u16, w: &Wire, depth: usize, t0: Instant, t1: Instant) -> Co
     }
 }
 
-/// Envoy's CPU time so far, in ns: the sum over its threads of `/proc/<pid>/task/*/schedstat`.
-fn envoy_cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// Busy and total jiffies of CPU 0 (from `/proc/stat`), to see how much of CPU 0 others took.
-fn cpu0_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu0 ")) else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
-
 #[derive(Clone, Copy, Debug, Default)]
 struct Sample {
     rps: f64,
@@ -634,38 +609,6 @@ fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
 // ---------------------------------------------------------------------------------------------
 
 const SHAPES: [(usize, usize); 2] = [(1, 16), (16, 1)];
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// CPUs online (not `available_parallelism`, which sees this process's pinning).
-fn online_cpus() -> String {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn free_listen_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
