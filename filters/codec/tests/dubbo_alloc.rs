@@ -2,8 +2,7 @@
 //! every captured frame, without allocating once (the counting allocator is `tests/common`).
 
 mod common;
-use common::ALLOCS;
-use std::sync::atomic::Ordering;
+use common::allocs;
 
 use meltemi_codec::dubbo::{self, Message, RequestPayload, ResponsePayload};
 use meltemi_codec::Limits;
@@ -20,7 +19,7 @@ fn decode_does_not_allocate() {
     }
     assert!(frames.len() >= 20);
     let limits = Limits::default();
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = allocs();
     let mut entries = 0usize;
     for f in &frames {
         for cut in [0, 10, 16, f.len() - 1] {
@@ -46,7 +45,7 @@ fn decode_does_not_allocate() {
             let _ = a.get("group");
         }
     }
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = allocs();
     assert!(entries > 30, "{entries}");
     assert_eq!(
         after - before,

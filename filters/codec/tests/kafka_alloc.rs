@@ -2,8 +2,7 @@
 //! every captured frame, without allocating once (the counting allocator is `tests/common`).
 
 mod common;
-use common::ALLOCS;
-use std::sync::atomic::Ordering;
+use common::allocs;
 
 use meltemi_codec::kafka::{
     decode_request, decode_response_to, peek_correlation_id, ApiKey, TopicRef,
@@ -46,7 +45,7 @@ fn decode_does_not_allocate() {
         }
     }
     let limits = Limits::default();
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = allocs();
     let mut seen = 0usize;
     for (req, f) in &frames {
         for cut in [0, 3, 4, f.len().min(11), f.len() - 1] {
@@ -77,7 +76,7 @@ fn decode_does_not_allocate() {
             seen += used + r.error_code(k, v).map_or(0, |e| e as usize);
         }
     }
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = allocs();
     assert!(seen > 0);
     assert_eq!(after - before, 0, "decode allocated");
 }

@@ -2,10 +2,9 @@
 //! every captured frame, without allocating once (the counting allocator is `tests/common`).
 
 mod common;
-use common::ALLOCS;
+use common::allocs;
 use meltemi_codec::redis::{decode_request, decode_response, Command};
 use meltemi_codec::{Decoded, Limits};
-use std::sync::atomic::Ordering;
 
 #[test]
 fn decode_does_not_allocate() {
@@ -21,7 +20,7 @@ fn decode_does_not_allocate() {
     let extra: Vec<u8> =
         b"*?\r\n|1\r\n+a\r\n+b\r\n$?\r\n;2\r\nhi\r\n;0\r\n%1\r\n:1\r\n#t\r\n.\r\n".to_vec();
     let limits = Limits::default();
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     let mut frames = 0usize;
     let mut keys = 0usize;
     for (is_req, buf) in &files {
@@ -56,7 +55,7 @@ fn decode_does_not_allocate() {
     ));
     assert!(decode_response(b"*1\r\nX", &limits).is_err());
     assert!(decode_request(b"get \"x", &limits).is_ok());
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     assert_eq!(
         after - before,
         0,

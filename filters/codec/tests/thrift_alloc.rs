@@ -2,8 +2,7 @@
 //! every captured frame, without allocating once (the counting allocator is `tests/common`).
 
 mod common;
-use common::ALLOCS;
-use std::sync::atomic::Ordering;
+use common::allocs;
 
 use meltemi_codec::thrift::{decode, decode_unframed, Protocol};
 use meltemi_codec::{Decoded, Limits};
@@ -21,7 +20,7 @@ fn decoding_captured_traffic_does_not_allocate() {
     }
     assert_eq!(streams.len(), 20);
     let limits = Limits::default();
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     let mut frames = 0usize;
     for (lax, s) in &streams {
         let mut off = 0;
@@ -45,7 +44,7 @@ fn decoding_captured_traffic_does_not_allocate() {
             }
         }
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     assert!(frames > 150);
     assert_eq!(after - before, 0, "decode allocated");
 }

@@ -2,10 +2,9 @@
 //! every captured frame, without allocating once (the counting allocator is `tests/common`).
 
 mod common;
-use common::ALLOCS;
+use common::allocs;
 use meltemi_codec::zookeeper::{Connection, ReplyKind, Request, Response};
 use meltemi_codec::{Decoded, Limits};
-use std::sync::atomic::Ordering;
 
 fn data(name: &str) -> Vec<u8> {
     std::fs::read(format!(
@@ -26,7 +25,7 @@ fn decode_does_not_allocate() {
             ]
         })
         .collect();
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     let mut frames = 0usize;
     let mut sink = 0usize;
     for (s, req) in &streams {
@@ -63,10 +62,10 @@ fn decode_does_not_allocate() {
             rest = &rest[used..];
         }
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     assert_eq!(after - before, 0, "decode allocated");
     assert!(frames > 100 && sink > 0);
     // The counter does count.
     let v: Vec<u8> = Vec::with_capacity(frames);
-    assert!(ALLOCS.load(Ordering::Relaxed) > after && v.capacity() >= frames);
+    assert!(allocs() > after && v.capacity() >= frames);
 }
