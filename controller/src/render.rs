@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::ObjectMeta;
 use meltemi_proto as pb;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::crd::MetaRouter;
 use crate::inputs::{Adapter, AdapterChoice, Inputs, Settings};
@@ -138,18 +138,38 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// A JSON object from moved values. `json!` copies every interpolated `Value` through `Serialize`
+/// (a deep copy of each nested typed config); at 10k services that copying dominated the render.
+fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
+}
+
 fn string_value(s: String) -> Value {
-    json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": s})
+    obj([
+        (
+            "@type",
+            "type.googleapis.com/google.protobuf.StringValue".into(),
+        ),
+        ("value", s.into()),
+    ])
 }
 
 /// Wraps a typed config in `udpa.type.v1.TypedStruct`, which istiod passes through without knowing
 /// the type (dynamic-module configs are newer than many istiod releases); Envoy unwraps it.
 pub fn typed_struct(type_url: &str, value: Value) -> Value {
-    json!({
-        "@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
-        "type_url": format!("type.googleapis.com/{type_url}"),
-        "value": value,
-    })
+    obj([
+        (
+            "@type",
+            "type.googleapis.com/udpa.type.v1.TypedStruct".into(),
+        ),
+        ("type_url", format!("type.googleapis.com/{type_url}").into()),
+        ("value", value),
+    ])
 }
 
 const DM_FILTER_TYPE: &str =
@@ -157,40 +177,61 @@ const DM_FILTER_TYPE: &str =
 const DM_BRIDGE_TYPE: &str = "envoy.extensions.upstreams.http.dynamic_modules.v3.Config";
 const WASM_TYPE: &str = "envoy.extensions.filters.network.wasm.v3.Wasm";
 
+/// `v` as the typed config of type `type_url`: TypedStruct-wrapped (`wrap`, for EnvoyFilters) or
+/// with `@type` set (bootstrap).
+fn typed(type_url: &str, mut v: Value, wrap: bool) -> Value {
+    if wrap {
+        return typed_struct(type_url, v);
+    }
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "@type".into(),
+            format!("type.googleapis.com/{type_url}").into(),
+        );
+    }
+    v
+}
+
 /// The network filter entry carrying `cfg`. `wrap`: TypedStruct for the dynamic module (EnvoyFilter).
 pub fn filter_value(adapter: Adapter, cfg: &pb::Config, settings: &Settings, wrap: bool) -> Value {
     match adapter {
-        Adapter::Module => {
-            let v = json!({
-                "dynamic_module_config": {"name": settings.module_name},
-                "filter_name": "meltemi",
-                "filter_config": string_value(cfg.to_json()),
-            });
-            let typed = if wrap {
-                typed_struct(DM_FILTER_TYPE, v)
-            } else {
-                let mut v = v;
-                v["@type"] = json!(format!("type.googleapis.com/{DM_FILTER_TYPE}"));
-                v
-            };
-            json!({"name": DYNAMIC_MODULE_FILTER, "typed_config": typed})
+        Adapter::Module => module_entry(
+            DYNAMIC_MODULE_FILTER,
+            DM_FILTER_TYPE,
+            ["filter_name", "filter_config"],
+            cfg.to_json(),
+            settings,
+            wrap,
+        ),
+        Adapter::Wasm => {
+            let vm_config = obj([
+                ("vm_id", "meltemi".into()),
+                ("runtime", "envoy.wasm.runtime.v8".into()),
+                (
+                    "code",
+                    obj([(
+                        "local",
+                        obj([("filename", settings.wasm_path.as_str().into())]),
+                    )]),
+                ),
+            ]);
+            let config = obj([
+                ("name", "meltemi".into()),
+                ("root_id", "meltemi".into()),
+                ("vm_config", vm_config),
+                ("configuration", string_value(cfg.to_json())),
+            ]);
+            obj([
+                ("name", WASM_FILTER.into()),
+                (
+                    "typed_config",
+                    obj([
+                        ("@type", format!("type.googleapis.com/{WASM_TYPE}").into()),
+                        ("config", config),
+                    ]),
+                ),
+            ])
         }
-        Adapter::Wasm => json!({
-            "name": WASM_FILTER,
-            "typed_config": {
-                "@type": format!("type.googleapis.com/{WASM_TYPE}"),
-                "config": {
-                    "name": "meltemi",
-                    "root_id": "meltemi",
-                    "vm_config": {
-                        "vm_id": "meltemi",
-                        "runtime": "envoy.wasm.runtime.v8",
-                        "code": {"local": {"filename": settings.wasm_path}},
-                    },
-                    "configuration": string_value(cfg.to_json()),
-                },
-            },
-        }),
     }
 }
 
@@ -206,24 +247,47 @@ pub fn bridge_upstream(
         stat_prefix: format!("bridge_{}", stat_piece(cluster)),
         ..Default::default()
     };
-    let v = json!({
-        "dynamic_module_config": {"name": settings.module_name},
-        "bridge_name": "meltemi",
-        "bridge_config": string_value(cfg.to_json()),
-    });
-    let typed = if wrap {
-        typed_struct(DM_BRIDGE_TYPE, v)
-    } else {
-        let mut v = v;
-        v["@type"] = json!(format!("type.googleapis.com/{DM_BRIDGE_TYPE}"));
-        v
-    };
-    json!({"name": "envoy.upstreams.http.dynamic_modules", "typed_config": typed})
+    module_entry(
+        "envoy.upstreams.http.dynamic_modules",
+        DM_BRIDGE_TYPE,
+        ["bridge_name", "bridge_config"],
+        cfg.to_json(),
+        settings,
+        wrap,
+    )
+}
+
+/// An extension entry `{name, typed_config}` of the dynamic module: `keys` name the fields holding
+/// the module's name for the extension (`meltemi`) and its JSON config.
+fn module_entry(
+    name: &str,
+    type_url: &str,
+    keys: [&str; 2],
+    config_json: String,
+    settings: &Settings,
+    wrap: bool,
+) -> Value {
+    let v = obj([
+        (
+            "dynamic_module_config",
+            obj([("name", settings.module_name.as_str().into())]),
+        ),
+        (keys[0], "meltemi".into()),
+        (keys[1], string_value(config_json)),
+    ]);
+    obj([
+        ("name", name.into()),
+        ("typed_config", typed(type_url, v, wrap)),
+    ])
 }
 
 /// Bridge twin of an Istio cluster inside a sidecar: same endpoints (Istio's EDS service name),
 /// the module's bridge as upstream.
 fn bridge_cluster_patch(cluster: &str, protocol: pb::Protocol, settings: &Settings) -> ConfigPatch {
+    let eds_config = obj([
+        ("ads", Value::Object(Default::default())),
+        ("resource_api_version", "V3".into()),
+    ]);
     ConfigPatch {
         apply_to: "CLUSTER".into(),
         match_: PatchMatch {
@@ -232,16 +296,19 @@ fn bridge_cluster_patch(cluster: &str, protocol: pb::Protocol, settings: &Settin
         },
         patch: Patch {
             operation: "ADD".into(),
-            value: json!({
-                "name": format!("{BRIDGE_PREFIX}{cluster}"),
-                "type": "EDS",
-                "connect_timeout": "10s",
-                "eds_cluster_config": {
-                    "service_name": cluster,
-                    "eds_config": {"ads": {}, "resource_api_version": "V3"},
-                },
-                "upstream_config": bridge_upstream(protocol, cluster, settings, true),
-            }),
+            value: obj([
+                ("name", format!("{BRIDGE_PREFIX}{cluster}").into()),
+                ("type", "EDS".into()),
+                ("connect_timeout", "10s".into()),
+                (
+                    "eds_cluster_config",
+                    obj([("service_name", cluster.into()), ("eds_config", eds_config)]),
+                ),
+                (
+                    "upstream_config",
+                    bridge_upstream(protocol, cluster, settings, true),
+                ),
+            ]),
         },
     }
 }
@@ -292,7 +359,14 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
     // Route objects by the hosts they name; every object gets a report, even if it matches nothing.
     let mut routers_by_host: BTreeMap<&str, Vec<&MetaRouter>> = BTreeMap::new();
     let mut sorted_routers: Vec<&MetaRouter> = inputs.meta_routers.iter().collect();
-    sorted_routers.sort_by_key(|m| key_of("MetaRouter", &m.metadata));
+    // Same order as `key_of`, without building a key per comparison.
+    fn order(m: &MetaRouter) -> (&str, &str) {
+        (
+            m.metadata.namespace.as_deref().unwrap_or("default"),
+            m.metadata.name.as_deref().unwrap_or(""),
+        )
+    }
+    sorted_routers.sort_by(|a, b| order(a).cmp(&order(b)));
     for mr in sorted_routers {
         let key = key_of("MetaRouter", &mr.metadata);
         let report = out.reports.entry(key.clone()).or_default();
@@ -360,10 +434,13 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             e.entry(s.name.clone()).or_insert_with(|| s.labels.clone());
         }
     }
-    let subsets_of = |host: &str| subsets_by_host.get(host).cloned().unwrap_or_default();
 
     for sp in &ports {
-        let routers = routers_by_host
+        let routers: &[&MetaRouter] = routers_by_host
+            .get(sp.host.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let subsets = subsets_by_host
             .get(sp.host.as_str())
             .cloned()
             .unwrap_or_default();
@@ -379,7 +456,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
         if !routers.is_empty() {
             let mut services = Vec::new();
             let mut version = 0u64;
-            for mr in &routers {
+            for mr in routers {
                 let key = key_of("MetaRouter", &mr.metadata);
                 let report = out.reports.entry(key.clone()).or_default();
                 if adapter == Adapter::Wasm {
@@ -422,7 +499,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 // Every subset of the host and every cluster a route names: stable across route
                 // edits within the host, so edits need no new cluster.
                 let mut set: BTreeSet<String> = std::iter::once(sp.cluster(""))
-                    .chain(subsets_of(&sp.host).keys().map(|s| sp.cluster(s)))
+                    .chain(subsets.keys().map(|s| sp.cluster(s)))
                     .collect();
                 for s in &t.services {
                     for r in &s.routes {
@@ -450,26 +527,28 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 pb::OnDecodeError::Passthrough
             } as i32,
             max_frame_bytes: 0,
-            routes: table.clone(),
+            routes: None,
             route_discovery: None,
             methods: Vec::new(),
         };
-        if let (Some(t), Some(cluster)) = (&table, &settings.route_discovery_cluster) {
-            out.route_tables.insert(prefix.clone(), t.clone());
-            // The listener carries an empty table; the module fetches the current one. Route edits
-            // then change no listener, so no connection drains.
-            config.routes = Some(pb::RouteTable {
-                version: 0,
-                services: Vec::new(),
-                primary_cluster: t.primary_cluster.clone(),
-            });
-            config.route_discovery = Some(pb::RouteDiscovery {
-                cluster: cluster.clone(),
-                path: format!("/routes/v1/{prefix}"),
-                refresh_interval_ms: settings.route_refresh_ms,
-            });
-        } else if let Some(t) = &table {
-            out.route_tables.insert(prefix.clone(), t.clone());
+        if let Some(t) = table {
+            if let Some(cluster) = &settings.route_discovery_cluster {
+                // The listener carries an empty table; the module fetches the current one. Route
+                // edits then change no listener, so no connection drains.
+                config.routes = Some(pb::RouteTable {
+                    version: 0,
+                    services: Vec::new(),
+                    primary_cluster: t.primary_cluster.clone(),
+                });
+                config.route_discovery = Some(pb::RouteDiscovery {
+                    cluster: cluster.clone(),
+                    path: format!("/routes/v1/{prefix}"),
+                    refresh_interval_ms: settings.route_refresh_ms,
+                });
+            } else {
+                config.routes = Some(t.clone());
+            }
+            out.route_tables.insert(prefix.clone(), t);
         }
         pb::validate_with(&config, &routes::check_regex).map_err(|errs| {
             RenderError::InvalidConfig {
@@ -627,7 +706,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             adapter,
             config,
             bridged_clusters: bridged,
-            subsets: subsets_of(&sp.host),
+            subsets,
         });
     }
     out.filters.sort_by(|a, b| {

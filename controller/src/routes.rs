@@ -2,6 +2,7 @@
 //! reported against the MetaRouter's field path.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use meltemi_proto as pb;
 
@@ -34,6 +35,60 @@ impl Problems {
             path: path.into(),
             message: message.into(),
         });
+    }
+}
+
+/// A field path built on the stack and formatted only when a problem is reported: the conversion
+/// runs for every route of every service (100k routes at scale), and most have no problem.
+#[derive(Clone, Copy, Debug)]
+pub struct Loc<'a> {
+    parent: Option<&'a Loc<'a>>,
+    seg: Seg<'a>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Seg<'a> {
+    Field(&'a str),
+    Index(usize),
+}
+
+impl<'a> Loc<'a> {
+    pub const fn root(field: &'a str) -> Self {
+        Loc {
+            parent: None,
+            seg: Seg::Field(field),
+        }
+    }
+    pub fn field(&'a self, field: &'a str) -> Loc<'a> {
+        Loc {
+            parent: Some(self),
+            seg: Seg::Field(field),
+        }
+    }
+    pub fn index(&'a self, i: usize) -> Loc<'a> {
+        Loc {
+            parent: Some(self),
+            seg: Seg::Index(i),
+        }
+    }
+}
+
+impl fmt::Display for Loc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = self.parent {
+            p.fmt(f)?;
+        }
+        match (self.seg, self.parent.is_some()) {
+            (Seg::Field(s), true) => write!(f, ".{s}"),
+            (Seg::Field(s), false) => f.write_str(s),
+            (Seg::Index(i), _) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+impl From<Loc<'_>> for String {
+    fn from(l: Loc<'_>) -> String {
+        l.to_string()
     }
 }
 
@@ -95,7 +150,7 @@ pub fn check_regex(r: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn string_match(path: &str, m: &crd::StringMatch, p: &mut Problems) -> Option<pb::StringMatch> {
+fn string_match(path: Loc<'_>, m: &crd::StringMatch, p: &mut Problems) -> Option<pb::StringMatch> {
     let set = [&m.exact, &m.prefix, &m.regex]
         .iter()
         .filter(|x| x.is_some())
@@ -106,7 +161,7 @@ fn string_match(path: &str, m: &crd::StringMatch, p: &mut Problems) -> Option<pb
     }
     if let Some(r) = &m.regex {
         if let Err(e) = check_regex(r) {
-            p.error(format!("{path}.regex"), format!("invalid regex: {e}"));
+            p.error(path.field("regex"), format!("invalid regex: {e}"));
             return None;
         }
         return Some(pb::StringMatch::regex(r));
@@ -118,15 +173,16 @@ fn string_match(path: &str, m: &crd::StringMatch, p: &mut Problems) -> Option<pb
 }
 
 /// Aeraki's match puts the method among the attributes; ours has a field for it.
-fn route_match(path: &str, m: &crd::MetaRouteMatch, p: &mut Problems) -> pb::RouteMatch {
+fn route_match(path: Loc<'_>, m: &crd::MetaRouteMatch, p: &mut Problems) -> pb::RouteMatch {
     let mut out = pb::RouteMatch::default();
+    let attrs = path.field("attributes");
     for (k, v) in &m.attributes {
-        let ap = format!("{path}.attributes.{k}");
+        let ap = attrs.field(k);
         if k.is_empty() {
-            p.error(&ap, "empty attribute name");
+            p.error(ap, "empty attribute name");
             continue;
         }
-        let Some(sm) = string_match(&ap, v, p) else {
+        let Some(sm) = string_match(ap, v, p) else {
             continue;
         };
         if k == "method" {
@@ -138,20 +194,20 @@ fn route_match(path: &str, m: &crd::MetaRouteMatch, p: &mut Problems) -> pb::Rou
     out
 }
 
-fn bucket(path: &str, b: &crd::TokenBucket, p: &mut Problems) -> Option<pb::TokenBucket> {
+fn bucket(path: Loc<'_>, b: &crd::TokenBucket, p: &mut Problems) -> Option<pb::TokenBucket> {
     let fill = match parse_duration_ms(&b.fill_interval) {
         Ok(0) => {
-            p.error(format!("{path}.fillInterval"), "must be > 0");
+            p.error(path.field("fillInterval"), "must be > 0");
             return None;
         }
         Ok(ms) => ms,
         Err(e) => {
-            p.error(format!("{path}.fillInterval"), e);
+            p.error(path.field("fillInterval"), e);
             return None;
         }
     };
     if b.max_tokens == 0 {
-        p.error(format!("{path}.maxTokens"), "must be > 0");
+        p.error(path.field("maxTokens"), "must be > 0");
         return None;
     }
     Some(pb::TokenBucket {
@@ -161,20 +217,25 @@ fn bucket(path: &str, b: &crd::TokenBucket, p: &mut Problems) -> Option<pb::Toke
     })
 }
 
-fn rate_limit(path: &str, l: &crd::LocalRateLimit, p: &mut Problems) -> Option<pb::LocalRateLimit> {
+fn rate_limit(
+    path: Loc<'_>,
+    l: &crd::LocalRateLimit,
+    p: &mut Problems,
+) -> Option<pb::LocalRateLimit> {
     let token_bucket = l
         .token_bucket
         .as_ref()
-        .and_then(|b| bucket(&format!("{path}.tokenBucket"), b, p));
+        .and_then(|b| bucket(path.field("tokenBucket"), b, p));
     let mut conditions = Vec::new();
+    let conds = path.field("conditions");
     for (i, c) in l.conditions.iter().enumerate() {
-        let cp = format!("{path}.conditions[{i}]");
+        let cp = conds.index(i);
         let m = c
             .match_
             .as_ref()
-            .map(|m| route_match(&format!("{cp}.match"), m, p))
+            .map(|m| route_match(cp.field("match"), m, p))
             .unwrap_or_default();
-        if let Some(b) = bucket(&format!("{cp}.tokenBucket"), &c.token_bucket, p) {
+        if let Some(b) = bucket(cp.field("tokenBucket"), &c.token_bucket, p) {
             conditions.push(pb::RateLimitCondition {
                 r#match: Some(m),
                 token_bucket: Some(b),
@@ -195,7 +256,7 @@ fn rate_limit(path: &str, l: &crd::LocalRateLimit, p: &mut Problems) -> Option<p
 
 /// The Istio cluster of a destination seen from service port `sp`.
 fn destination_cluster(
-    path: &str,
+    path: Loc<'_>,
     d: &crd::Destination,
     sp: &ServicePort,
     cat: &Catalog<'_>,
@@ -210,7 +271,7 @@ fn destination_cluster(
             Some([only]) => only.port,
             Some([]) | None => {
                 p.error(
-                    format!("{path}.host"),
+                    path.field("host"),
                     format!(
                         "no ServiceEntry/Service with a protocol port for host {:?}",
                         d.host
@@ -220,7 +281,7 @@ fn destination_cluster(
             }
             Some(_) => {
                 p.error(
-                    format!("{path}.port.number"),
+                    path.field("port").field("number"),
                     format!("host {:?} has several protocol ports; name one", d.host),
                 );
                 return None;
@@ -235,7 +296,7 @@ fn destination_cluster(
             .is_some_and(|s| s.contains(subset))
     {
         p.error(
-            format!("{path}.subset"),
+            path.field("subset"),
             format!(
                 "subset {subset:?} is not defined by a DestinationRule for host {:?}",
                 d.host
@@ -256,29 +317,31 @@ pub fn convert(
     let before = p.errors.len();
     let spec = &mr.spec;
     let mut routes = Vec::new();
-    let mut names = BTreeSet::new();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let spec_loc = Loc::root("spec");
+    let routes_loc = spec_loc.field("routes");
     for (i, r) in spec.routes.iter().enumerate() {
-        let rp = format!("spec.routes[{i}]");
+        let rp = routes_loc.index(i);
         let mut name = r
             .name
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| format!("route-{i}"));
-        if !names.insert(name.clone()) {
+        if names.contains(&name) {
             name = format!("{name}-{i}");
-            names.insert(name.clone());
         }
         let m = r
             .match_
             .as_ref()
-            .map(|m| route_match(&format!("{rp}.match"), m, p));
+            .map(|m| route_match(rp.field("match"), m, p));
+        let route_loc = rp.field("route");
         let action = match r.route.as_slice() {
             [] => {
-                p.error(format!("{rp}.route"), "needs at least one destination");
+                p.error(route_loc, "needs at least one destination");
                 None
             }
             [one] => destination_cluster(
-                &format!("{rp}.route[0].destination"),
+                route_loc.index(0).field("destination"),
                 &one.destination,
                 sp,
                 cat,
@@ -286,28 +349,24 @@ pub fn convert(
             )
             .map(pb::RouteAction::cluster),
             many => {
-                let mut weighted = Vec::new();
+                let mut weighted = Vec::with_capacity(many.len());
                 for (j, w) in many.iter().enumerate() {
-                    let wp = format!("{rp}.route[{j}]");
+                    let wp = route_loc.index(j);
                     let Some(weight) = w.weight else {
                         p.error(
-                            format!("{wp}.weight"),
+                            wp.field("weight"),
                             "required when a route has several destinations",
                         );
                         continue;
                     };
-                    if let Some(c) = destination_cluster(
-                        &format!("{wp}.destination"),
-                        &w.destination,
-                        sp,
-                        cat,
-                        p,
-                    ) {
+                    if let Some(c) =
+                        destination_cluster(wp.field("destination"), &w.destination, sp, cat, p)
+                    {
                         weighted.push(pb::WeightedCluster { cluster: c, weight });
                     }
                 }
                 if weighted.len() == many.len() && weighted.iter().all(|w| w.weight == 0) {
-                    p.error(format!("{rp}.route"), "weights sum to 0");
+                    p.error(route_loc, "weights sum to 0");
                 }
                 Some(pb::RouteAction {
                     cluster: String::new(),
@@ -318,7 +377,7 @@ pub fn convert(
         let mirror = match &r.mirror {
             None => {
                 if r.mirror_percentage.is_some() {
-                    p.warn(format!("{rp}.mirrorPercentage"), "ignored without mirror");
+                    p.warn(rp.field("mirrorPercentage"), "ignored without mirror");
                 }
                 None
             }
@@ -330,31 +389,31 @@ pub fn convert(
                     .unwrap_or(100.0);
                 if !(0.0..=100.0).contains(&percent) {
                     p.error(
-                        format!("{rp}.mirrorPercentage.value"),
+                        rp.field("mirrorPercentage").field("value"),
                         format!("{percent} is not in 0..=100"),
                     );
                 }
-                destination_cluster(&format!("{rp}.mirror"), d, sp, cat, p)
+                destination_cluster(rp.field("mirror"), d, sp, cat, p)
                     .map(|cluster| pb::Mirror { cluster, percent })
             }
         };
         let timeout_ms = match &r.timeout {
             None => 0,
             Some(t) => parse_duration_ms(t).unwrap_or_else(|e| {
-                p.error(format!("{rp}.timeout"), e);
+                p.error(rp.field("timeout"), e);
                 0
             }),
         };
         let retry = r.retries.as_ref().map(|rt| {
             if rt.attempts > pb::MAX_RETRY_ATTEMPTS {
                 p.error(
-                    format!("{rp}.retries.attempts"),
+                    rp.field("retries").field("attempts"),
                     format!("at most {}", pb::MAX_RETRY_ATTEMPTS),
                 );
             }
             if rt.attempts > 0 && rt.idempotent_methods.is_empty() {
                 p.error(
-                    format!("{rp}.retries.idempotentMethods"),
+                    rp.field("retries").field("idempotentMethods"),
                     "list the idempotent methods to retry",
                 );
             }
@@ -365,16 +424,17 @@ pub fn convert(
         });
         if !r.request_mutation.is_empty() {
             p.warn(
-                format!("{rp}.requestMutation"),
+                rp.field("requestMutation"),
                 "accepted but not applied: the Meltemi data plane does not mutate requests yet",
             );
         }
         if !r.response_mutation.is_empty() {
             p.warn(
-                format!("{rp}.responseMutation"),
+                rp.field("responseMutation"),
                 "accepted but not applied: the Meltemi data plane does not mutate responses yet",
             );
         }
+        names.insert(name.clone());
         routes.push(pb::Route {
             name,
             r#match: m,
@@ -388,7 +448,7 @@ pub fn convert(
     let rl = spec
         .local_rate_limit
         .as_ref()
-        .and_then(|l| rate_limit("spec.localRateLimit", l, p));
+        .and_then(|l| rate_limit(Loc::root("spec").field("localRateLimit"), l, p));
     if spec.global_rate_limit.is_some() {
         p.warn(
             "spec.globalRateLimit",
