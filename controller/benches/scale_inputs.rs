@@ -58,11 +58,13 @@ pub fn inputs(services: usize, routes: usize) -> Inputs {
             &format!("svc-{i}"),
             DestinationRuleSpec {
                 host: host.clone(),
+                traffic_policy: None,
                 subsets: ["v1", "v2"]
                     .iter()
                     .map(|v| Subset {
                         name: v.to_string(),
                         labels: BTreeMap::from([("version".into(), v.to_string())]),
+                        traffic_policy: None,
                     })
                     .collect(),
                 export_to: vec![],

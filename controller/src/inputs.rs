@@ -47,6 +47,9 @@ pub struct Settings {
     pub route_discovery_cluster: Option<String>,
     pub route_refresh_ms: u32,
     pub access_log: bool,
+    /// The mesh's `enableAutoMtls` (Istio's default: on): bridge twins speak Istio mTLS to
+    /// endpoints with a sidecar unless a DestinationRule sets the TLS mode.
+    pub auto_mtls: bool,
     /// Kubernetes cluster domain.
     pub cluster_domain: String,
     /// Namespace of manifests that name none (like `kubectl apply -n`).
@@ -64,6 +67,7 @@ impl Default for Settings {
             route_discovery_cluster: None,
             route_refresh_ms: 0,
             access_log: false,
+            auto_mtls: true,
             cluster_domain: "cluster.local".into(),
             default_namespace: "default".into(),
         }

@@ -18,6 +18,7 @@ pub mod crd;
 pub mod inputs;
 pub mod istio;
 pub mod model;
+pub mod mtls;
 pub mod reconcile;
 pub mod render;
 pub mod routes;

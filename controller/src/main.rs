@@ -108,6 +108,10 @@ struct RenderArgs {
     route_refresh_ms: u32,
     #[arg(long)]
     access_log: bool,
+    /// The mesh has auto mTLS off (meshConfig.enableAutoMtls: false): bridge twins stay plaintext
+    /// unless a DestinationRule sets ISTIO_MUTUAL.
+    #[arg(long)]
+    no_auto_mtls: bool,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
     /// Namespace of manifests that name none.
@@ -126,6 +130,7 @@ impl RenderArgs {
             route_discovery_cluster: self.route_discovery_cluster.clone(),
             route_refresh_ms: self.route_refresh_ms,
             access_log: self.access_log,
+            auto_mtls: !self.no_auto_mtls,
             cluster_domain: self.cluster_domain.clone(),
             default_namespace: self.namespace.clone(),
         }

@@ -65,6 +65,8 @@ pub struct ServicePort {
     pub listen_port: Option<u32>,
     /// ServiceEntry/Service `exportTo`.
     pub export_to: Vec<String>,
+    /// A `MESH_EXTERNAL` ServiceEntry (no auto mTLS to it).
+    pub mesh_external: bool,
 }
 
 impl ServicePort {
@@ -148,6 +150,7 @@ pub fn service_ports(inputs: &Inputs) -> Vec<ServicePort> {
                     adapter_override: adapter_from(annotations),
                     listen_port: listen_port_from(annotations),
                     export_to: se.spec.export_to.clone(),
+                    mesh_external: se.spec.location.as_deref() == Some("MESH_EXTERNAL"),
                 });
             }
         }
@@ -198,6 +201,7 @@ pub fn service_ports(inputs: &Inputs) -> Vec<ServicePort> {
                 adapter_override: adapter_from(annotations),
                 listen_port: listen_port_from(annotations),
                 export_to: Vec::new(),
+                mesh_external: false,
             });
         }
     }

@@ -10,10 +10,11 @@ use serde_json::Value;
 use crate::crd::MetaRouter;
 use crate::inputs::{Adapter, AdapterChoice, Inputs, Settings};
 use crate::istio::{
-    ConfigPatch, EnvoyFilter, EnvoyFilterSpec, FilterChainMatch, FilterMatch, ListenerMatch, Patch,
-    PatchMatch, WorkloadSelector,
+    ConfigPatch, DestinationRuleSpec, EnvoyFilter, EnvoyFilterSpec, FilterChainMatch, FilterMatch,
+    ListenerMatch, Patch, PatchMatch, WorkloadSelector,
 };
 use crate::model::{service_ports, ServicePort};
+use crate::mtls::{self, Transport};
 use crate::routes::{self, Catalog, Problems};
 
 /// Label on everything we render (the reconcile prunes by it).
@@ -140,7 +141,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// A JSON object from moved values. `json!` copies every interpolated `Value` through `Serialize`
 /// (a deep copy of each nested typed config); at 10k services that copying dominated the render.
-fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {
+pub(crate) fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {
     Value::Object(
         entries
             .into_iter()
@@ -281,36 +282,107 @@ fn module_entry(
     ])
 }
 
-/// Bridge twin of an Istio cluster inside a sidecar: same endpoints (Istio's EDS service name),
-/// the module's bridge as upstream.
-fn bridge_cluster_patch(cluster: &str, protocol: pb::Protocol, settings: &Settings) -> ConfigPatch {
+/// Bridge twin of an Istio cluster inside a sidecar (or gateway, `context`): same endpoints (Istio's
+/// EDS service name), the module's bridge as upstream, and Istio's transport (mTLS) to them.
+fn bridge_cluster_patch(
+    cluster: &str,
+    context: &str,
+    protocol: pb::Protocol,
+    settings: &Settings,
+    transport: Transport,
+) -> ConfigPatch {
     let eds_config = obj([
         ("ads", Value::Object(Default::default())),
         ("resource_api_version", "V3".into()),
     ]);
+    let mut value = obj([
+        ("name", format!("{BRIDGE_PREFIX}{cluster}").into()),
+        ("type", "EDS".into()),
+        ("connect_timeout", "10s".into()),
+        (
+            "eds_cluster_config",
+            obj([("service_name", cluster.into()), ("eds_config", eds_config)]),
+        ),
+        (
+            "upstream_config",
+            bridge_upstream(protocol, cluster, settings, true),
+        ),
+    ]);
+    if let Value::Object(m) = &mut value {
+        match transport {
+            Transport::Auto(matches) => {
+                m.insert("transport_socket_matches".into(), matches);
+            }
+            Transport::IstioMutual(socket) => {
+                m.insert("transport_socket".into(), socket);
+            }
+            Transport::Plain | Transport::Unsupported(_) => {}
+        }
+    }
     ConfigPatch {
         apply_to: "CLUSTER".into(),
         match_: PatchMatch {
-            context: "SIDECAR_OUTBOUND".into(),
+            context: context.into(),
             ..Default::default()
         },
         patch: Patch {
             operation: "ADD".into(),
-            value: obj([
-                ("name", format!("{BRIDGE_PREFIX}{cluster}").into()),
-                ("type", "EDS".into()),
-                ("connect_timeout", "10s".into()),
-                (
-                    "eds_cluster_config",
-                    obj([("service_name", cluster.into()), ("eds_config", eds_config)]),
-                ),
-                (
-                    "upstream_config",
-                    bridge_upstream(protocol, cluster, settings, true),
-                ),
-            ]),
+            value,
         },
     }
+}
+
+/// The transport of the twin of Istio cluster `c` (`outbound|<port>|<subset>|<host>`).
+fn twin_transport(
+    c: &str,
+    drs: &BTreeMap<&str, &DestinationRuleSpec>,
+    cat: &Catalog<'_>,
+    settings: &Settings,
+) -> Transport {
+    let mut parts = c.splitn(4, '|').skip(1);
+    let port: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let subset = parts.next().unwrap_or("");
+    let host = parts.next().unwrap_or("");
+    let external = cat
+        .ports
+        .get(host)
+        .is_some_and(|v| v.iter().any(|sp| sp.mesh_external));
+    mtls::transport(
+        mtls::client_tls(drs.get(host).copied(), port, subset),
+        settings.auto_mtls,
+        external,
+        port,
+        subset,
+        host,
+    )
+}
+
+/// The twin patches of `bridged`; a TLS mode the twins cannot apply becomes a warning on `contributors`.
+#[allow(clippy::too_many_arguments)]
+fn twin_patches(
+    bridged: &BTreeSet<String>,
+    context: &str,
+    protocol: pb::Protocol,
+    drs: &BTreeMap<&str, &DestinationRuleSpec>,
+    cat: &Catalog<'_>,
+    settings: &Settings,
+    contributors: &[ObjectKey],
+    reports: &mut BTreeMap<ObjectKey, ObjectReport>,
+) -> Vec<ConfigPatch> {
+    bridged
+        .iter()
+        .map(|c| {
+            let t = twin_transport(c, drs, cat, settings);
+            if let Transport::Unsupported(mode) = &t {
+                for k in contributors {
+                    if let Some(r) = reports.get_mut(k) {
+                        r.problems.warn("spec", format!("DestinationRule TLS mode {mode} of {c} is not applied to the bridge twin {BRIDGE_PREFIX}{c}: detoured requests go in plaintext"));
+                    }
+                }
+            }
+            bridge_cluster_patch(c, context, protocol, settings, t)
+        })
+        .collect()
 }
 
 fn catalog<'a>(inputs: &'a Inputs, ports: &'a [ServicePort]) -> Catalog<'a> {
@@ -433,6 +505,10 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
         for s in &dr.spec.subsets {
             e.entry(s.name.clone()).or_insert_with(|| s.labels.clone());
         }
+    }
+    let mut drs_by_host: BTreeMap<&str, &DestinationRuleSpec> = BTreeMap::new();
+    for dr in &inputs.destination_rules {
+        drs_by_host.entry(dr.spec.host.as_str()).or_insert(&dr.spec);
     }
 
     for sp in &ports {
@@ -587,11 +663,16 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                 value: filter_value(adapter, &config, settings, true),
             },
         }];
-        patches.extend(
-            bridged
-                .iter()
-                .map(|c| bridge_cluster_patch(c, sp.protocol, settings)),
-        );
+        patches.extend(twin_patches(
+            &bridged,
+            "SIDECAR_OUTBOUND",
+            sp.protocol,
+            &drs_by_host,
+            &cat,
+            settings,
+            &contributors,
+            &mut out.reports,
+        ));
         let exported_locally =
             routers.iter().any(|m| m.spec.export_to == ["."]) || sp.export_to == ["."];
         let out_ns = if exported_locally {

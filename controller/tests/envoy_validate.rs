@@ -146,6 +146,8 @@ fn sidecar_with_patches(inputs: &Inputs) -> Value {
     let mut listeners = Vec::new();
     let mut clusters = vec![
         static_cluster("xds-grpc", 15010, true),
+        // istio-agent's SDS server: the bridge twins' mTLS certificates come from it.
+        static_cluster(meltemi_controller::mtls::SDS_CLUSTER, 15011, true),
         static_cluster("outbound|1||upstream", 1, false),
     ];
     for (i, f) in r.filters.iter().enumerate() {
