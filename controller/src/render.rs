@@ -419,6 +419,161 @@ fn host_candidates(pattern: &str, ns: &str, domain: &str) -> Vec<String> {
     v
 }
 
+fn resolve_adapter(sp: &ServicePort, no_routers: bool, settings: &Settings) -> Adapter {
+    sp.adapter_override.unwrap_or(match settings.adapter {
+        AdapterChoice::Wasm => Adapter::Wasm,
+        AdapterChoice::Module => Adapter::Module,
+        AdapterChoice::Auto if no_routers => Adapter::Wasm,
+        AdapterChoice::Auto => Adapter::Module,
+    })
+}
+
+/// Appends `from` to `to`, skipping problems `to` already has (a router converted for a sidecar
+/// and for a gateway reports each problem once).
+fn merge_problems(to: &mut Problems, from: Problems) {
+    for e in from.errors {
+        if !to.errors.contains(&e) {
+            to.errors.push(e);
+        }
+    }
+    for w in from.warnings {
+        if !to.warnings.contains(&w) {
+            to.warnings.push(w);
+        }
+    }
+}
+
+/// The route table of `sp` from the MetaRouters naming its host, and the routers that went in.
+fn route_table(
+    sp: &ServicePort,
+    routers: &[&MetaRouter],
+    adapter: Adapter,
+    cat: &Catalog<'_>,
+    reports: &mut BTreeMap<ObjectKey, ObjectReport>,
+) -> (Option<pb::RouteTable>, Vec<ObjectKey>) {
+    let mut contributors = Vec::new();
+    if routers.is_empty() {
+        return (None, contributors);
+    }
+    let mut services = Vec::new();
+    let mut version = 0u64;
+    for mr in routers {
+        let key = key_of("MetaRouter", &mr.metadata);
+        let report = reports.entry(key.clone()).or_default();
+        let mut p = Problems::default();
+        if adapter == Adapter::Wasm {
+            p.warn("spec", format!("host {} uses the wasm adapter (observe only): routes are not applied; annotate the service with meltemi.io/adapter: module", sp.host));
+        } else if let Some(s) = routes::convert(mr, sp, cat, &mut p) {
+            version = version.max(u64::try_from(mr.metadata.generation.unwrap_or(1)).unwrap_or(1));
+            services.push(s);
+            contributors.push(key);
+        }
+        merge_problems(&mut report.problems, p);
+    }
+    if services.len() > 1 {
+        // Several MetaRouters for one host: their routes are tried in (namespace, name) order.
+        let merged = pb::ServiceRoutes {
+            name: "*".into(),
+            rate_limit: services.iter().find_map(|s| s.rate_limit.clone()),
+            routes: services.into_iter().flat_map(|s| s.routes).collect(),
+        };
+        services = vec![merged];
+    }
+    if services.is_empty() {
+        return (None, contributors);
+    }
+    // tcp_proxy keeps the service's own cluster: requests routed there stay on the fast path,
+    // every subset-routed request is detoured through its bridge twin.
+    let table = pb::RouteTable {
+        version,
+        services,
+        primary_cluster: sp.cluster(""),
+    };
+    (Some(table), contributors)
+}
+
+/// Clusters that need a bridge twin: every subset of the host and every cluster a route names
+/// (stable across route edits within the host, so edits need no new cluster).
+fn bridged_clusters(
+    sp: &ServicePort,
+    table: Option<&pb::RouteTable>,
+    subsets: &BTreeMap<String, BTreeMap<String, String>>,
+) -> BTreeSet<String> {
+    let Some(t) = table else {
+        return BTreeSet::new();
+    };
+    let mut set: BTreeSet<String> = std::iter::once(sp.cluster(""))
+        .chain(subsets.keys().map(|s| sp.cluster(s)))
+        .collect();
+    for s in &t.services {
+        for r in &s.routes {
+            if let Some(a) = &r.action {
+                set.extend(std::iter::once(a.cluster.clone()).filter(|c| !c.is_empty()));
+                set.extend(a.weighted_clusters.iter().map(|w| w.cluster.clone()));
+            }
+            if let Some(m) = &r.mirror {
+                set.insert(m.cluster.clone());
+            }
+        }
+    }
+    set
+}
+
+/// The filter config of one listener (`prefix` is its stat prefix and route-table key), checked
+/// against the schema's own validation.
+fn listener_config(
+    sp: &ServicePort,
+    prefix: &str,
+    table: Option<pb::RouteTable>,
+    settings: &Settings,
+    route_tables: &mut BTreeMap<String, pb::RouteTable>,
+) -> Result<pb::Config, RenderError> {
+    let mut config = pb::Config {
+        protocol: sp.protocol as i32,
+        stat_prefix: prefix.to_string(),
+        access_log: settings.access_log,
+        on_decode_error: if table.is_some() {
+            pb::OnDecodeError::Close
+        } else {
+            pb::OnDecodeError::Passthrough
+        } as i32,
+        max_frame_bytes: 0,
+        routes: None,
+        route_discovery: None,
+        methods: Vec::new(),
+    };
+    if let Some(t) = table {
+        if let Some(cluster) = &settings.route_discovery_cluster {
+            // The listener carries an empty table; the module fetches the current one. Route
+            // edits then change no listener, so no connection drains.
+            config.routes = Some(pb::RouteTable {
+                version: 0,
+                services: Vec::new(),
+                primary_cluster: t.primary_cluster.clone(),
+            });
+            config.route_discovery = Some(pb::RouteDiscovery {
+                cluster: cluster.clone(),
+                path: format!("/routes/v1/{prefix}"),
+                refresh_interval_ms: settings.route_refresh_ms,
+            });
+        } else {
+            config.routes = Some(t.clone());
+        }
+        route_tables.insert(prefix.to_string(), t);
+    }
+    pb::validate_with(&config, &routes::check_regex).map_err(|errs| {
+        RenderError::InvalidConfig {
+            listener: prefix.to_string(),
+            errors: errs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    })?;
+    Ok(config)
+}
+
 /// Renders everything.
 pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
     let settings = &inputs.settings;
@@ -520,122 +675,11 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             .get(sp.host.as_str())
             .cloned()
             .unwrap_or_default();
-        let adapter = sp.adapter_override.unwrap_or(match settings.adapter {
-            AdapterChoice::Wasm => Adapter::Wasm,
-            AdapterChoice::Module => Adapter::Module,
-            AdapterChoice::Auto if routers.is_empty() => Adapter::Wasm,
-            AdapterChoice::Auto => Adapter::Module,
-        });
+        let adapter = resolve_adapter(sp, routers.is_empty(), settings);
         let prefix = stat_prefix("outbound", sp);
-        let mut table: Option<pb::RouteTable> = None;
-        let mut contributors = Vec::new();
-        if !routers.is_empty() {
-            let mut services = Vec::new();
-            let mut version = 0u64;
-            for mr in routers {
-                let key = key_of("MetaRouter", &mr.metadata);
-                let report = out.reports.entry(key.clone()).or_default();
-                if adapter == Adapter::Wasm {
-                    report.problems.warn("spec", format!("host {} uses the wasm adapter (observe only): routes are not applied; annotate the service with meltemi.io/adapter: module", sp.host));
-                    continue;
-                }
-                let mut p = Problems::default();
-                if let Some(s) = routes::convert(mr, sp, &cat, &mut p) {
-                    version = version
-                        .max(u64::try_from(mr.metadata.generation.unwrap_or(1)).unwrap_or(1));
-                    services.push(s);
-                    contributors.push(key);
-                }
-                report.problems.errors.extend(p.errors);
-                report.problems.warnings.extend(p.warnings);
-            }
-            if services.len() > 1 {
-                // Several MetaRouters for one host: their routes are tried in (namespace, name) order.
-                let merged = pb::ServiceRoutes {
-                    name: "*".into(),
-                    rate_limit: services.iter().find_map(|s| s.rate_limit.clone()),
-                    routes: services.into_iter().flat_map(|s| s.routes).collect(),
-                };
-                services = vec![merged];
-            }
-            if !services.is_empty() {
-                // tcp_proxy keeps the service's own cluster: requests routed there stay on the
-                // fast path, every subset-routed request is detoured through its bridge twin.
-                table = Some(pb::RouteTable {
-                    version,
-                    services,
-                    primary_cluster: sp.cluster(""),
-                });
-            }
-        }
-        let routing = table.is_some();
-        let bridged: BTreeSet<String> = match &table {
-            None => BTreeSet::new(),
-            Some(t) => {
-                // Every subset of the host and every cluster a route names: stable across route
-                // edits within the host, so edits need no new cluster.
-                let mut set: BTreeSet<String> = std::iter::once(sp.cluster(""))
-                    .chain(subsets.keys().map(|s| sp.cluster(s)))
-                    .collect();
-                for s in &t.services {
-                    for r in &s.routes {
-                        if let Some(a) = &r.action {
-                            set.extend(
-                                std::iter::once(a.cluster.clone()).filter(|c| !c.is_empty()),
-                            );
-                            set.extend(a.weighted_clusters.iter().map(|w| w.cluster.clone()));
-                        }
-                        if let Some(m) = &r.mirror {
-                            set.insert(m.cluster.clone());
-                        }
-                    }
-                }
-                set
-            }
-        };
-        let mut config = pb::Config {
-            protocol: sp.protocol as i32,
-            stat_prefix: prefix.clone(),
-            access_log: settings.access_log,
-            on_decode_error: if routing {
-                pb::OnDecodeError::Close
-            } else {
-                pb::OnDecodeError::Passthrough
-            } as i32,
-            max_frame_bytes: 0,
-            routes: None,
-            route_discovery: None,
-            methods: Vec::new(),
-        };
-        if let Some(t) = table {
-            if let Some(cluster) = &settings.route_discovery_cluster {
-                // The listener carries an empty table; the module fetches the current one. Route
-                // edits then change no listener, so no connection drains.
-                config.routes = Some(pb::RouteTable {
-                    version: 0,
-                    services: Vec::new(),
-                    primary_cluster: t.primary_cluster.clone(),
-                });
-                config.route_discovery = Some(pb::RouteDiscovery {
-                    cluster: cluster.clone(),
-                    path: format!("/routes/v1/{prefix}"),
-                    refresh_interval_ms: settings.route_refresh_ms,
-                });
-            } else {
-                config.routes = Some(t.clone());
-            }
-            out.route_tables.insert(prefix.clone(), t);
-        }
-        pb::validate_with(&config, &routes::check_regex).map_err(|errs| {
-            RenderError::InvalidConfig {
-                listener: prefix.clone(),
-                errors: errs
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            }
-        })?;
+        let (table, contributors) = route_table(sp, routers, adapter, &cat, &mut out.reports);
+        let bridged = bridged_clusters(sp, table.as_ref(), &subsets);
+        let config = listener_config(sp, &prefix, table, settings, &mut out.route_tables)?;
 
         // Outbound EnvoyFilter.
         let listener_name = match &sp.vip {
