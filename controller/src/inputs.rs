@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use serde::de::DeserializeOwned;
 
 use crate::crd::{MetaRouter, RedisDestination, RedisService};
-use crate::istio::{DestinationRule, ServiceEntry};
+use crate::istio::{DestinationRule, Gateway, ServiceEntry};
 
 /// Which data-plane artifact a service gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -80,6 +80,9 @@ pub struct Inputs {
     pub service_entries: Vec<ServiceEntry>,
     pub services: Vec<Service>,
     pub destination_rules: Vec<DestinationRule>,
+    /// Istio Gateways (ingress and egress): where `MetaRouter.spec.gateways` and the
+    /// `meltemi.io/gateways` service annotation put the filter on gateway listeners.
+    pub gateways: Vec<Gateway>,
     pub meta_routers: Vec<MetaRouter>,
     pub redis_services: Vec<RedisService>,
     pub redis_destinations: Vec<RedisDestination>,
@@ -196,6 +199,9 @@ impl Inputs {
             }
             ("networking.istio.io", "DestinationRule") => {
                 push(&object, &ns, value, &mut self.destination_rules, errors)
+            }
+            ("networking.istio.io", "Gateway") => {
+                push(&object, &ns, value, &mut self.gateways, errors)
             }
             ("", "Service") if api == "v1" => push(&object, &ns, value, &mut self.services, errors),
             ("metaprotocol.aeraki.io", "MetaRouter") => {

@@ -8,6 +8,10 @@ use crate::inputs::{Adapter, Inputs};
 
 /// Annotation (on a ServiceEntry or Service) that picks the adapter: `wasm` or `module`.
 pub const ADAPTER_ANNOTATION: &str = "meltemi.io/adapter";
+/// Annotation (on a ServiceEntry or Service) naming Istio Gateways (`ns/name` or `name`, comma
+/// separated) whose listeners for this host get the filter too (observe; routes come from
+/// `MetaRouter.spec.gateways`).
+pub const GATEWAYS_ANNOTATION: &str = "meltemi.io/gateways";
 /// Annotation with the listen port of this service in a standalone bootstrap (else the port).
 pub const LISTEN_PORT_ANNOTATION: &str = "meltemi.io/listen-port";
 
@@ -67,6 +71,8 @@ pub struct ServicePort {
     pub export_to: Vec<String>,
     /// A `MESH_EXTERNAL` ServiceEntry (no auto mTLS to it).
     pub mesh_external: bool,
+    /// Gateways named by the `meltemi.io/gateways` annotation.
+    pub gateways: Vec<String>,
 }
 
 impl ServicePort {
@@ -86,6 +92,19 @@ fn adapter_from(annotations: Option<&BTreeMap<String, String>>) -> Option<Adapte
         "module" => Some(Adapter::Module),
         _ => None,
     }
+}
+
+fn gateways_from(annotations: Option<&BTreeMap<String, String>>) -> Vec<String> {
+    annotations
+        .and_then(|a| a.get(GATEWAYS_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn listen_port_from(annotations: Option<&BTreeMap<String, String>>) -> Option<u32> {
@@ -151,6 +170,7 @@ pub fn service_ports(inputs: &Inputs) -> Vec<ServicePort> {
                     listen_port: listen_port_from(annotations),
                     export_to: se.spec.export_to.clone(),
                     mesh_external: se.spec.location.as_deref() == Some("MESH_EXTERNAL"),
+                    gateways: gateways_from(annotations),
                 });
             }
         }
@@ -202,6 +222,7 @@ pub fn service_ports(inputs: &Inputs) -> Vec<ServicePort> {
                 listen_port: listen_port_from(annotations),
                 export_to: Vec::new(),
                 mesh_external: false,
+                gateways: gateways_from(annotations),
             });
         }
     }

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::crd::{Condition, MetaRouter, RedisDestination, RedisService, RouteStatus};
 use crate::inputs::{Inputs, Settings};
-use crate::istio::{DestinationRule, EnvoyFilter, ServiceEntry};
+use crate::istio::{DestinationRule, EnvoyFilter, Gateway, ServiceEntry};
 use crate::render::{render_all, ObjectKey, ObjectReport, MANAGED_BY};
 use crate::serve::Shared;
 
@@ -65,6 +65,7 @@ pub async fn load(client: &Client, settings: &Settings) -> Result<Inputs, kube::
         service_entries: list_all::<ServiceEntry>(client).await?,
         services: list_all::<Service>(client).await?,
         destination_rules: list_all::<DestinationRule>(client).await?,
+        gateways: list_all::<Gateway>(client).await?,
         meta_routers: list_all::<MetaRouter>(client).await?,
         redis_services: list_all::<RedisService>(client).await?,
         redis_destinations: list_all::<RedisDestination>(client).await?,
@@ -305,6 +306,7 @@ pub async fn run(
         watch::<ServiceEntry>(&client),
         watch::<Service>(&client),
         watch::<DestinationRule>(&client),
+        watch::<Gateway>(&client),
         watch::<MetaRouter>(&client),
         watch::<RedisService>(&client),
         watch::<RedisDestination>(&client),

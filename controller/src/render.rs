@@ -17,6 +17,8 @@ use crate::model::{service_ports, ServicePort};
 use crate::mtls::{self, Transport};
 use crate::routes::{self, Catalog, Problems};
 
+mod gateway;
+
 /// Label on everything we render (the reconcile prunes by it).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "meltemi");
 /// Prefix of the bridge twin of an Istio cluster: a request the module sends elsewhere than the
@@ -332,6 +334,34 @@ fn bridge_cluster_patch(
     }
 }
 
+/// Our filter `value` inserted before `tcp_proxy` in the listener `listener` of `context`.
+fn before_tcp_proxy(context: &str, listener: ListenerMatch, value: Value) -> ConfigPatch {
+    let filter_chain = FilterChainMatch {
+        destination_port: listener
+            .filter_chain
+            .as_ref()
+            .and_then(|f| f.destination_port),
+        filter: Some(FilterMatch {
+            name: TCP_PROXY.into(),
+        }),
+    };
+    ConfigPatch {
+        apply_to: "NETWORK_FILTER".into(),
+        match_: PatchMatch {
+            context: context.into(),
+            listener: Some(ListenerMatch {
+                filter_chain: Some(filter_chain),
+                ..listener
+            }),
+            cluster: None,
+        },
+        patch: Patch {
+            operation: "INSERT_BEFORE".into(),
+            value,
+        },
+    }
+}
+
 /// The transport of the twin of Istio cluster `c` (`outbound|<port>|<subset>|<host>`).
 fn twin_transport(
     c: &str,
@@ -594,11 +624,13 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
         )
     }
     sorted_routers.sort_by(|a, b| order(a).cmp(&order(b)));
+    // Each router with the service ports it routes (the gateways pass needs them too).
+    let mut routed: Vec<(&MetaRouter, Vec<&ServicePort>)> = Vec::new();
     for mr in sorted_routers {
         let key = key_of("MetaRouter", &mr.metadata);
         let report = out.reports.entry(key.clone()).or_default();
         report.generation = mr.metadata.generation;
-        let mut matched = false;
+        let mut matched = Vec::new();
         for (i, h) in mr.spec.hosts.iter().enumerate() {
             let hits: Vec<&ServicePort> = host_candidates(h, &key.namespace, domain)
                 .iter()
@@ -621,17 +653,19 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                     );
                     continue;
                 }
-                matched = true;
-                routers_by_host
-                    .entry(sp.host.as_str())
-                    .or_default()
-                    .push(mr);
+                matched.push(sp);
+                if gateway::applies_to_mesh(mr) {
+                    routers_by_host
+                        .entry(sp.host.as_str())
+                        .or_default()
+                        .push(mr);
+                }
             }
         }
         if mr.spec.hosts.is_empty() {
             report.problems.error("spec.hosts", "required");
         }
-        let _ = matched;
+        routed.push((mr, matched));
     }
     for rs in &inputs.redis_services {
         let report = out
@@ -686,27 +720,14 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             Some(vip) => format!("{vip}_{}", sp.port),
             None => format!("0.0.0.0_{}", sp.port),
         };
-        let mut patches = vec![ConfigPatch {
-            apply_to: "NETWORK_FILTER".into(),
-            match_: PatchMatch {
-                context: "SIDECAR_OUTBOUND".into(),
-                listener: Some(ListenerMatch {
-                    name: Some(listener_name),
-                    port_number: None,
-                    filter_chain: Some(FilterChainMatch {
-                        destination_port: None,
-                        filter: Some(FilterMatch {
-                            name: TCP_PROXY.into(),
-                        }),
-                    }),
-                }),
-                cluster: None,
+        let mut patches = vec![before_tcp_proxy(
+            "SIDECAR_OUTBOUND",
+            ListenerMatch {
+                name: Some(listener_name),
+                ..Default::default()
             },
-            patch: Patch {
-                operation: "INSERT_BEFORE".into(),
-                value: filter_value(adapter, &config, settings, true),
-            },
-        }];
+            filter_value(adapter, &config, settings, true),
+        )];
         patches.extend(twin_patches(
             &bridged,
             "SIDECAR_OUTBOUND",
@@ -729,27 +750,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             dns_piece(&sp.host),
             sp.port
         ));
-        let mut annotations = BTreeMap::from([
-            ("meltemi.io/host".to_string(), sp.host.clone()),
-            ("meltemi.io/port".to_string(), sp.port.to_string()),
-            (
-                "meltemi.io/source".to_string(),
-                format!(
-                    "{} {}/{}",
-                    sp.source.kind, sp.source.namespace, sp.source.name
-                ),
-            ),
-        ]);
-        if !contributors.is_empty() {
-            annotations.insert(
-                "meltemi.io/routes".into(),
-                contributors
-                    .iter()
-                    .map(|k| format!("{}/{}", k.namespace, k.name))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        }
+        let annotations = filter_annotations(sp, &contributors);
         out.filters.push(envoy_filter(
             &out_ns,
             &out_name,
@@ -834,6 +835,17 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
             subsets,
         });
     }
+    gateway::render(
+        inputs,
+        &ports,
+        &routed,
+        &gateway::Lookups {
+            cat: &cat,
+            subsets_by_host: &subsets_by_host,
+            drs_by_host: &drs_by_host,
+        },
+        &mut out,
+    )?;
     out.filters.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
@@ -841,6 +853,32 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
         a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name
     });
     Ok(out)
+}
+
+/// Annotations saying what a filter is for: host, port, source object, routers that went in.
+fn filter_annotations(sp: &ServicePort, contributors: &[ObjectKey]) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([
+        ("meltemi.io/host".to_string(), sp.host.clone()),
+        ("meltemi.io/port".to_string(), sp.port.to_string()),
+        (
+            "meltemi.io/source".to_string(),
+            format!(
+                "{} {}/{}",
+                sp.source.kind, sp.source.namespace, sp.source.name
+            ),
+        ),
+    ]);
+    if !contributors.is_empty() {
+        annotations.insert(
+            "meltemi.io/routes".into(),
+            contributors
+                .iter()
+                .map(|k| format!("{}/{}", k.namespace, k.name))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    annotations
 }
 
 fn envoy_filter(

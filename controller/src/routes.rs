@@ -455,12 +455,6 @@ pub fn convert(
             "accepted but not applied: no global rate limit service integration yet",
         );
     }
-    if !spec.gateways.is_empty() {
-        p.warn(
-            "spec.gateways",
-            "accepted but not applied: routes are rendered for sidecars only",
-        );
-    }
     if spec.routes.is_empty() && rl.is_none() {
         p.warn(
             "spec",

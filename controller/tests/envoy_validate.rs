@@ -142,6 +142,17 @@ fn static_cluster(name: &str, port: u32, http2: bool) -> Value {
 
 /// A sidecar-like bootstrap holding every patch of the rendered EnvoyFilters.
 fn sidecar_with_patches(inputs: &Inputs) -> Value {
+    proxy_with_patches(inputs, |c| c != "GATEWAY")
+}
+
+/// The same for a gateway: the patches with context GATEWAY (`None` if there are none).
+fn gateway_with_patches(inputs: &Inputs) -> Option<Value> {
+    let v = proxy_with_patches(inputs, |c| c == "GATEWAY");
+    (!v["static_resources"]["listeners"].as_array()?.is_empty()).then_some(v)
+}
+
+/// A proxy-like bootstrap holding the patches whose context passes `context`.
+fn proxy_with_patches(inputs: &Inputs, context: impl Fn(&str) -> bool) -> Value {
     let r = render_all(inputs).expect("render");
     let mut listeners = Vec::new();
     let mut clusters = vec![
@@ -151,7 +162,12 @@ fn sidecar_with_patches(inputs: &Inputs) -> Value {
         static_cluster("outbound|1||upstream", 1, false),
     ];
     for (i, f) in r.filters.iter().enumerate() {
-        for p in &f.spec.config_patches {
+        for p in f
+            .spec
+            .config_patches
+            .iter()
+            .filter(|p| context(&p.match_.context))
+        {
             match p.apply_to.as_str() {
                 "NETWORK_FILTER" => listeners.push(json!({
                     "name": format!("l{i}_{}", listeners.len()),
@@ -212,7 +228,9 @@ fn envoyfilter_patches_validate() {
         let v = sidecar_with_patches(&inputs);
         envoy_validate(&format!("patches-{p}"), &v);
     }
-    let cases: [(&str, &[&str]); 2] = [
+    let cases: [(&str, &[&str]); 4] = [
+        ("demo", &["gateway/dubbo-ingress-thrift-egress.yaml"]),
+        ("demo", &["mtls/thrift-tls-modes.yaml"]),
         (
             "meta-dubbo",
             &[
@@ -230,10 +248,14 @@ fn envoyfilter_patches_validate() {
             ],
         ),
     ];
-    for (ns, files) in cases {
+    for (i, (ns, files)) in cases.into_iter().enumerate() {
         let v = sidecar_with_patches(&load(files, ns, settings()));
         assert!(routed_configs(&v) > 0);
-        envoy_validate(&format!("patches-{ns}"), &v);
+        envoy_validate(&format!("patches-{ns}-{i}"), &v);
+        if let Some(g) = gateway_with_patches(&load(files, ns, settings())) {
+            assert!(routed_configs(&g) > 0);
+            envoy_validate(&format!("gateway-patches-{ns}-{i}"), &g);
+        }
     }
 }
 

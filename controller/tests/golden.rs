@@ -135,6 +135,33 @@ fn protocols_with_route_discovery() {
     }
 }
 
+/// Istio ingress/egress gateways: routes by `MetaRouter.spec.gateways`, observation by annotation.
+#[test]
+fn gateways() {
+    let inputs = load(
+        &["gateway/dubbo-ingress-thrift-egress.yaml"],
+        "demo",
+        Settings::default(),
+    );
+    let text = render_text(&inputs, false);
+    assert!(text.contains("context: GATEWAY"));
+    check_golden("gateway-dubbo-ingress-thrift-egress", &text);
+}
+
+/// DestinationRule TLS modes on the bridge twins (auto mTLS is in every other routing golden).
+#[test]
+fn mtls_modes() {
+    let inputs = load(&["mtls/thrift-tls-modes.yaml"], "demo", Settings::default());
+    check_golden("mtls-thrift-tls-modes", &render_text(&inputs, false));
+    let plain = Settings {
+        auto_mtls: false,
+        ..Default::default()
+    };
+    let inputs = load(&["protocols/dubbo.yaml"], "demo", plain);
+    let text = render_text(&inputs, false);
+    assert!(text.contains("meltemi-bridge|") && !text.contains("transport_socket"));
+}
+
 fn aeraki_cases(prefix: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(testdata().join("aeraki"))
         .unwrap()

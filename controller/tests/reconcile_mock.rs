@@ -53,6 +53,7 @@ fn mock_server(inputs: &Inputs, log: Log) -> kube::Client {
                 ("GET", "/apis/networking.istio.io/v1beta1/destinationrules") => {
                     list("DestinationRule", drs.clone())
                 }
+                ("GET", "/apis/networking.istio.io/v1beta1/gateways") => list("Gateway", vec![]),
                 ("GET", "/apis/metaprotocol.aeraki.io/v1alpha1/metarouters") => {
                     list("MetaRouter", mrs.clone())
                 }
