@@ -17,7 +17,7 @@ use crate::model::{service_ports, ServicePort};
 use crate::mtls::{self, Transport};
 use crate::routes::{self, Catalog, Problems};
 
-mod gateway;
+pub(crate) mod gateway;
 
 /// Label on everything we render (the reconcile prunes by it).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "meltemi");

@@ -34,6 +34,27 @@ impl fmt::Display for Finding {
     }
 }
 
+/// A DestinationRule TLS mode the bridge twins cannot honour, or no mode Istio knows.
+fn tls_finding(object: &str, path: String, mode: &str) -> Option<Finding> {
+    let (severity, message) = match mode {
+        "DISABLE" | "ISTIO_MUTUAL" => return None,
+        "SIMPLE" | "MUTUAL" => (
+            Severity::Warning,
+            format!("{mode}: Meltemi's bridge twins do not originate TLS; detoured requests to this destination go in plaintext"),
+        ),
+        other => (
+            Severity::Error,
+            format!("{other:?} is not a TLS mode (DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL)"),
+        ),
+    };
+    Some(Finding {
+        severity,
+        object: object.into(),
+        path: format!("{path}.mode"),
+        message,
+    })
+}
+
 fn object_name(k: &ObjectKey) -> String {
     format!("{} {}/{}", k.kind, k.namespace, k.name)
 }
@@ -94,9 +115,47 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
             });
         }
     }
+    for sp in crate::model::service_ports(inputs) {
+        for message in crate::render::gateway::annotation_problems(inputs, &sp) {
+            out.push(Finding {
+                severity: Severity::Warning,
+                object: format!(
+                    "{} {}/{}",
+                    sp.source.kind, sp.source.namespace, sp.source.name
+                ),
+                path: format!(
+                    "metadata.annotations[{:?}]",
+                    crate::model::GATEWAYS_ANNOTATION
+                ),
+                message,
+            });
+        }
+    }
     for dr in &inputs.destination_rules {
         let ns = dr.metadata.namespace.clone().unwrap_or_default();
         let name = dr.metadata.name.clone().unwrap_or_default();
+        let object = format!("DestinationRule {ns}/{name}");
+        let policies = std::iter::once(("spec.trafficPolicy".to_string(), &dr.spec.traffic_policy))
+            .chain(dr.spec.subsets.iter().enumerate().map(|(i, s)| {
+                (
+                    format!("spec.subsets[{i}].trafficPolicy"),
+                    &s.traffic_policy,
+                )
+            }));
+        for (path, tp) in policies {
+            let Some(tp) = tp else { continue };
+            let tls = std::iter::once((format!("{path}.tls"), &tp.tls)).chain(
+                tp.port_level_settings
+                    .iter()
+                    .enumerate()
+                    .map(|(j, p)| (format!("{path}.portLevelSettings[{j}].tls"), &p.tls)),
+            );
+            for (path, t) in tls {
+                if let Some(f) = t.as_ref().and_then(|t| tls_finding(&object, path, &t.mode)) {
+                    out.push(f);
+                }
+            }
+        }
         for (i, s) in dr.spec.subsets.iter().enumerate() {
             if s.labels.is_empty() {
                 out.push(Finding {
@@ -145,8 +204,11 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
                             f.metadata.namespace.as_deref().unwrap_or(""),
                             f.metadata.name.as_deref().unwrap_or("")
                         ),
-                        path: String::new(),
-                        message: format!("violates Istio's EnvoyFilter schema: {e}"),
+                        path: e.split_once(": ").map(|(p, _)| p).unwrap_or("").into(),
+                        message: format!(
+                            "violates Istio's EnvoyFilter schema: {}",
+                            e.split_once(": ").map(|(_, m)| m).unwrap_or(&e)
+                        ),
                     });
                 }
             }
@@ -154,4 +216,83 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
     }
     out.sort_by_key(|f| f.severity);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::Settings;
+
+    fn findings(files: &[&str], extra: &str) -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+        let mut inputs = Inputs {
+            settings: Settings {
+                default_namespace: "demo".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut errors = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            inputs.add_yaml(f, &text, &mut errors);
+        }
+        inputs.add_yaml("extra.yaml", extra, &mut errors);
+        validate(&inputs, &errors)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn tls_modes_and_gateway_annotations_have_object_and_path() {
+        let extra = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: typo, namespace: demo}
+spec:
+  host: x.demo.svc.cluster.local
+  trafficPolicy:
+    portLevelSettings:
+      - port: {number: 1}
+        tls: {mode: ISTIO_MUTAL}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: redis
+  namespace: demo
+  annotations: {meltemi.io/gateways: "istio-system/egress, nope"}
+spec:
+  ports: [{name: tcp-redis, port: 6379}]
+"#;
+        let f = findings(
+            &[
+                "mtls/thrift-tls-modes.yaml",
+                "gateway/dubbo-ingress-thrift-egress.yaml",
+            ],
+            extra,
+        );
+        let has = |s: &str| f.iter().any(|x| x.contains(s));
+        assert!(
+            has("error: DestinationRule demo/typo: spec.trafficPolicy.portLevelSettings[0].tls.mode: \"ISTIO_MUTAL\" is not a TLS mode"),
+            "{f:#?}"
+        );
+        assert!(
+            has("warning: DestinationRule demo/thrift-demo: spec.subsets[2].trafficPolicy.tls.mode: SIMPLE"),
+            "{f:#?}"
+        );
+        assert!(
+            has("warning: Service demo/redis: metadata.annotations[\"meltemi.io/gateways\"]: Gateway istio-system/egress has no TCP server whose hosts match redis.demo.svc.cluster.local"),
+            "{f:#?}"
+        );
+        assert!(
+            has("warning: Service demo/redis: metadata.annotations[\"meltemi.io/gateways\"]: no Gateway demo/nope"),
+            "{f:#?}"
+        );
+        assert!(
+            has("error: MetaRouter demo/dubbo-missing-gateway: spec.gateways[0]: no Gateway demo/no-such-gateway"),
+            "{f:#?}"
+        );
+    }
 }

@@ -125,6 +125,27 @@ fn add<'a>(
     Ok(())
 }
 
+/// Why an entry of the `meltemi.io/gateways` annotation of `sp` puts nothing on a gateway (for
+/// `meltemi validate`; the render skips such entries).
+pub(crate) fn annotation_problems(inputs: &Inputs, sp: &ServicePort) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in &sp.gateways {
+        let (ns, name) = split_ref(g, &sp.namespace);
+        match find(inputs, ns, name) {
+            None => out.push(format!("no Gateway {ns}/{name}")),
+            Some(gw) if gw.spec.selector.is_empty() => {
+                out.push(format!("Gateway {ns}/{name} has no selector"))
+            }
+            Some(gw) if server_port(gw, sp).is_none() => out.push(format!(
+                "Gateway {ns}/{name} has no TCP server whose hosts match {}",
+                sp.host
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
 /// Renders the gateway EnvoyFilters into `out` (problems go to the routers' reports).
 pub fn render<'a>(
     inputs: &'a Inputs,
