@@ -221,7 +221,8 @@ pub struct MetaRouterSpec {
     /// Service hosts these routes apply to.
     #[serde(default)]
     pub hosts: Vec<String>,
-    /// Gateways (names) to apply the routes on as well; sidecars always.
+    /// Istio Gateways (`ns/name`, or `name` in this namespace) whose TCP servers for these hosts get
+    /// the routes; `mesh` means the sidecars. Empty: sidecars only; without `mesh`: gateways only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
     /// Ordered routes; the first match wins.
