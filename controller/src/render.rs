@@ -604,6 +604,42 @@ fn listener_config(
     Ok(config)
 }
 
+/// Below this many service ports a render stays on one thread (spawning costs more than it saves).
+const PARALLEL_MIN_PORTS: usize = 512;
+
+/// Runs `f` over contiguous chunks of `ports`, on up to `available_parallelism` threads; results
+/// in chunk order.
+fn render_chunks<F>(ports: &[ServicePort], f: &F) -> Vec<Result<Rendered, RenderError>>
+where
+    F: Fn(&[ServicePort]) -> Result<Rendered, RenderError> + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || ports.len() < PARALLEL_MIN_PORTS {
+        return vec![f(ports)];
+    }
+    let size = ports.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ports.chunks(size).map(|c| s.spawn(move || f(c))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// Adds one chunk's output to `out` (reports merged: problems once each, in chunk order).
+fn merge_part(out: &mut Rendered, part: Rendered) {
+    out.filters.extend(part.filters);
+    out.route_tables.extend(part.route_tables);
+    out.listeners.extend(part.listeners);
+    for (k, rep) in part.reports {
+        let dst = out.reports.entry(k).or_default();
+        merge_problems(&mut dst.problems, rep.problems);
+        dst.rendered.extend(rep.rendered);
+        dst.generation = dst.generation.or(rep.generation);
+    }
+}
+
 /// Renders everything.
 pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
     let settings = &inputs.settings;
@@ -700,140 +736,150 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
         drs_by_host.entry(dr.spec.host.as_str()).or_insert(&dr.spec);
     }
 
-    for sp in &ports {
-        let routers: &[&MetaRouter] = routers_by_host
-            .get(sp.host.as_str())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let subsets = subsets_by_host
-            .get(sp.host.as_str())
-            .cloned()
-            .unwrap_or_default();
-        let adapter = resolve_adapter(sp, routers.is_empty(), settings);
-        let prefix = stat_prefix("outbound", sp);
-        let (table, contributors) = route_table(sp, routers, adapter, &cat, &mut out.reports);
-        let bridged = bridged_clusters(sp, table.as_ref(), &subsets);
-        let config = listener_config(sp, &prefix, table, settings, &mut out.route_tables)?;
+    // Service ports are independent: contiguous chunks render on their own threads into their
+    // own `Rendered`, merged in port order, so the output equals a sequential render.
+    let render_chunk = |chunk: &[ServicePort]| -> Result<Rendered, RenderError> {
+        let mut part = Rendered::default();
+        let out = &mut part;
+        for sp in chunk {
+            let routers: &[&MetaRouter] = routers_by_host
+                .get(sp.host.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let subsets = subsets_by_host
+                .get(sp.host.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let adapter = resolve_adapter(sp, routers.is_empty(), settings);
+            let prefix = stat_prefix("outbound", sp);
+            let (table, contributors) = route_table(sp, routers, adapter, &cat, &mut out.reports);
+            let bridged = bridged_clusters(sp, table.as_ref(), &subsets);
+            let config = listener_config(sp, &prefix, table, settings, &mut out.route_tables)?;
 
-        // Outbound EnvoyFilter.
-        let listener_name = match &sp.vip {
-            Some(vip) => format!("{vip}_{}", sp.port),
-            None => format!("0.0.0.0_{}", sp.port),
-        };
-        let mut patches = vec![before_tcp_proxy(
-            "SIDECAR_OUTBOUND",
-            ListenerMatch {
-                name: Some(listener_name),
-                ..Default::default()
-            },
-            filter_value(adapter, &config, settings, true),
-        )];
-        patches.extend(twin_patches(
-            &bridged,
-            "SIDECAR_OUTBOUND",
-            sp.protocol,
-            &drs_by_host,
-            &cat,
-            settings,
-            &contributors,
-            &mut out.reports,
-        ));
-        let exported_locally =
-            routers.iter().any(|m| m.spec.export_to == ["."]) || sp.export_to == ["."];
-        let out_ns = if exported_locally {
-            sp.namespace.clone()
-        } else {
-            settings.root_namespace.clone()
-        };
-        let out_name = object_name(format!(
-            "meltemi-outbound-{}-{}",
-            dns_piece(&sp.host),
-            sp.port
-        ));
-        let annotations = filter_annotations(sp, &contributors);
-        out.filters.push(envoy_filter(
-            &out_ns,
-            &out_name,
-            annotations.clone(),
-            None,
-            patches,
-            sp,
-            out_ns == sp.namespace,
-        ));
-        for k in &contributors {
-            if let Some(r) = out.reports.get_mut(k) {
-                r.rendered.insert(format!("{out_ns}/{out_name}"));
-            }
-        }
-
-        // Inbound EnvoyFilter: server side, observe only, on the workloads behind the service.
-        if settings.inbound && !sp.workload_labels.is_empty() {
-            let in_cfg = pb::Config {
-                protocol: sp.protocol as i32,
-                stat_prefix: stat_prefix("inbound", sp),
-                access_log: settings.access_log,
-                on_decode_error: pb::OnDecodeError::Passthrough as i32,
-                max_frame_bytes: 0,
-                routes: None,
-                route_discovery: None,
-                methods: Vec::new(),
+            // Outbound EnvoyFilter.
+            let listener_name = match &sp.vip {
+                Some(vip) => format!("{vip}_{}", sp.port),
+                None => format!("0.0.0.0_{}", sp.port),
             };
-            let in_adapter = if adapter == Adapter::Module
-                && sp.adapter_override.is_none()
-                && settings.adapter == AdapterChoice::Auto
-            {
-                // Routing needs the module on the client side only; the server side observes.
-                Adapter::Wasm
+            let mut patches = vec![before_tcp_proxy(
+                "SIDECAR_OUTBOUND",
+                ListenerMatch {
+                    name: Some(listener_name),
+                    ..Default::default()
+                },
+                filter_value(adapter, &config, settings, true),
+            )];
+            patches.extend(twin_patches(
+                &bridged,
+                "SIDECAR_OUTBOUND",
+                sp.protocol,
+                &drs_by_host,
+                &cat,
+                settings,
+                &contributors,
+                &mut out.reports,
+            ));
+            let exported_locally =
+                routers.iter().any(|m| m.spec.export_to == ["."]) || sp.export_to == ["."];
+            let out_ns = if exported_locally {
+                sp.namespace.clone()
             } else {
-                adapter
+                settings.root_namespace.clone()
             };
-            let patch = ConfigPatch {
-                apply_to: "NETWORK_FILTER".into(),
-                match_: PatchMatch {
-                    context: "SIDECAR_INBOUND".into(),
-                    listener: Some(ListenerMatch {
-                        name: Some("virtualInbound".into()),
-                        port_number: None,
-                        filter_chain: Some(FilterChainMatch {
-                            destination_port: Some(sp.target_port),
-                            filter: Some(FilterMatch {
-                                name: TCP_PROXY.into(),
-                            }),
-                        }),
-                    }),
-                    cluster: None,
-                },
-                patch: Patch {
-                    operation: "INSERT_BEFORE".into(),
-                    value: filter_value(in_adapter, &in_cfg, settings, true),
-                },
-            };
-            let in_name = object_name(format!(
-                "meltemi-inbound-{}-{}",
-                dns_piece(&sp.source.name),
+            let out_name = object_name(format!(
+                "meltemi-outbound-{}-{}",
+                dns_piece(&sp.host),
                 sp.port
             ));
-            let selector = WorkloadSelector {
-                labels: sp.workload_labels.clone(),
-            };
+            let annotations = filter_annotations(sp, &contributors);
             out.filters.push(envoy_filter(
-                &sp.namespace,
-                &in_name,
-                annotations,
-                Some(selector),
-                vec![patch],
+                &out_ns,
+                &out_name,
+                annotations.clone(),
+                None,
+                patches,
                 sp,
-                true,
+                out_ns == sp.namespace,
             ));
-        }
+            for k in &contributors {
+                if let Some(r) = out.reports.get_mut(k) {
+                    r.rendered.insert(format!("{out_ns}/{out_name}"));
+                }
+            }
 
-        out.listeners.push(ListenerPlan {
-            service: sp.clone(),
-            adapter,
-            config,
-            bridged_clusters: bridged,
-            subsets,
-        });
+            // Inbound EnvoyFilter: server side, observe only, on the workloads behind the service.
+            if settings.inbound && !sp.workload_labels.is_empty() {
+                let in_cfg = pb::Config {
+                    protocol: sp.protocol as i32,
+                    stat_prefix: stat_prefix("inbound", sp),
+                    access_log: settings.access_log,
+                    on_decode_error: pb::OnDecodeError::Passthrough as i32,
+                    max_frame_bytes: 0,
+                    routes: None,
+                    route_discovery: None,
+                    methods: Vec::new(),
+                };
+                let in_adapter = if adapter == Adapter::Module
+                    && sp.adapter_override.is_none()
+                    && settings.adapter == AdapterChoice::Auto
+                {
+                    // Routing needs the module on the client side only; the server side observes.
+                    Adapter::Wasm
+                } else {
+                    adapter
+                };
+                let patch = ConfigPatch {
+                    apply_to: "NETWORK_FILTER".into(),
+                    match_: PatchMatch {
+                        context: "SIDECAR_INBOUND".into(),
+                        listener: Some(ListenerMatch {
+                            name: Some("virtualInbound".into()),
+                            port_number: None,
+                            filter_chain: Some(FilterChainMatch {
+                                destination_port: Some(sp.target_port),
+                                filter: Some(FilterMatch {
+                                    name: TCP_PROXY.into(),
+                                }),
+                            }),
+                        }),
+                        cluster: None,
+                    },
+                    patch: Patch {
+                        operation: "INSERT_BEFORE".into(),
+                        value: filter_value(in_adapter, &in_cfg, settings, true),
+                    },
+                };
+                let in_name = object_name(format!(
+                    "meltemi-inbound-{}-{}",
+                    dns_piece(&sp.source.name),
+                    sp.port
+                ));
+                let selector = WorkloadSelector {
+                    labels: sp.workload_labels.clone(),
+                };
+                out.filters.push(envoy_filter(
+                    &sp.namespace,
+                    &in_name,
+                    annotations,
+                    Some(selector),
+                    vec![patch],
+                    sp,
+                    true,
+                ));
+            }
+
+            out.listeners.push(ListenerPlan {
+                service: sp.clone(),
+                adapter,
+                config,
+                bridged_clusters: bridged,
+                subsets,
+            });
+        }
+        Ok(part)
+    };
+    for part in render_chunks(&ports, &render_chunk) {
+        merge_part(&mut out, part?);
     }
     gateway::render(
         inputs,

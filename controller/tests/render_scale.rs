@@ -20,3 +20,33 @@ fn ten_thousand_services_ten_routes() {
     eprintln!("render of 10,000 services x 10 routes: {took:?}");
     assert!(took.as_secs() < 30, "{took:?}");
 }
+
+/// Above the parallel threshold the render splits the service ports over threads; the result must
+/// equal rendering each service on its own (filters and reports of a service depend only on it).
+#[test]
+fn parallel_render_equals_per_service_renders() {
+    let n = 700;
+    let all = scale_inputs::inputs(n, 3);
+    let whole = render_all(&all).expect("render");
+    let mut filters = Vec::new();
+    let mut reports = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let one = meltemi_controller::inputs::Inputs {
+            service_entries: vec![all.service_entries[i].clone()],
+            destination_rules: vec![all.destination_rules[i].clone()],
+            meta_routers: vec![all.meta_routers[i].clone()],
+            settings: all.settings.clone(),
+            ..Default::default()
+        };
+        let r = render_all(&one).expect("render one");
+        filters.extend(r.filters);
+        reports.extend(r.reports);
+    }
+    filters.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    assert_eq!(whole.filters.len(), filters.len());
+    let yaml = meltemi_controller::render::to_yaml;
+    assert!(yaml(&whole.filters) == yaml(&filters), "parallel render differs");
+    assert_eq!(whole.reports, reports);
+}
