@@ -47,6 +47,9 @@ fn parallel_render_equals_per_service_renders() {
     });
     assert_eq!(whole.filters.len(), filters.len());
     let yaml = meltemi_controller::render::to_yaml;
-    assert!(yaml(&whole.filters) == yaml(&filters), "parallel render differs");
+    assert!(
+        yaml(&whole.filters) == yaml(&filters),
+        "parallel render differs"
+    );
     assert_eq!(whole.reports, reports);
 }
