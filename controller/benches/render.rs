@@ -15,6 +15,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("10k_services_x_10_routes", |b| {
         b.iter(|| render_all(&big).expect("render"))
     });
+    // The same without Istio mTLS on the bridge twins (`--no-auto-mtls`): the twins' TLS context
+    // is most of the JSON a render builds.
+    let mut plain = big.clone();
+    plain.settings.auto_mtls = false;
+    g.bench_function("10k_services_x_10_routes_no_auto_mtls", |b| {
+        b.iter(|| render_all(&plain).expect("render"))
+    });
     g.finish();
 }
 
