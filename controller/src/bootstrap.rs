@@ -186,12 +186,22 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
         };
         clusters.insert(name.clone(), cluster(name, &[&ep]));
     }
-    Ok(json!({
+    let mut out = json!({
         "node": {"id": "meltemi", "cluster": "meltemi"},
         "admin": {"address": socket("127.0.0.1", u32::from(opts.admin_port))},
         "static_resources": {
             "listeners": listeners,
             "clusters": clusters.into_values().collect::<Vec<_>>(),
         },
-    }))
+    });
+    if settings.istio_metrics {
+        // Istio's tag convention: these regexes turn the labels embedded in the names of
+        // `istio_requests_total` & co into Prometheus labels.
+        let tags: Vec<Value> = meltemi_proto::IstioMetrics::stat_tags()
+            .into_iter()
+            .map(|t| json!({"tag_name": t, "regex": meltemi_proto::istio_stats_tag_regex(t)}))
+            .collect();
+        out["stats_config"] = json!({"stats_tags": tags});
+    }
+    Ok(out)
 }

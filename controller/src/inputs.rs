@@ -47,6 +47,9 @@ pub struct Settings {
     pub route_discovery_cluster: Option<String>,
     pub route_refresh_ms: u32,
     pub access_log: bool,
+    /// Istio-style request metrics (`istio_requests_total`, ...) with the Service's labels; the
+    /// mesh needs `deploy/istio/meshconfig-stats.yaml`.
+    pub istio_metrics: bool,
     /// Kubernetes cluster domain.
     pub cluster_domain: String,
     /// Namespace of manifests that name none (like `kubectl apply -n`).
@@ -64,6 +67,7 @@ impl Default for Settings {
             route_discovery_cluster: None,
             route_refresh_ms: 0,
             access_log: false,
+            istio_metrics: false,
             cluster_domain: "cluster.local".into(),
             default_namespace: "default".into(),
         }

@@ -108,6 +108,9 @@ struct RenderArgs {
     route_refresh_ms: u32,
     #[arg(long)]
     access_log: bool,
+    /// Istio-style request metrics (needs deploy/istio/meshconfig-stats.yaml in the mesh).
+    #[arg(long)]
+    istio_metrics: bool,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
     /// Namespace of manifests that name none.
@@ -126,6 +129,7 @@ impl RenderArgs {
             route_discovery_cluster: self.route_discovery_cluster.clone(),
             route_refresh_ms: self.route_refresh_ms,
             access_log: self.access_log,
+            istio_metrics: self.istio_metrics,
             cluster_domain: self.cluster_domain.clone(),
             default_namespace: self.namespace.clone(),
         }

@@ -84,3 +84,47 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// One sample of Envoy's `/stats/prometheus` text: metric name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The metric name (`istio_requests_total`, `..._count`, ...).
+    pub name: String,
+    /// Labels, sorted by name.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The value.
+    pub value: f64,
+}
+
+/// Parses Prometheus text exposition (comments skipped; label values without escaped quotes,
+/// which is all Envoy's stats produce here).
+pub fn prometheus_samples(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = match line.rsplit_once(' ') {
+            Some((s, v)) => (s, v.parse().unwrap_or(f64::NAN)),
+            None => continue,
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once("=\"")?;
+                Some((k.to_string(), v.trim_end_matches('"').to_string()))
+            })
+            .collect();
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    out
+}

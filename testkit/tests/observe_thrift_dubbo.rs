@@ -5,9 +5,10 @@
 //! lines (bytes each way for both; for Dubbo also every frame by kind and status). Every stat
 //! of both artifacts (latency histograms aside) must equal what the oracles say, exactly.
 
-use meltemi_testkit::config::{bootstrap, Filter};
+use meltemi_testkit::config::{bootstrap, Filter, ISTIO_STAT_TAGS};
 use meltemi_testkit::{
-    free_port, run_client, DubboProvider, Envoy, EnvoyOptions, Recorded, Relay, ThriftServer,
+    free_port, prometheus_samples, run_client, DubboProvider, Envoy, EnvoyOptions, Recorded, Relay,
+    ThriftServer,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,8 +19,16 @@ fn chain(protocol: &str, methods: &[&str], cluster: &str) -> Vec<Filter> {
         .map(|m| format!("\"{m}\""))
         .collect::<Vec<_>>()
         .join(",");
+    // Istio-style metrics on, per method; the artifact's name as destination_workload keeps
+    // the two artifacts' series apart.
     let cfg = |prefix: &str| {
-        format!(r#"{{"protocol":"{protocol}","stat_prefix":"{prefix}","methods":[{methods}]}}"#)
+        format!(
+            r#"{{"protocol":"{protocol}","stat_prefix":"{prefix}","methods":[{methods}],
+            "istioMetrics":{{"enabled":true,"requestMethod":true,"sourceWorkload":"e2e-client",
+            "sourceWorkloadNamespace":"default","destinationWorkload":"{prefix}",
+            "destinationService":"{protocol}.default.svc.cluster.local",
+            "destinationServiceName":"{protocol}","destinationServiceNamespace":"default"}}}}"#
+        )
     };
     vec![
         Filter::Module(cfg("so")),
@@ -127,6 +136,67 @@ fn method_stats(
     want
 }
 
+/// The Prometheus name of an Istio metric of one artifact, as Envoy 1.40 writes it: the wasm
+/// filter's `wasmcustom.` namespace is stripped; the module's `dynamicmodulescustom.` is not a
+/// registered custom namespace, so it stays and gets Envoy's `envoy_` prefix (the module config's
+/// `metrics_namespace: wasmcustom` gives the bare name where a wasm filter registered it, see
+/// observe_redis.rs).
+fn prom_name(artifact: &str, metric: &str) -> String {
+    match artifact {
+        "so" => format!("envoy_dynamicmodulescustom_{metric}"),
+        _ => metric.to_string(),
+    }
+}
+
+/// Per (request_method, response_code, response_flags), the non-zero values of `metric` in
+/// `/stats/prometheus` for one artifact. Every series of the artifact must carry exactly Istio's
+/// labels (and ours), with the configured values.
+fn istio_series(
+    envoy: &Envoy,
+    protocol: &str,
+    artifact: &str,
+    metric: &str,
+) -> BTreeMap<(String, String, String), u64> {
+    let text = envoy.admin("/stats/prometheus");
+    let mut out = BTreeMap::new();
+    let mut seen = 0;
+    for s in prometheus_samples(&text) {
+        if s.name != prom_name(artifact, metric)
+            || s.labels.get("destination_workload").map(String::as_str) != Some(artifact)
+        {
+            continue;
+        }
+        seen += 1;
+        let keys: Vec<&str> = s.labels.keys().map(String::as_str).collect();
+        let mut want_keys = ISTIO_STAT_TAGS.to_vec();
+        want_keys.sort_unstable();
+        assert_eq!(keys, want_keys, "labels of {s:?}");
+        for (k, v) in [
+            ("reporter", "destination"),
+            ("request_protocol", protocol),
+            ("source_workload", "e2e-client"),
+            ("destination_service_name", protocol),
+            (
+                "destination_service",
+                &format!("{protocol}.default.svc.cluster.local"),
+            ),
+            ("destination_version", "unknown"),
+        ] {
+            assert_eq!(s.labels[k], v, "{k} of {s:?}");
+        }
+        if s.value > 0.0 {
+            let l = |k: &str| s.labels[k].clone();
+            let key = (l("request_method"), l("response_code"), l("response_flags"));
+            assert!(
+                out.insert(key, s.value as u64).is_none(),
+                "one series per label set"
+            );
+        }
+    }
+    assert!(seen > 0, "no {metric} series for {artifact} in:\n{text}");
+    out
+}
+
 fn bytes(recorded: &[Recorded]) -> (u64, u64) {
     recorded.iter().fold((0, 0), |(a, b), r| {
         (a + r.c2s.len() as u64, b + r.s2c.len() as u64)
@@ -213,6 +283,57 @@ fn thrift_counts_per_method_and_outcome_match_the_client_in_every_dialect_and_bo
     assert_eq!(want["method.get.total"], 20);
     assert_eq!(want["method.other.error"], 5);
     assert_stats(&envoy.stats(), "thrift", &want);
+
+    // Istio-style: per method label, response_code 0 (success), `exception` (declared),
+    // app_1 (TApplicationException UNKNOWN_METHOD), and `none` for oneway requests; the
+    // duration histogram counts the answered ones.
+    let mut want_total: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut want_answered = BTreeMap::new();
+    for (k, v) in &tally {
+        let Some(rest) = k.strip_prefix("method.") else {
+            continue;
+        };
+        let (name, outcome) = rest.rsplit_once('.').expect("name.outcome");
+        let m = label(name, THRIFT_METHODS);
+        let total = tally[&format!("method.{name}.total")];
+        let answered: u64 = ["success", "exception", "error"]
+            .iter()
+            .map(|o| tally[&format!("method.{name}.{o}")])
+            .sum();
+        let (code, flags, n) = match outcome {
+            "success" => ("0", "-", *v),
+            "exception" => ("exception", "-", *v),
+            "error" => ("app_1", "-", *v),
+            _ => ("none", "-", total - answered),
+        };
+        if n == 0 {
+            continue;
+        }
+        let key = (m, code.to_string(), flags.to_string());
+        *want_total.entry(key.clone()).or_default() += n;
+        if code != "none" {
+            *want_answered.entry(key).or_default() += n;
+        }
+    }
+    assert_eq!(want_total[&("add".into(), "0".into(), "-".into())], 31);
+    assert_eq!(want_total[&("log".into(), "none".into(), "-".into())], 10);
+    for artifact in ["so", "wasm"] {
+        assert_eq!(
+            istio_series(&envoy, "thrift", artifact, "istio_requests_total"),
+            want_total,
+            "{artifact}"
+        );
+        assert_eq!(
+            istio_series(
+                &envoy,
+                "thrift",
+                artifact,
+                "istio_request_duration_milliseconds_count"
+            ),
+            want_answered,
+            "{artifact}"
+        );
+    }
 }
 
 const DUBBO_METHODS: &[&str] = &[

@@ -13,6 +13,7 @@
 
 pub mod config;
 mod framer;
+pub mod istio;
 pub mod metrics;
 pub mod observe;
 mod proto;

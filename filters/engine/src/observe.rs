@@ -2,6 +2,7 @@
 //! observability. Each protocol module turns frames into [`Tracker`] calls; the tracker turns
 //! them into metric events.
 
+use crate::istio::NoReply;
 use crate::metrics::{MetricSink, Metrics};
 use std::collections::{HashMap, VecDeque};
 
@@ -66,6 +67,8 @@ pub const MAX_INFLIGHT: usize = 4096;
 #[derive(Debug)]
 pub struct Tracker {
     pending: Pending,
+    /// How requests still in flight at close count in the Istio metrics.
+    at_close: NoReply,
 }
 
 impl Tracker {
@@ -73,6 +76,7 @@ impl Tracker {
     pub fn by_id() -> Tracker {
         Tracker {
             pending: Pending::ById(HashMap::new()),
+            at_close: NoReply::Closed,
         }
     }
 
@@ -80,6 +84,7 @@ impl Tracker {
     pub fn ordered() -> Tracker {
         Tracker {
             pending: Pending::Ordered(VecDeque::new()),
+            at_close: NoReply::Closed,
         }
     }
 
@@ -138,6 +143,9 @@ impl Tracker {
             sink.inc(l.total, 1);
         }
         if kind == RequestKind::Oneway {
+            if let Some((c, _)) = m.istio().and_then(|t| t.no_reply(label, NoReply::Oneway)) {
+                sink.inc(c, 1);
+            }
             return;
         }
         let f = Inflight {
@@ -159,13 +167,16 @@ impl Tracker {
         }
     }
 
-    /// An answer arrived. Unmatched answers are counted as such.
+    /// An answer arrived; `code` indexes the protocol's reply codes (the Istio `response_code`).
+    /// Unmatched answers are counted as such.
+    #[allow(clippy::too_many_arguments)]
     pub fn response(
         &mut self,
         m: &Metrics,
         sink: &mut impl MetricSink,
         id: i64,
         outcome: Outcome,
+        code: u16,
         now_ns: u64,
     ) {
         let o = &m.obs;
@@ -206,6 +217,10 @@ impl Tracker {
         }
         if f.kind != RequestKind::Event {
             sink.record(o.request_time_us, us);
+            if let Some((c, h)) = m.istio().and_then(|t| t.reply(f.label, code)) {
+                sink.inc(c, 1);
+                sink.record(h, us / 1_000);
+            }
         }
         if let Some(l) = m.label(f.label) {
             sink.inc(
@@ -225,12 +240,36 @@ impl Tracker {
         sink.inc(m.obs.server_event, 1);
     }
 
+    /// Decoding stopped on bytes that broke the protocol (from the client when `request`):
+    /// requests still in flight at close carry that in their Istio `response_flags`.
+    pub fn decode_error(&mut self, request: bool) {
+        self.at_close = if request {
+            NoReply::DownstreamProtocolError
+        } else {
+            NoReply::UpstreamProtocolError
+        };
+    }
+
     /// The connection closed: whatever is still in flight got no reply.
     pub fn close(&mut self, m: &Metrics, sink: &mut impl MetricSink) {
         let n = self.in_flight() as u64;
         if n > 0 {
             sink.inc(m.obs.request_no_reply, n);
             sink.gauge_add(m.obs.request_active, -(n as i64));
+        }
+        if let Some(t) = m.istio() {
+            let mut count = |f: &Inflight| {
+                if f.kind == RequestKind::Event {
+                    return;
+                }
+                if let Some((c, _)) = t.no_reply(f.label, self.at_close) {
+                    sink.inc(c, 1);
+                }
+            };
+            match &self.pending {
+                Pending::ById(map) => map.values().for_each(&mut count),
+                Pending::Ordered(q) => q.iter().for_each(&mut count),
+            }
         }
         match &mut self.pending {
             Pending::ById(map) => map.clear(),

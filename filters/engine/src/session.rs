@@ -163,6 +163,7 @@ impl Session {
         let Err(e) = r else {
             return Verdict::Continue;
         };
+        tracker.decode_error(request);
         let o = &engine.metrics.obs;
         sink.inc(
             if request {

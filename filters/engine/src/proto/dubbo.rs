@@ -12,6 +12,29 @@ use meltemi_codec::Decoded;
 /// A label index outside every method label set: no per-method stats.
 const NO_METHOD: u16 = u16::MAX;
 
+/// Response status bytes with their own Istio `response_code` (the status in decimal).
+const STATUSES: [u8; 11] = [20, 30, 31, 35, 40, 50, 60, 70, 80, 90, 100];
+/// Code index of any other status.
+const OTHER_STATUS: u16 = STATUSES.len() as u16;
+/// Code index of an OK (20) response that carries a business exception.
+const EXCEPTION: u16 = OTHER_STATUS + 1;
+
+/// The Istio `response_code` values: the status byte, `other`, and `exception` for status 20
+/// with an exception in the body.
+pub(super) fn reply_codes() -> Vec<String> {
+    let mut v: Vec<String> = STATUSES.iter().map(|s| s.to_string()).collect();
+    v.push("other".into());
+    v.push("exception".into());
+    v
+}
+
+fn status_code(status: u8) -> u16 {
+    STATUSES
+        .iter()
+        .position(|s| *s == status)
+        .map_or(OTHER_STATUS, |i| i as u16)
+}
+
 pub(super) fn request<S: MetricSink>(
     buf: &[u8],
     cx: &mut Ctx<'_, S>,
@@ -55,18 +78,20 @@ pub(super) fn response<S: MetricSink>(
             match frame {
                 Message::Request(_) => cx.tracker.server_event(cx.metrics, cx.sink),
                 Message::Response(r) => {
-                    let outcome = match r.payload {
-                        ResponsePayload::Error(_) => Outcome::Error,
+                    let status = status_code(r.header.status);
+                    let (outcome, code) = match r.payload {
+                        ResponsePayload::Error(_) => (Outcome::Error, status),
                         ResponsePayload::Result(res) if res.kind.is_exception() => {
-                            Outcome::Exception
+                            (Outcome::Exception, EXCEPTION)
                         }
-                        _ => Outcome::Success,
+                        _ => (Outcome::Success, status),
                     };
                     cx.tracker.response(
                         cx.metrics,
                         cx.sink,
                         r.header.request_id as i64,
                         outcome,
+                        code,
                         cx.now_ns,
                     );
                 }

@@ -84,13 +84,14 @@ impl MethodIndex {
 }
 
 /// The label set of configured methods, with dots (stat-name separators) written as `_`.
-fn method_labels(config: &FilterConfig) -> LabelSet {
+fn method_labels(config: &FilterConfig, reply_codes: Vec<String>) -> LabelSet {
     let mut names: Vec<String> = config.methods.iter().map(|m| m.replace('.', "_")).collect();
     names.push("other".into());
     LabelSet {
         family: "method",
         names,
         versions: 0,
+        reply_codes,
     }
 }
 
@@ -170,11 +171,13 @@ pub(crate) fn labels(config: &FilterConfig) -> LabelSet {
         Protocol::Redis => redis::labels(),
         Protocol::Kafka => kafka::labels(),
         Protocol::ZooKeeper => zookeeper::labels(),
-        Protocol::Thrift | Protocol::Dubbo => method_labels(config),
+        Protocol::Thrift => method_labels(config, thrift::reply_codes()),
+        Protocol::Dubbo => method_labels(config, dubbo::reply_codes()),
         Protocol::Raw => LabelSet {
             family: "method",
             names: Vec::new(),
             versions: 0,
+            reply_codes: Vec::new(),
         },
     }
 }

@@ -4,8 +4,24 @@
 use super::{Ctx, DecodeFailure};
 use crate::metrics::MetricSink;
 use crate::observe::{Outcome, RequestKind};
-use meltemi_codec::thrift::{self, MessageType, ReplyStatus};
+use meltemi_codec::thrift::{self, AppExceptionType, MessageType, ReplyStatus};
 use meltemi_codec::Decoded;
+
+/// The Istio `response_code` values: `0` for a normal reply, `exception` for a declared
+/// exception, `app_<type>` for a TApplicationException of type 0..=10, `app_other` beyond.
+pub(super) fn reply_codes() -> Vec<String> {
+    let mut v = vec!["0".to_string(), "exception".to_string()];
+    v.extend((0..=10).map(|t| format!("app_{t}")));
+    v.push("app_other".into());
+    v
+}
+
+fn app_code(t: AppExceptionType) -> u16 {
+    match t.as_i32() {
+        c @ 0..=10 => 2 + c as u16,
+        _ => 13,
+    }
+}
 
 pub(super) fn request<S: MetricSink>(
     buf: &[u8],
@@ -43,13 +59,19 @@ pub(super) fn response<S: MetricSink>(
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             if let Some(m) = frame.message {
-                let outcome = match m.reply {
-                    Some(ReplyStatus::Success) | None => Outcome::Success,
-                    Some(ReplyStatus::DeclaredException { .. }) => Outcome::Exception,
-                    Some(ReplyStatus::AppException(_)) => Outcome::Error,
+                let (outcome, code) = match m.reply {
+                    Some(ReplyStatus::Success) | None => (Outcome::Success, 0),
+                    Some(ReplyStatus::DeclaredException { .. }) => (Outcome::Exception, 1),
+                    Some(ReplyStatus::AppException(e)) => (Outcome::Error, app_code(e.kind)),
                 };
-                cx.tracker
-                    .response(cx.metrics, cx.sink, i64::from(m.seq_id), outcome, cx.now_ns);
+                cx.tracker.response(
+                    cx.metrics,
+                    cx.sink,
+                    i64::from(m.seq_id),
+                    outcome,
+                    code,
+                    cx.now_ns,
+                );
             }
             Ok(Decoded::Frame { frame: (), used })
         }
