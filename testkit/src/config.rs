@@ -8,6 +8,9 @@ use crate::artifacts;
 pub enum Filter {
     /// Meltemi's dynamic module (`libmeltemi.so`) with this JSON configuration.
     Module(String),
+    /// The dynamic module with `dynamic_module_config.metrics_namespace` set (first) and this
+    /// JSON configuration (second).
+    ModuleIn(String, String),
     /// Meltemi's proxy-wasm filter with this JSON configuration.
     Wasm(String),
     /// `tcp_proxy` to a cluster.
@@ -19,16 +22,22 @@ pub enum Filter {
 impl Filter {
     fn yaml(&self) -> String {
         match self {
-            Filter::Module(json) => format!(
+            Filter::Module(json) => Filter::ModuleIn(String::new(), json.clone()).yaml(),
+            Filter::ModuleIn(namespace, json) => format!(
                 r#"
       - name: envoy.filters.network.dynamic_modules
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
-          dynamic_module_config: {{ name: meltemi }}
+          dynamic_module_config: {{ name: meltemi{} }}
           filter_name: meltemi
           filter_config:
             "@type": type.googleapis.com/google.protobuf.StringValue
             value: '{}'"#,
+                if namespace.is_empty() {
+                    String::new()
+                } else {
+                    format!(", metrics_namespace: {namespace}")
+                },
                 json.replace('\'', "''")
             ),
             Filter::Wasm(json) => format!(

@@ -128,3 +128,40 @@ pub fn prometheus_samples(text: &str) -> Vec<Sample> {
     }
     out
 }
+
+/// Istio-style series in `/stats/prometheus` text: the non-zero values of the metric named
+/// `name` per (request_method, response_code, response_flags), among the series whose labels
+/// include `select[0]`. Every such series must carry exactly Istio's labels
+/// ([`config::ISTIO_STAT_TAGS`]) and the values in `select`.
+pub fn istio_series(
+    text: &str,
+    name: &str,
+    select: &[(&str, &str)],
+) -> std::collections::BTreeMap<(String, String, String), u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut want_keys = config::ISTIO_STAT_TAGS.to_vec();
+    want_keys.sort_unstable();
+    let mut seen = 0;
+    for s in prometheus_samples(text) {
+        let (k0, v0) = select[0];
+        if s.name != name || s.labels.get(k0).map(String::as_str) != Some(v0) {
+            continue;
+        }
+        seen += 1;
+        let keys: Vec<&str> = s.labels.keys().map(String::as_str).collect();
+        assert_eq!(keys, want_keys, "labels of {s:?}");
+        for (k, v) in select {
+            assert_eq!(s.labels[*k], *v, "{k} of {s:?}");
+        }
+        if s.value > 0.0 {
+            let l = |k: &str| s.labels[k].clone();
+            let key = (l("request_method"), l("response_code"), l("response_flags"));
+            assert!(
+                out.insert(key, s.value as u64).is_none(),
+                "one series per label set"
+            );
+        }
+    }
+    assert!(seen > 0, "no {name} series with {select:?}");
+    out
+}

@@ -5,10 +5,9 @@
 //! lines (bytes each way for both; for Dubbo also every frame by kind and status). Every stat
 //! of both artifacts (latency histograms aside) must equal what the oracles say, exactly.
 
-use meltemi_testkit::config::{bootstrap, Filter, ISTIO_STAT_TAGS};
+use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::{
-    free_port, prometheus_samples, run_client, DubboProvider, Envoy, EnvoyOptions, Recorded, Relay,
-    ThriftServer,
+    free_port, run_client, DubboProvider, Envoy, EnvoyOptions, Recorded, Relay, ThriftServer,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -148,53 +147,28 @@ fn prom_name(artifact: &str, metric: &str) -> String {
     }
 }
 
-/// Per (request_method, response_code, response_flags), the non-zero values of `metric` in
-/// `/stats/prometheus` for one artifact. Every series of the artifact must carry exactly Istio's
-/// labels (and ours), with the configured values.
+/// Per (request_method, response_code, response_flags), the non-zero values of `metric` for
+/// one artifact, every series checked for Istio's labels and the configured values.
 fn istio_series(
     envoy: &Envoy,
     protocol: &str,
     artifact: &str,
     metric: &str,
 ) -> BTreeMap<(String, String, String), u64> {
-    let text = envoy.admin("/stats/prometheus");
-    let mut out = BTreeMap::new();
-    let mut seen = 0;
-    for s in prometheus_samples(&text) {
-        if s.name != prom_name(artifact, metric)
-            || s.labels.get("destination_workload").map(String::as_str) != Some(artifact)
-        {
-            continue;
-        }
-        seen += 1;
-        let keys: Vec<&str> = s.labels.keys().map(String::as_str).collect();
-        let mut want_keys = ISTIO_STAT_TAGS.to_vec();
-        want_keys.sort_unstable();
-        assert_eq!(keys, want_keys, "labels of {s:?}");
-        for (k, v) in [
+    let service = format!("{protocol}.default.svc.cluster.local");
+    meltemi_testkit::istio_series(
+        &envoy.admin("/stats/prometheus"),
+        &prom_name(artifact, metric),
+        &[
+            ("destination_workload", artifact),
             ("reporter", "destination"),
             ("request_protocol", protocol),
             ("source_workload", "e2e-client"),
             ("destination_service_name", protocol),
-            (
-                "destination_service",
-                &format!("{protocol}.default.svc.cluster.local"),
-            ),
+            ("destination_service", &service),
             ("destination_version", "unknown"),
-        ] {
-            assert_eq!(s.labels[k], v, "{k} of {s:?}");
-        }
-        if s.value > 0.0 {
-            let l = |k: &str| s.labels[k].clone();
-            let key = (l("request_method"), l("response_code"), l("response_flags"));
-            assert!(
-                out.insert(key, s.value as u64).is_none(),
-                "one series per label set"
-            );
-        }
-    }
-    assert!(seen > 0, "no {metric} series for {artifact} in:\n{text}");
-    out
+        ],
+    )
 }
 
 fn bytes(recorded: &[Recorded]) -> (u64, u64) {
@@ -470,4 +444,33 @@ fn dubbo_counts_per_service_and_method_match_the_client_and_the_wire_in_both_art
     // noSuchMethod and the missing service's sayHello.
     assert_eq!(want["method.other.error"], 2);
     assert_stats(&envoy.stats(), "dubbo", &want);
+
+    // Istio-style: the response_code of every answered call is its status byte as the wire
+    // shows it, or `exception` for status 20 with an exception; heartbeats are not requests.
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    for (flag, status, _, kind) in dubbo_frames(&recorded[0].s2c) {
+        if flag & 0x80 != 0 || flag & 0x20 != 0 {
+            continue;
+        }
+        let code = match (status, kind) {
+            (20, Some(0x90 | 0x93)) => "exception".to_string(),
+            (s, _) => s.to_string(),
+        };
+        *codes.entry(code).or_default() += 1;
+    }
+    assert_eq!(codes.values().sum::<u64>(), calls);
+    assert_eq!(codes["exception"], exception);
+    for artifact in ["so", "wasm"] {
+        for metric in [
+            "istio_requests_total",
+            "istio_request_duration_milliseconds_count",
+        ] {
+            let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
+            for ((_, code, flags), v) in istio_series(&envoy, "dubbo", artifact, metric) {
+                assert_eq!(flags, "-");
+                *by_code.entry(code).or_default() += v;
+            }
+            assert_eq!(by_code, codes, "{artifact} {metric}");
+        }
+    }
 }
