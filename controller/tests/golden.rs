@@ -135,6 +135,22 @@ fn protocols_with_route_discovery() {
     }
 }
 
+/// `--istio-metrics`: the filter configs carry `istioMetrics` with the Service's labels
+/// (`reporter` by side), and the bootstrap carries the `stats_tags` regexes.
+#[test]
+fn protocol_with_istio_metrics() {
+    let settings = Settings {
+        istio_metrics: true,
+        ..Default::default()
+    };
+    let inputs = load(&["protocols/dubbo.yaml"], "demo", settings);
+    let text = render_text(&inputs, true);
+    assert!(text.contains(r#"reporter":"source"#), "{text}");
+    assert!(text.contains(r#"reporter":"destination"#), "{text}");
+    assert!(text.contains("(response_code=\\.=(.*?);\\.;)"), "{text}");
+    check_golden("protocol-dubbo-istio-metrics", &text);
+}
+
 fn aeraki_cases(prefix: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(testdata().join("aeraki"))
         .unwrap()

@@ -126,6 +126,15 @@ mod tests {
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
+    #[test]
+    fn reply_codes_are_status_bytes() {
+        let names = super::reply_codes();
+        for (status, want) in [(20, "20"), (70, "70"), (100, "100"), (21, "other")] {
+            assert_eq!(names[super::status_code(status) as usize], want);
+        }
+        assert_eq!(names[super::EXCEPTION as usize], "exception");
+    }
+
     /// Heartbeats both ways (captured from dubbo-ssl-python and the Hessian2 provider) are
     /// events and server events, not calls of a method: `method.other` stays at zero.
     #[test]

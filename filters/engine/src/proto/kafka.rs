@@ -149,4 +149,16 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn reply_codes_index_their_own_names() {
+        let names = reply_codes();
+        for c in (-1..=40).chain(EXTRA_CODES) {
+            assert_eq!(names[code_index(Some(c)) as usize], c.to_string());
+        }
+        assert_eq!(names[code_index(Some(41)) as usize], "other");
+        assert_eq!(names[code_index(Some(-2)) as usize], "other");
+        assert_eq!(names[code_index(None) as usize], "unknown");
+        assert_eq!(names.len(), UNKNOWN_CODE as usize + 1);
+    }
 }

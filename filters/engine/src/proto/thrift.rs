@@ -77,3 +77,26 @@ pub(super) fn response<S: MetricSink>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_exception_types_have_their_own_codes() {
+        let names = reply_codes();
+        assert_eq!(
+            names[app_code(AppExceptionType::UnknownMethod) as usize],
+            "app_1"
+        );
+        assert_eq!(
+            names[app_code(AppExceptionType::UnsupportedClientType) as usize],
+            "app_10"
+        );
+        assert_eq!(
+            names[app_code(AppExceptionType::Other(77)) as usize],
+            "app_other"
+        );
+        assert_eq!(names.len(), 14);
+    }
+}

@@ -138,3 +138,19 @@ pub(super) fn response<S: MetricSink>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_codes_are_zookeepers_numbers() {
+        let names = reply_codes();
+        assert_eq!(names[code_index(ErrorCode::Ok) as usize], "0");
+        assert_eq!(names[code_index(ErrorCode::NoNode) as usize], "-101");
+        assert_eq!(
+            names[code_index(ErrorCode::from_i32(-999)) as usize],
+            "other"
+        );
+    }
+}
