@@ -295,4 +295,55 @@ request_protocol=.=redis;.;response_code=.=ok;.;response_flags=.=-;.;istio_reque
         .unwrap_err();
         assert_eq!(e.field, "istioMetrics.sourceWorkload");
     }
+
+    /// What the Istio metrics add per request: a Redis session fed 1000 pipelined GETs and their
+    /// replies, with istioMetrics off, on, and on per command. A sink of plain arrays stands for
+    /// the host. Run: `cargo test --release -p meltemi-engine istio_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn istio_cost() {
+        struct Flat(Vec<u64>);
+        impl MetricSink for Flat {
+            fn inc(&mut self, id: MetricId, d: u64) {
+                self.0[id.0 as usize] += d;
+            }
+            fn gauge_add(&mut self, id: MetricId, d: i64) {
+                self.0[id.0 as usize] = self.0[id.0 as usize].wrapping_add(d as u64);
+            }
+            fn record(&mut self, id: MetricId, v: u64) {
+                self.0[id.0 as usize] += v;
+            }
+        }
+        let reqs = GET.repeat(1000);
+        let reps = b"$1\r\nv\r\n".repeat(1000);
+        let configs = [
+            r#"{"enabled":false}"#,
+            r#"{"enabled":true}"#,
+            r#"{"enabled":true,"requestMethod":true}"#,
+        ];
+        let engines: Vec<Engine> = configs.iter().map(|c| engine(c)).collect();
+        // Interleaved runs, median of 7 per configuration (the machine is shared).
+        let mut runs: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+        for _ in 0..7 {
+            for (e, out) in engines.iter().zip(&mut runs) {
+                let mut sink = Flat(vec![0; e.metrics.defs().len()]);
+                let rounds = 300u64;
+                let t = std::time::Instant::now();
+                for r in 0..rounds {
+                    let mut s = Session::new(e, &mut sink);
+                    s.on_downstream(e, &reqs, r, &mut sink);
+                    s.on_upstream(e, &reps, r + 1, &mut sink);
+                    s.on_close(e, &mut sink);
+                }
+                out.push(t.elapsed().as_nanos() as f64 / (rounds * 1000) as f64);
+            }
+        }
+        for (c, mut v) in configs.iter().zip(runs) {
+            v.sort_by(f64::total_cmp);
+            println!(
+                "istioMetrics {c}: {:.1} ns per request/response pair (median of 7)",
+                v[3]
+            );
+        }
+    }
 }
