@@ -132,7 +132,8 @@ pub fn prometheus_samples(text: &str) -> Vec<Sample> {
 /// Istio-style series in `/stats/prometheus` text: the non-zero values of the metric named
 /// `name` per (request_method, response_code, response_flags), among the series whose labels
 /// include `select[0]`. Every such series must carry exactly Istio's labels
-/// ([`config::ISTIO_STAT_TAGS`]) and the values in `select`.
+/// ([`config::ISTIO_STAT_TAGS`]; the duration histogram has no `request_method`, which reads
+/// `""` in the key) and the values in `select`.
 pub fn istio_series(
     text: &str,
     name: &str,
@@ -140,6 +141,9 @@ pub fn istio_series(
 ) -> std::collections::BTreeMap<(String, String, String), u64> {
     let mut out = std::collections::BTreeMap::new();
     let mut want_keys = config::ISTIO_STAT_TAGS.to_vec();
+    if name.contains("istio_request_duration_milliseconds") {
+        want_keys.retain(|k| *k != "request_method");
+    }
     want_keys.sort_unstable();
     let mut seen = 0;
     for s in prometheus_samples(text) {
@@ -154,7 +158,7 @@ pub fn istio_series(
             assert_eq!(s.labels[*k], *v, "{k} of {s:?}");
         }
         if s.value > 0.0 {
-            let l = |k: &str| s.labels[k].clone();
+            let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
             let key = (l("request_method"), l("response_code"), l("response_flags"));
             assert!(
                 out.insert(key, s.value as u64).is_none(),

@@ -187,6 +187,8 @@ fn istio_series_per_command_and_reply_code_in_both_artifacts() {
         (key("lpush", "ok"), 1),
         (key("incr", "error"), 1),
     ]);
+    // The duration histogram is per response code only (no request_method label).
+    let want_hist = std::collections::BTreeMap::from([(key("", "ok"), 51), (key("", "error"), 1)]);
     for workload in ["so", "wasm"] {
         let select = [
             ("destination_workload", workload),
@@ -197,11 +199,11 @@ fn istio_series_per_command_and_reply_code_in_both_artifacts() {
             ("destination_service", "cache.default.svc.cluster.local"),
             ("connection_security_policy", "unknown"),
         ];
-        let series = |name: &str| {
+        let series = |name: &str, want: &std::collections::BTreeMap<_, u64>| {
             meltemi_testkit::wait_for(Duration::from_secs(5), || {
                 let got =
                     meltemi_testkit::istio_series(&envoy.admin("/stats/prometheus"), name, &select);
-                (got == want).then_some(())
+                (&got == want).then_some(())
             })
             .unwrap_or_else(|| {
                 panic!(
@@ -210,7 +212,7 @@ fn istio_series_per_command_and_reply_code_in_both_artifacts() {
                 )
             })
         };
-        series("istio_requests_total");
-        series("istio_request_duration_milliseconds_count");
+        series("istio_requests_total", &want);
+        series("istio_request_duration_milliseconds_count", &want_hist);
     }
 }
