@@ -132,8 +132,8 @@ pub fn prometheus_samples(text: &str) -> Vec<Sample> {
 /// Istio-style series in `/stats/prometheus` text: the non-zero values of the metric named
 /// `name` per (request_method, response_code, response_flags), among the series whose labels
 /// include `select[0]`. Every such series must carry exactly Istio's labels
-/// ([`config::ISTIO_STAT_TAGS`]; the duration histogram has no `request_method`, which reads
-/// `""` in the key) and the values in `select`.
+/// ([`config::ISTIO_STAT_TAGS`]; `request_method` only with `requestMethod` and never on the
+/// duration histogram: it reads `""` in the key when absent) and the values in `select`.
 pub fn istio_series(
     text: &str,
     name: &str,
@@ -141,9 +141,7 @@ pub fn istio_series(
 ) -> std::collections::BTreeMap<(String, String, String), u64> {
     let mut out = std::collections::BTreeMap::new();
     let mut want_keys = config::ISTIO_STAT_TAGS.to_vec();
-    if name.contains("istio_request_duration_milliseconds") {
-        want_keys.retain(|k| *k != "request_method");
-    }
+    want_keys.retain(|k| *k != "request_method");
     want_keys.sort_unstable();
     let mut seen = 0;
     for s in prometheus_samples(text) {
@@ -152,7 +150,15 @@ pub fn istio_series(
             continue;
         }
         seen += 1;
-        let keys: Vec<&str> = s.labels.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = s
+            .labels
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "request_method")
+            .collect();
+        if name.contains("istio_request_duration_milliseconds") {
+            assert!(!s.labels.contains_key("request_method"), "{s:?}");
+        }
         assert_eq!(keys, want_keys, "labels of {s:?}");
         for (k, v) in select {
             assert_eq!(s.labels[*k], *v, "{k} of {s:?}");

@@ -16,10 +16,14 @@ fn chain(native: Option<&str>, protocol: &str, cluster: &str) -> Vec<Filter> {
         .map(|n| Filter::Yaml(n.to_string()))
         .into_iter()
         .collect();
+    // Istio metrics per opcode for ZooKeeper; for Kafka per code only: per api key they are
+    // ~5000 counters per artifact, which Envoy's stats_tags regexes take ~17 s to tag at start
+    // (tests/istio_cost.rs), too close to the rig's 30 s readiness limit on a loaded machine.
+    let per_method = protocol != "kafka";
     let cfg = |prefix: &str| {
         format!(
             r#"{{"protocol":"{protocol}","stat_prefix":"{prefix}","istioMetrics":{{"enabled":true,
-            "requestMethod":true,"destinationWorkload":"{prefix}"}}}}"#
+            "requestMethod":{per_method},"destinationWorkload":"{prefix}"}}}}"#
         )
     };
     c.extend([
@@ -207,13 +211,15 @@ fn kafka_counts_per_api_key_and_version_match_the_wire_in_both_artifacts() {
     assert_eq!(so["request_no_reply"], 0);
     assert_eq!(so["response"], so["request_call"]);
 
-    // Istio-style: every call and oneway request once, by api key and top-level error code.
+    // Istio-style: every call and oneway request once, by top-level error code (ApiVersions,
+    // FindCoordinator, JoinGroup... answer 0; Produce, Metadata... have no top-level code).
     let ist = istio(&envoy, "kafka");
     assert_eq!(
         ist.values().sum::<u64>(),
         so["request_call"] + so["request_oneway"]
     );
-    assert_eq!(ist[&key("ApiVersions", "0")], so["api.ApiVersions.total"]);
+    assert!(ist[&key("", "0")] >= so["api.ApiVersions.total"]);
+    assert!(ist[&key("", "unknown")] >= so["api.Metadata.total"]);
 }
 
 #[test]
