@@ -26,4 +26,5 @@ pub mod detour;
 mod ffi;
 pub mod filter;
 pub mod host;
+pub mod rds;
 pub mod resp;

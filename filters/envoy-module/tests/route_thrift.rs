@@ -4,27 +4,13 @@
 //! whose upstream is the module's HTTP-to-TCP bridge (the detour).
 //! Needs the release `.so` and `MELTEMI_ENVOY`; Python from `MELTEMI_VENV` (or `.venv`).
 
-use meltemi_testkit::{free_port, venv_python, wait_for, Envoy, EnvoyOptions, Process, TempDir};
+use meltemi_testkit::{free_port, venv_python, Envoy, EnvoyOptions, TempDir};
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
 
-fn script() -> std::path::PathBuf {
-    meltemi_testkit::workspace_root().join("testkit/clients/route_thrift.py")
-}
+mod common;
 
-fn server(dir: &TempDir, name: &str) -> (Process, u16) {
-    let port = free_port();
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(script()).args(["serve", &port.to_string(), name]);
-    let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log"))).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("thrift server listening");
-    (p, port)
-}
+use common::{thrift_script as script, thrift_server as server};
 
 fn call(port: u16, n: usize, method: &str, extra: &[&str]) -> BTreeMap<String, u64> {
     let out = Command::new("timeout")
