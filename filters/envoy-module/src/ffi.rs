@@ -360,15 +360,8 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_http_callout_done(
         |f, h| {
             // SAFETY: Envoy guarantees `headers_size` headers and `body_chunks_size` chunks (or
             // null) valid until this hook returns; the slices do not outlive it.
-            let (headers, chunks) = unsafe {
-                (
-                    raw_slice(headers, headers_size),
-                    raw_slice(body_chunks, body_chunks_size),
-                )
-            };
-            let status = status_of(headers);
-            // SAFETY: body chunk bytes are valid for this hook (see above).
-            let body: Vec<&[u8]> = chunks.iter().map(|c| unsafe { envoy_bytes(*c) }).collect();
+            let (status, body) =
+                unsafe { callout_answer(headers, headers_size, body_chunks, body_chunks_size) };
             f.on_callout_done(
                 h,
                 callout_id,
@@ -378,6 +371,29 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_http_callout_done(
             )
         },
     )
+}
+
+/// The `:status` and the body chunks of a callout's answer.
+///
+/// # Safety
+/// `headers`/`chunks` must point to `headers_size`/`chunks_size` values (or be null) whose
+/// bytes stay valid for the running hook; the result must not outlive it.
+unsafe fn callout_answer<'a>(
+    headers: *const abi::EnvoyHttpHeader,
+    headers_size: usize,
+    chunks: *const EnvoyBuffer,
+    chunks_size: usize,
+) -> (Option<&'a [u8]>, Vec<&'a [u8]>) {
+    // SAFETY: guaranteed by the caller.
+    let (headers, chunks) = unsafe {
+        (
+            raw_slice(headers, headers_size),
+            raw_slice(chunks, chunks_size),
+        )
+    };
+    // SAFETY: chunk bytes are valid for the running hook (caller).
+    let body = chunks.iter().map(|c| unsafe { envoy_bytes(*c) }).collect();
+    (status_of(headers), body)
 }
 
 /// The `:status` value of a callout's answer headers (valid for the running hook).
@@ -652,6 +668,11 @@ struct Poller {
 
 impl Poller {
     fn tick(&mut self) {
+        // Re-armed first: a panic below (caught by the hook) must not stop the polling.
+        // SAFETY: the timer was created for this config and is deleted only in its destroy.
+        unsafe {
+            abi::envoy_dynamic_module_callback_bootstrap_extension_timer_enable(self.timer, TICK_MS)
+        };
         let now = crate::filter::now_ns();
         let all = rds::registered();
         for d in &all {
@@ -688,10 +709,6 @@ impl Poller {
             };
             self.live = self.server_state() == Some(0);
         }
-        // SAFETY: the timer was created for this config and is deleted only in its destroy.
-        unsafe {
-            abi::envoy_dynamic_module_callback_bootstrap_extension_timer_enable(self.timer, TICK_MS)
-        };
     }
 
     /// The `server.state` gauge (0 = live).
@@ -916,16 +933,9 @@ pub extern "C" fn envoy_dynamic_module_on_bootstrap_extension_http_callout_done(
         "on_bootstrap_extension_http_callout_done",
         config_module_ptr,
         |p| {
-            // SAFETY: Envoy guarantees the headers and chunks (or null) for this hook.
-            let (headers, chunks) = unsafe {
-                (
-                    raw_slice(headers, headers_size),
-                    raw_slice(body_chunks, body_chunks_size),
-                )
-            };
-            let status = status_of(headers);
-            // SAFETY: chunk bytes are valid for this hook.
-            let body: Vec<&[u8]> = chunks.iter().map(|c| unsafe { envoy_bytes(*c) }).collect();
+            // SAFETY: as in the network filter's callout hook: valid for this hook only.
+            let (status, body) =
+                unsafe { callout_answer(headers, headers_size, body_chunks, body_chunks_size) };
             let ok = CalloutOutcome::from_abi(result) == CalloutOutcome::Success;
             p.on_done(callout_id, ok, status, &body);
         },

@@ -113,6 +113,8 @@ pub struct Filter {
     routing_version: u64,
     /// This connection's route-discovery poll in flight (the fallback poller).
     rds_callout: Option<u64>,
+    /// No bootstrap extension polls: this connection polls on traffic (read once).
+    poll_on_traffic: bool,
     session: Option<Session>,
     detour: Option<Detour>,
     events: Events,
@@ -127,6 +129,7 @@ impl Filter {
             routing: None,
             routing_version: 0,
             rds_callout: None,
+            poll_on_traffic: false,
             session: None,
             detour: None,
             events: Events::default(),
@@ -146,6 +149,7 @@ impl Filter {
             Some(d) => Some(d.current()),
             None => config.routing.clone(),
         };
+        self.poll_on_traffic = config.discovery.is_some() && !rds::bootstrap_polling();
         if let Some(r) = &self.routing {
             self.routing_version = r.version;
             self.detour = Some(Detour::new(&config, r, host.connection_id()));
@@ -227,7 +231,7 @@ impl Filter {
 
     /// Route discovery on the request path: one atomic load finds whether a newer table is in
     /// use (then the connection takes it); without a bootstrap extension polling, the
-    /// connection also polls when the last poll is older than the interval.
+    /// connection also polls when the last poll is older than the interval (one more load).
     fn discover(&mut self, disc: &Discovery, host: &mut impl NetworkHost) {
         if disc.version() != self.routing_version {
             let r = disc.current();

@@ -306,13 +306,48 @@ pub unsafe fn bootstrap_callout(
     body: &[u8],
     timeout_ms: u64,
 ) -> Result<u64, CalloutError> {
+    // SAFETY: `config` is live, on the main thread (caller).
+    unsafe {
+        start_callout(
+            abi::envoy_dynamic_module_callback_bootstrap_extension_http_callout,
+            config,
+            cluster,
+            headers,
+            body,
+            timeout_ms,
+        )
+    }
+}
+
+/// The shape shared by the network filter's and the bootstrap extension's callout calls.
+type CalloutFn = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
+    *mut u64,
+    ModuleBuffer,
+    *mut ModuleHttpHeader,
+    usize,
+    ModuleBuffer,
+    u64,
+) -> abi::CalloutInitResult;
+
+/// # Safety
+/// `target` must be the live pointer `start` expects, on the thread it expects.
+unsafe fn start_callout(
+    start: CalloutFn,
+    target: *mut std::ffi::c_void,
+    cluster: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    timeout_ms: u64,
+) -> Result<u64, CalloutError> {
     let mut hdrs = module_headers(headers);
     let mut id = 0u64;
-    // SAFETY: `config` is live (caller); every pointer outlives the call and Envoy copies the
-    // headers and body into its request before returning.
+    // SAFETY: `target` is live (caller); every pointer (cluster, header array and the strings
+    // it points to, body, id) outlives the call, and Envoy copies headers and body into its
+    // request before returning.
     let r = unsafe {
-        abi::envoy_dynamic_module_callback_bootstrap_extension_http_callout(
-            config,
+        start(
+            target,
             &mut id,
             ModuleBuffer::from_bytes(cluster.as_bytes()),
             hdrs.as_mut_ptr(),
@@ -538,23 +573,17 @@ impl NetworkHost for EnvoyNetworkHost {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, CalloutError> {
-        let mut hdrs = module_headers(headers);
-        let mut id = 0u64;
-        // SAFETY: `self.filter` is live; every pointer (cluster, header array and the strings it
-        // points to, body, id) outlives the call, and Envoy copies headers and body into the
-        // request before returning.
-        let r = unsafe {
-            abi::envoy_dynamic_module_callback_network_filter_http_callout(
+        // SAFETY: `self.filter` is live for this hook.
+        unsafe {
+            start_callout(
+                abi::envoy_dynamic_module_callback_network_filter_http_callout,
                 self.filter,
-                &mut id,
-                ModuleBuffer::from_bytes(cluster.as_bytes()),
-                hdrs.as_mut_ptr(),
-                hdrs.len(),
-                ModuleBuffer::from_bytes(body),
+                cluster,
+                headers,
+                body,
                 timeout_ms,
             )
-        };
-        callout_started(r, id)
+        }
     }
 
     fn connection_id(&self) -> u64 {

@@ -12,8 +12,9 @@
 
 mod common;
 
-use common::{meltemi_binary, thrift_server, ThriftConn};
-use meltemi_testkit::{free_port, wait_for, Envoy, EnvoyOptions, Process, TempDir};
+use common::{bridge_cluster, meltemi_binary, thrift_server, wait_listening, ThriftConn};
+use meltemi_testkit::config::{bootstrap, Filter};
+use meltemi_testkit::{free_port, Envoy, EnvoyOptions, Process, TempDir};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
@@ -123,10 +124,7 @@ fn a_route_change_reaches_a_live_connection_without_draining_it() {
         .args(["--listen", &format!("127.0.0.1:{routes_port}")])
         .args(["--poll-ms", "100"]);
     let _routes = Process::spawn("serve-routes", cmd, dir.path().join("serve-routes.log")).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", routes_port)).ok()
-    })
-    .expect("serve-routes listening");
+    wait_listening(routes_port, "meltemi serve-routes");
 
     // Envoy from `meltemi bootstrap`.
     let out = Command::new(&meltemi)
@@ -303,34 +301,6 @@ fn table(version: u64, primary: &str, cluster: &str) -> String {
     )
 }
 
-fn tcp_cluster(name: &str, port: u16, bridge: bool) -> String {
-    let upstream = if bridge {
-        r#"
-    upstream_config:
-      name: envoy.upstreams.http.dynamic_modules
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
-        dynamic_module_config: { name: meltemi }
-        bridge_name: thrift
-        bridge_config:
-          "@type": type.googleapis.com/google.protobuf.StringValue
-          value: '{"protocol":"thrift"}'"#
-    } else {
-        ""
-    };
-    format!(
-        r#"
-  - name: "{name}"
-    connect_timeout: 1s
-    type: STATIC{upstream}
-    load_assignment:
-      cluster_name: "{name}"
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
-}
-
 /// Calls until `want` answers `n` times in a row (bounded); every call must succeed.
 fn until(conn: &mut ThriftConn, want: &str, n: usize) {
     let mut run = 0;
@@ -355,30 +325,14 @@ fn bad_older_and_foreign_tables_are_refused_and_routing_stays() {
     // No bootstrap extension: the connections poll on traffic (every 200 ms at most).
     let cfg = r#"{"protocol":"thrift","statPrefix":"calc","routes":{"version":"0","primaryCluster":"v1"},"routeDiscovery":{"cluster":"routes","path":"/routes/v1/calc","refreshIntervalMs":200}}"#;
     let yaml = format!(
-        r#"static_resources:
-  listeners:
-  - name: calc
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.dynamic_modules
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
-          dynamic_module_config: {{ name: meltemi }}
-          filter_name: meltemi
-          filter_config:
-            "@type": type.googleapis.com/google.protobuf.StringValue
-            value: '{cfg}'
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: calc
-          cluster: v1
-  clusters:{}{}{}
-"#,
-        tcp_cluster("v1", p1, false),
-        tcp_cluster("meltemi-bridge|v2", p2, true),
-        tcp_cluster("routes", routes.port, false),
+        "{}{}\n",
+        bootstrap(
+            listen,
+            &[Filter::Module(cfg.into()), Filter::TcpProxy("v1".into())],
+            &[("v1", p1), ("routes", routes.port)],
+        )
+        .trim_end(),
+        bridge_cluster("meltemi-bridge|v2", p2, ""),
     );
     let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
     let stat = |s: &str| envoy.stat(&format!("dynamicmodulescustom.thrift.calc.{s}"));

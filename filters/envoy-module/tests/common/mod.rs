@@ -21,11 +21,41 @@ pub fn thrift_server(dir: &TempDir, name: &str) -> (Process, u16) {
     cmd.arg(thrift_script())
         .args(["serve", &port.to_string(), name]);
     let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log"))).unwrap();
+    wait_listening(port, "thrift server");
+    (p, port)
+}
+
+/// Waits (up to 10 s) until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_listening(port: u16, what: &str) {
     wait_for(Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", port)).ok()
     })
-    .expect("thrift server listening");
-    (p, port)
+    .unwrap_or_else(|| panic!("{what} not listening on {port}"));
+}
+
+/// A static cluster on 127.0.0.1:`port` whose upstream is the module's HTTP-to-TCP bridge for
+/// Thrift (a detour's destination); `extra` goes after `type: STATIC` (more cluster fields).
+pub fn bridge_cluster(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        r#"
+  - name: "{name}"
+    connect_timeout: 1s
+    type: STATIC{extra}
+    upstream_config:
+      name: envoy.upstreams.http.dynamic_modules
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
+        dynamic_module_config: {{ name: meltemi }}
+        bridge_name: thrift
+        bridge_config:
+          "@type": type.googleapis.com/google.protobuf.StringValue
+          value: '{{"protocol":"thrift"}}'
+    load_assignment:
+      cluster_name: "{name}"
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
+    )
 }
 
 /// One client connection speaking framed binary Thrift (strict), calls without arguments whose
