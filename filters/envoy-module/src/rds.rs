@@ -584,4 +584,51 @@ mod tests {
             1
         );
     }
+
+    #[test]
+    fn a_detour_in_flight_keeps_the_table_that_routed_it_across_a_swap() {
+        use crate::filter::Filter;
+        use crate::host::fake::FakeNetworkHost;
+        use crate::host::{CalloutOutcome, Direction, NetworkHost};
+        let (c, reg) = setup();
+        let d = Arc::clone(c.discovery.as_ref().unwrap());
+        let mut s = Sink::default();
+        d.offer(table(5, "outbound|9090|v2|calc").as_bytes(), &mut s);
+        let mut f = Filter::new(Arc::new(c));
+        let mut h = FakeNetworkHost::default();
+        f.on_new_connection(&mut h);
+        h.downstream = vec![thrift_call(1)];
+        let n = h.buffered(Direction::Downstream);
+        f.on_read(&mut h, n, false);
+        let detour = h.callouts.last().unwrap().clone();
+        assert_eq!(detour.cluster, "meltemi-bridge|outbound|9090|v2|calc");
+
+        // A newer table (everything to the primary) lands while the detour is in flight.
+        d.offer(table(6, "outbound|9090||calc").as_bytes(), &mut s);
+        h.downstream = vec![thrift_call(2)];
+        let n = h.buffered(Direction::Downstream);
+        f.on_read(&mut h, n, false);
+        assert_eq!(
+            h.downstream,
+            vec![thrift_call(2)],
+            "the new table: fast path"
+        );
+
+        // The old detour's answer still reaches the client, counted on its own table's route.
+        let answer = b"\x00\x00\x00\x01\x00";
+        f.on_callout_done(
+            &mut h,
+            detour.id,
+            CalloutOutcome::Success,
+            Some(b"200"),
+            &[answer],
+        );
+        assert_eq!(h.written_to_client, answer);
+        let detoured = reg
+            .counters
+            .iter()
+            .position(|n| n == "thrift.calc.route.other.detoured")
+            .unwrap();
+        assert_eq!(h.counters.get(&detoured), Some(&1));
+    }
 }
