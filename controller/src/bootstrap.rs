@@ -1,13 +1,15 @@
 //! A complete Envoy bootstrap from the same render, for running without Kubernetes (demo, VMs,
 //! end-to-end tests): one listener per service port on loopback, one cluster per subset with the
-//! ServiceEntry's static endpoints, our filter before `tcp_proxy`, bridge twins for routing.
+//! ServiceEntry's static endpoints, our filter before `tcp_proxy`, bridge twins for routing, and
+//! with `--routes-address` the `meltemi-routes` cluster plus the module's route-discovery
+//! bootstrap extension.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::inputs::Inputs;
+use crate::inputs::{Adapter, Inputs};
 use crate::model::{Endpoint, ServicePort};
 use crate::render::{
     self, bridge_upstream, filter_value, ListenerPlan, RenderError, BRIDGE_PREFIX, TCP_PROXY,
@@ -174,6 +176,7 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             clusters.insert(name, twin);
         }
     }
+    let mut extensions = Vec::new();
     if let (Some(addr), Some(name)) = (&opts.routes_address, &settings.route_discovery_cluster) {
         let (host, port) = addr
             .rsplit_once(':')
@@ -185,8 +188,28 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             labels: BTreeMap::new(),
         };
         clusters.insert(name.clone(), cluster(name, &[&ep]));
+        // The module's route-discovery poller: a main-thread timer that fetches newer tables
+        // while connections are idle (without it, connections poll on traffic).
+        if rendered
+            .listeners
+            .iter()
+            .any(|l| l.adapter == Adapter::Module && l.config.route_discovery.is_some())
+        {
+            extensions.push(json!({
+                "name": "envoy.bootstrap.dynamic_modules",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.bootstrap.dynamic_modules.v3.DynamicModuleBootstrapExtension",
+                    "dynamic_module_config": {"name": settings.module_name},
+                    "extension_name": "meltemi-route-discovery",
+                    "extension_config": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": "{}",
+                    },
+                },
+            }));
+        }
     }
-    let mut out = json!({
+    let mut b = json!({
         "node": {"id": "meltemi", "cluster": "meltemi"},
         "admin": {"address": socket("127.0.0.1", u32::from(opts.admin_port))},
         "static_resources": {
@@ -194,6 +217,9 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             "clusters": clusters.into_values().collect::<Vec<_>>(),
         },
     });
+    if !extensions.is_empty() {
+        b["bootstrap_extensions"] = Value::Array(extensions);
+    }
     if settings.istio_metrics {
         // Istio's tag convention: these regexes turn the labels embedded in the names of
         // `istio_requests_total` & co into Prometheus labels.
@@ -201,7 +227,7 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             .into_iter()
             .map(|t| json!({"tag_name": t, "regex": meltemi_proto::istio_stats_tag_regex(t)}))
             .collect();
-        out["stats_config"] = json!({"stats_tags": tags});
+        b["stats_config"] = json!({"stats_tags": tags});
     }
-    Ok(out)
+    Ok(b)
 }

@@ -128,10 +128,20 @@ fn protocols_with_route_discovery() {
             ..Default::default()
         };
         let inputs = load(&[&format!("protocols/{p}.yaml")], "demo", settings);
-        check_golden(
-            &format!("protocol-{p}-discovery"),
-            &render_text(&inputs, false),
-        );
+        let mut text = render_text(&inputs, false);
+        // With a routes address: the `meltemi-routes` cluster and the poller extension.
+        let b = bootstrap(
+            &inputs,
+            &BootstrapOptions {
+                port_offset: 10_000,
+                routes_address: Some("127.0.0.1:8080".into()),
+                ..Default::default()
+            },
+        )
+        .expect("bootstrap");
+        text.push_str("---\n# bootstrap --routes-address 127.0.0.1:8080\n");
+        text.push_str(&serde_yaml::to_string(&b).unwrap());
+        check_golden(&format!("protocol-{p}-discovery"), &text);
     }
 }
 

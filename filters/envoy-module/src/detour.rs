@@ -18,6 +18,7 @@ use crate::host::{CalloutOutcome, Direction, Level, NetworkHost};
 use meltemi_codec::{Decoded, Limits};
 use meltemi_engine::route::{encode_failure, route_request, Boundary, Failure, SplitMix64, Target};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Where the bytes the client sees and sends are reported (the observability session).
 pub trait Observer {
@@ -30,6 +31,9 @@ pub trait Observer {
 /// A request on its way through a callout.
 #[derive(Debug)]
 struct Pending {
+    /// The table that routed it: its cluster and route indices stay meaningful even when route
+    /// discovery swaps the connection's table before the answer arrives.
+    routing: Arc<Routing>,
     frame: Vec<u8>,
     cluster: u16,
     route: Option<u16>,
@@ -93,7 +97,7 @@ impl Detour {
     /// (for the observability session) before the buffer changes.
     pub fn on_read(
         &mut self,
-        routing: &Routing,
+        routing: &Arc<Routing>,
         host: &mut impl NetworkHost,
         obs: &mut impl Observer,
     ) -> ReadOutcome {
@@ -187,10 +191,10 @@ impl Detour {
             if let Some(m) = d.mirror {
                 host.increment_counter(stats.mirrored, 1);
                 self.start(
-                    routing,
                     host,
                     obs,
                     Pending {
+                        routing: Arc::clone(routing),
                         frame: frame.clone(),
                         cluster: m,
                         route: d.route,
@@ -209,10 +213,10 @@ impl Detour {
                 Target::Detour(c) => {
                     host.increment_counter(stats.detoured, 1);
                     self.start(
-                        routing,
                         host,
                         obs,
                         Pending {
+                            routing: Arc::clone(routing),
                             frame,
                             cluster: c,
                             route: d.route,
@@ -227,13 +231,8 @@ impl Detour {
         ReadOutcome::Continue
     }
 
-    fn start(
-        &mut self,
-        routing: &Routing,
-        host: &mut impl NetworkHost,
-        obs: &mut impl Observer,
-        p: Pending,
-    ) {
+    fn start(&mut self, host: &mut impl NetworkHost, obs: &mut impl Observer, p: Pending) {
+        let routing = Arc::clone(&p.routing);
         let Some(cluster) = routing.table.clusters.get(usize::from(p.cluster)) else {
             return;
         };
@@ -255,7 +254,7 @@ impl Detour {
                     &format!("meltemi: detour to {cluster} not started: {e:?}"),
                 );
                 if !p.mirror {
-                    self.fail(routing, host, &p.frame, Failure::Unavailable, obs);
+                    self.fail(&routing, host, &p.frame, Failure::Unavailable, obs);
                 }
             }
         }
@@ -267,10 +266,8 @@ impl Detour {
     }
 
     /// A detour's callout finished.
-    #[allow(clippy::too_many_arguments)] // the callout hook's shape plus the observer
     pub fn on_callout_done(
         &mut self,
-        routing: &Routing,
         host: &mut impl NetworkHost,
         id: u64,
         outcome: CalloutOutcome,
@@ -284,6 +281,7 @@ impl Detour {
         if self.closed || p.mirror {
             return;
         }
+        let routing = Arc::clone(&p.routing);
         let stats = *routing.stats(p.route);
         if outcome == CalloutOutcome::Success && status == Some(b"200") {
             let answer: Vec<u8> = body.concat();
@@ -299,7 +297,7 @@ impl Detour {
         if p.retries_left > 0 {
             p.retries_left -= 1;
             host.increment_counter(stats.retries, 1);
-            self.start(routing, host, obs, p);
+            self.start(host, obs, p);
             return;
         }
         host.increment_counter(stats.errors, 1);

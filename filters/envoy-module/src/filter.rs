@@ -5,9 +5,10 @@
 //! the stream unless the engine asks to close it. `tcp_proxy` consumes the whole read buffer on
 //! every `onData` (it asserts so), hence each read hook sees only new bytes.
 
-use crate::config::{Config, Handle};
+use crate::config::{Config, Handle, Routing};
 use crate::detour::{Detour, Observer, ReadOutcome};
 use crate::host::{CalloutOutcome, Close, Direction, Level, NetworkHost};
+use crate::rds::{self, Discovery, RdsSink};
 use meltemi_engine::{Engine, MetricId, MetricSink, Session, Verdict};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -87,10 +88,33 @@ impl Observer for Obs<'_> {
     }
 }
 
+/// Route-discovery updates reported to the connection that polled.
+struct HostSink<'a, H: NetworkHost>(&'a mut H);
+
+impl<H: NetworkHost> RdsSink for HostSink<'_, H> {
+    fn inc(&mut self, id: crate::host::CounterId) {
+        self.0.increment_counter(id, 1);
+    }
+    fn set_gauge(&mut self, id: crate::host::GaugeId, value: u64) {
+        self.0.set_gauge(id, value);
+    }
+    fn log(&self, level: Level, msg: &str) {
+        self.0.log(level, msg);
+    }
+}
+
 /// One connection's state.
 #[derive(Debug)]
 pub struct Filter {
     config: Arc<Config>,
+    /// The route table this connection routes by: the listener's, or the newest one route
+    /// discovery fetched (checked once per read).
+    routing: Option<Arc<Routing>>,
+    routing_version: u64,
+    /// This connection's route-discovery poll in flight (the fallback poller).
+    rds_callout: Option<u64>,
+    /// No bootstrap extension polls: this connection polls on traffic (read once).
+    poll_on_traffic: bool,
     session: Option<Session>,
     detour: Option<Detour>,
     events: Events,
@@ -102,6 +126,10 @@ impl Filter {
     pub fn new(config: Arc<Config>) -> Self {
         Filter {
             config,
+            routing: None,
+            routing_version: 0,
+            rds_callout: None,
+            poll_on_traffic: false,
             session: None,
             detour: None,
             events: Events::default(),
@@ -117,7 +145,13 @@ impl Filter {
     pub fn on_new_connection(&mut self, host: &mut impl NetworkHost) -> Flow {
         let config = Arc::clone(&self.config);
         self.session = Some(Session::new(&config.engine, &mut self.events));
-        if let Some(r) = &config.routing {
+        self.routing = match &config.discovery {
+            Some(d) => Some(d.current()),
+            None => config.routing.clone(),
+        };
+        self.poll_on_traffic = config.discovery.is_some() && !rds::bootstrap_polling();
+        if let Some(r) = &self.routing {
+            self.routing_version = r.version;
             self.detour = Some(Detour::new(&config, r, host.connection_id()));
         }
         self.events.flush(&config, host);
@@ -141,8 +175,13 @@ impl Filter {
     /// The routing paths of a read (`read`) or a write.
     fn routed(&mut self, host: &mut impl NetworkHost, read: bool) -> Flow {
         let config = Arc::clone(&self.config);
+        if read {
+            if let Some(disc) = &config.discovery {
+                self.discover(disc, host);
+            }
+        }
         let (Some(routing), Some(d), Some(session)) = (
-            config.routing.as_ref(),
+            self.routing.as_ref(),
             self.detour.as_mut(),
             self.session.as_mut(),
         ) else {
@@ -188,6 +227,28 @@ impl Filter {
         }
         host.close(Close::NoFlush);
         Flow::Stop
+    }
+
+    /// Route discovery on the request path: one atomic load finds whether a newer table is in
+    /// use (then the connection takes it); without a bootstrap extension polling, the
+    /// connection also polls when the last poll is older than the interval (one more load).
+    fn discover(&mut self, disc: &Discovery, host: &mut impl NetworkHost) {
+        if disc.version() != self.routing_version {
+            let r = disc.current();
+            self.routing_version = r.version;
+            self.routing = Some(r);
+        }
+        if self.rds_callout.is_none() && !rds::bootstrap_polling() && disc.claim_poll(now_ns()) {
+            let started = disc.with_request(|cluster, headers| {
+                host.http_callout(cluster, headers, b"", rds::POLL_TIMEOUT_MS)
+            });
+            match started {
+                Ok(id) => self.rds_callout = Some(id),
+                Err(_) => {
+                    disc.on_answer(false, None, &[], &mut HostSink(host));
+                }
+            }
+        }
     }
 
     /// Upstream bytes are about to be written to the client.
@@ -297,11 +358,15 @@ impl Filter {
         body: &[&[u8]],
     ) {
         let config = Arc::clone(&self.config);
-        if let (Some(routing), Some(d), Some(session)) = (
-            config.routing.as_ref(),
-            self.detour.as_mut(),
-            self.session.as_mut(),
-        ) {
+        if self.rds_callout == Some(id) {
+            self.rds_callout = None;
+            if let Some(disc) = &config.discovery {
+                let ok = outcome == CalloutOutcome::Success;
+                disc.on_answer(ok, status, body, &mut HostSink(host));
+            }
+            return;
+        }
+        if let (Some(d), Some(session)) = (self.detour.as_mut(), self.session.as_mut()) {
             if d.owns(id) {
                 let mut obs = Obs {
                     session,
@@ -310,7 +375,7 @@ impl Filter {
                     now: now_ns(),
                     verdict: Verdict::Continue,
                 };
-                d.on_callout_done(routing, host, id, outcome, status, body, &mut obs);
+                d.on_callout_done(host, id, outcome, status, body, &mut obs);
                 self.events.flush(&config, host);
                 return;
             }

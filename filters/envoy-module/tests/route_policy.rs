@@ -9,25 +9,12 @@
 
 use meltemi_testkit::{free_port, venv_python, wait_for, Envoy, EnvoyOptions, Process, TempDir};
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-fn script() -> std::path::PathBuf {
-    meltemi_testkit::workspace_root().join("testkit/clients/route_thrift.py")
-}
+mod common;
 
-fn server(dir: &TempDir, name: &str) -> (Process, u16) {
-    let port = free_port();
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(script()).args(["serve", &port.to_string(), name]);
-    let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log"))).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("thrift server listening");
-    (p, port)
-}
+use common::{bridge_cluster, thrift_script as script, thrift_server as server};
 
 /// Requests `server` has read, by method.
 fn seen(p: &Process, method: &str) -> u64 {
@@ -87,29 +74,6 @@ fn tcp_cluster(name: &str, port: u16) -> String {
   - name: {name}
     connect_timeout: 1s
     type: STATIC
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
-}
-
-fn bridge_cluster(name: &str, port: u16, extra: &str) -> String {
-    format!(
-        r#"
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC{extra}
-    upstream_config:
-      name: envoy.upstreams.http.dynamic_modules
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
-        dynamic_module_config: {{ name: meltemi }}
-        bridge_name: thrift
-        bridge_config:
-          "@type": type.googleapis.com/google.protobuf.StringValue
-          value: '{{"protocol":"thrift"}}'
     load_assignment:
       cluster_name: {name}
       endpoints:

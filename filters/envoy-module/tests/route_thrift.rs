@@ -4,27 +4,13 @@
 //! whose upstream is the module's HTTP-to-TCP bridge (the detour).
 //! Needs the release `.so` and `MELTEMI_ENVOY`; Python from `MELTEMI_VENV` (or `.venv`).
 
-use meltemi_testkit::{free_port, venv_python, wait_for, Envoy, EnvoyOptions, Process, TempDir};
+use meltemi_testkit::{free_port, venv_python, Envoy, EnvoyOptions, TempDir};
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
 
-fn script() -> std::path::PathBuf {
-    meltemi_testkit::workspace_root().join("testkit/clients/route_thrift.py")
-}
+mod common;
 
-fn server(dir: &TempDir, name: &str) -> (Process, u16) {
-    let port = free_port();
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(script()).args(["serve", &port.to_string(), name]);
-    let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log"))).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("thrift server listening");
-    (p, port)
-}
+use common::{bridge_cluster, thrift_script as script, thrift_server as server};
 
 fn call(port: u16, n: usize, method: &str, extra: &[&str]) -> BTreeMap<String, u64> {
     let out = Command::new("timeout")
@@ -82,29 +68,6 @@ fn tcp_cluster(name: &str, port: u16) -> String {
     )
 }
 
-fn bridge_cluster(name: &str, port: u16) -> String {
-    format!(
-        r#"
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC
-    upstream_config:
-      name: envoy.upstreams.http.dynamic_modules
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
-        dynamic_module_config: {{ name: meltemi }}
-        bridge_name: thrift
-        bridge_config:
-          "@type": type.googleapis.com/google.protobuf.StringValue
-          value: '{{"protocol":"thrift"}}'
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
-}
-
 const CASES: &[(&str, &str)] = &[
     ("pin_v1", r#"{"primary_cluster":"v1"}"#),
     (
@@ -147,8 +110,8 @@ fn thrift_requests_are_routed_per_request_on_one_connection() {
     let yaml = format!(
         "static_resources:\n  listeners:{listeners}\n  clusters:{}{}{}\n",
         tcp_cluster("v1", p1),
-        bridge_cluster("v2", p2),
-        bridge_cluster("down", free_port()),
+        bridge_cluster("v2", p2, ""),
+        bridge_cluster("down", free_port(), ""),
     );
     let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
     let port = |name: &str| ports[CASES.iter().position(|(n, _)| *n == name).unwrap()];
