@@ -17,7 +17,8 @@ pub enum Filter {
 }
 
 impl Filter {
-    fn yaml(&self) -> String {
+    /// This filter as a YAML list item under a filter chain's `filters:`.
+    pub fn yaml(&self) -> String {
         match self {
             Filter::Module(json) => format!(
                 r#"

@@ -349,7 +349,7 @@ fn bad_older_and_foreign_tables_are_refused_and_routing_stays() {
             &[("v1", p1), ("routes", routes.port)],
         )
         .trim_end(),
-        bridge_cluster("meltemi-bridge|v2", p2, ""),
+        bridge_cluster("thrift", "meltemi-bridge|v2", p2, ""),
     );
     let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
     let stat = |s: &str| envoy.stat(&format!("dynamicmodulescustom.thrift.calc.{s}"));
