@@ -262,11 +262,15 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             namespaces,
             module_name,
         } => {
+            let mut text = String::new();
             for ns in &namespaces {
                 let cm = mesh_bootstrap::config_map(&name, ns, &module_name);
-                let yaml = serde_yaml::to_string(&cm).map_err(|e| e.to_string())?;
-                print!("---\n{yaml}");
+                text += "---\n";
+                text += &serde_yaml::to_string(&cm).map_err(|e| e.to_string())?;
             }
+            // An error (a closed pipe), not a panic as `print!` would.
+            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
+                .map_err(|e| format!("stdout: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
     }
