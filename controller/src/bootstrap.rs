@@ -128,7 +128,20 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             let c = sp.cluster(name);
             clusters.insert(c.clone(), cluster(&c, &subset_endpoints(sp, Some(labels))));
         }
-        let ours = filter_value(*adapter, config, settings, false);
+        // A static bootstrap is never updated in place, so with route discovery its listener
+        // carries the current table (as version 0: any served version replaces it) instead of
+        // the EnvoyFilter's empty placeholder. The module defines its per-route stats when the
+        // listener is created, so the routes of this table count under their own names.
+        let mut config = config.clone();
+        if config.route_discovery.is_some() {
+            if let Some(t) = rendered.route_tables.get(&config.stat_prefix) {
+                config.routes = Some(meltemi_proto::RouteTable {
+                    version: 0,
+                    ..t.clone()
+                });
+            }
+        }
+        let ours = filter_value(*adapter, &config, settings, false);
         listeners.push(json!({
             "name": format!("{}_{}", sp.host, sp.port),
             "address": socket(&opts.listen_address, listen),
@@ -195,18 +208,9 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             .iter()
             .any(|l| l.adapter == Adapter::Module && l.config.route_discovery.is_some())
         {
-            extensions.push(json!({
-                "name": "envoy.bootstrap.dynamic_modules",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.bootstrap.dynamic_modules.v3.DynamicModuleBootstrapExtension",
-                    "dynamic_module_config": {"name": settings.module_name},
-                    "extension_name": "meltemi-route-discovery",
-                    "extension_config": {
-                        "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": "{}",
-                    },
-                },
-            }));
+            extensions.push(crate::mesh_bootstrap::poller_extension(
+                &settings.module_name,
+            ));
         }
     }
     let mut b = json!({

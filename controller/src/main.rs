@@ -12,7 +12,7 @@ use meltemi_controller::inputs::{AdapterChoice, Inputs, Settings};
 use meltemi_controller::render::{render_all, to_yaml};
 use meltemi_controller::serve::Shared;
 use meltemi_controller::validate::{validate, Severity};
-use meltemi_controller::{crd, reconcile, serve};
+use meltemi_controller::{crd, mesh_bootstrap, reconcile, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -77,6 +77,17 @@ enum Cmd {
     },
     /// Print our CRDs (deploy/crds.yaml).
     Crds,
+    /// The ConfigMap a pod names in `sidecar.istio.io/bootstrapOverride` to add the module's
+    /// route-discovery poller to its sidecar (one per namespace given).
+    BootstrapOverride {
+        #[arg(long, default_value = meltemi_controller::mesh_bootstrap::DEFAULT_NAME)]
+        name: String,
+        /// Namespaces of the opting pods (repeat the flag).
+        #[arg(short = 'n', long = "namespace", required = true)]
+        namespaces: Vec<String>,
+        #[arg(long, default_value = "meltemi")]
+        module_name: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -248,6 +259,22 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Run { r, listen } => runtime()?.block_on(run(r, listen)),
         Cmd::Crds => {
             print!("{}", crd::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BootstrapOverride {
+            name,
+            namespaces,
+            module_name,
+        } => {
+            let mut text = String::new();
+            for ns in &namespaces {
+                let cm = mesh_bootstrap::config_map(&name, ns, &module_name);
+                text += "---\n";
+                text += &serde_yaml::to_string(&cm).map_err(|e| e.to_string())?;
+            }
+            // An error (a closed pipe), not a panic as `print!` would.
+            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
+                .map_err(|e| format!("stdout: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
     }

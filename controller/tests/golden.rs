@@ -161,6 +161,16 @@ fn protocol_with_istio_metrics() {
     check_golden("protocol-dubbo-istio-metrics", &text);
 }
 
+/// The `sidecar.istio.io/bootstrapOverride` ConfigMap (`meltemi bootstrap-override -n demo`).
+#[test]
+fn mesh_bootstrap_override() {
+    let cm = meltemi_controller::mesh_bootstrap::config_map("meltemi-bootstrap", "demo", "meltemi");
+    check_golden(
+        "mesh-bootstrap-override",
+        &serde_yaml::to_string(&cm).unwrap(),
+    );
+}
+
 fn aeraki_cases(prefix: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(testdata().join("aeraki"))
         .unwrap()

@@ -20,7 +20,8 @@ pub enum Filter {
 }
 
 impl Filter {
-    fn yaml(&self) -> String {
+    /// This filter as a YAML list item under a filter chain's `filters:`.
+    pub fn yaml(&self) -> String {
         match self {
             Filter::Module(json) => Filter::ModuleIn(String::new(), json.clone()).yaml(),
             Filter::ModuleIn(namespace, json) => format!(

@@ -61,9 +61,10 @@ impl Routing {
 }
 
 /// The route and destination counters of a listener. Envoy freezes metric definition when
-/// `config_new` returns, so they are defined once for the listener's own table; a table fetched
-/// later by route discovery finds its routes here by name, and names it does not know count
-/// under `route.other.*` / `destination.other.requests` (a closed set, as the method stats).
+/// `config_new` returns, so they are defined once, for the listener's own table and (route
+/// discovery) the newest table this process already fetched for the same source; a table
+/// fetched later finds its routes here by name, and names it does not know count under
+/// `route.other.*` / `destination.other.requests` (a closed set, as the method stats).
 #[derive(Debug)]
 pub struct StatBook {
     routes: HashMap<String, RouteStats>,
@@ -75,7 +76,7 @@ pub struct StatBook {
 
 impl StatBook {
     fn define(
-        table: &RouteTable,
+        tables: &[&RouteTable],
         with_other: bool,
         counter: &mut dyn FnMut(&str) -> Result<CounterId, ConfigError>,
     ) -> Result<StatBook, ConfigError> {
@@ -92,7 +93,7 @@ impl StatBook {
             })
         };
         let mut routes = HashMap::new();
-        for r in &table.routes {
+        for r in tables.iter().flat_map(|t| &t.routes) {
             if !routes.contains_key(&r.name) {
                 routes.insert(r.name.clone(), route(&r.name)?);
             }
@@ -104,7 +105,7 @@ impl StatBook {
             None
         };
         let mut dests = HashMap::new();
-        for cl in &table.clusters {
+        for cl in tables.iter().flat_map(|t| &t.clusters) {
             if !dests.contains_key(cl) {
                 let stat = cl.replace(['.', ' '], "_");
                 dests.insert(
@@ -334,8 +335,19 @@ impl Config {
                     v => v.as_u64(),
                 })
                 .unwrap_or(0);
-            let book = StatBook::define(&table, discovery_cfg.is_some(), &mut counter)?;
-            let initial = Arc::new(book.routing(proto, table, version));
+            // Route discovery: the newest table this process already holds for the same source
+            // (a listener update re-creates the config) defines stats too and is used at once.
+            let known = discovery_cfg.as_ref().and_then(|d| {
+                crate::rds::newest_known(&d.cluster, &d.path, table.primary(), proto)
+                    .filter(|k| k.version > version)
+            });
+            let mut tables = vec![&table];
+            tables.extend(known.as_ref().map(|k| &k.table));
+            let book = StatBook::define(&tables, discovery_cfg.is_some(), &mut counter)?;
+            let initial = Arc::new(match &known {
+                Some(k) => book.routing(proto, k.table.clone(), k.version),
+                None => book.routing(proto, table, version),
+            });
             if let (Some(d), Some(version)) = (discovery_cfg, rds_version) {
                 let rds = RdsMetrics {
                     update_success: counter("rds.update_success")?,

@@ -347,6 +347,24 @@ pub fn registered() -> Vec<Arc<Discovery>> {
     r.iter().filter_map(Weak::upgrade).collect()
 }
 
+/// The newest table held by a live listener config polling `cluster` + `path` whose primary
+/// cluster and protocol are these: a config created later (a listener update) starts from it
+/// and defines its stats for it, instead of starting from its placeholder.
+pub fn newest_known(
+    cluster: &str,
+    path: &str,
+    primary: &str,
+    proto: RpcProtocol,
+) -> Option<Arc<Routing>> {
+    registered()
+        .iter()
+        .filter(|d| {
+            d.cluster == cluster && d.path == path && d.primary == primary && d.proto == proto
+        })
+        .map(|d| d.current())
+        .max_by_key(|r| r.version)
+}
+
 /// Whether a bootstrap extension polls (then connections do not).
 pub fn bootstrap_polling() -> bool {
     BOOTSTRAP_POLLING.load(Ordering::Acquire)
@@ -402,6 +420,66 @@ mod tests {
     fn count(reg: &FakeRegistry, s: &Sink, name: &str) -> u64 {
         let i = reg.counters.iter().position(|c| c == name).unwrap();
         s.counters.get(&i).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn a_config_created_later_starts_from_the_newest_table_and_defines_its_stats() {
+        // Its own path: the registry is process-wide and the tests run in parallel.
+        let cfg = CFG.replace("/routes/v1/calc", "/routes/v1/carry");
+        let mut reg1 = FakeRegistry::default();
+        let c1 = Config::parse(cfg.as_bytes(), &mut reg1).unwrap();
+        let d1 = c1.discovery.as_ref().unwrap();
+        register(d1);
+        let mut s = Sink::default();
+        let v5 = table(5, "outbound|9090|v2|calc");
+        assert_eq!(d1.offer(v5.as_bytes(), &mut s), Update::Swapped(5));
+        // The placeholder knew no route: the first config counts `all` under `other`.
+        assert!(!reg1.counters.iter().any(|n| n.contains("route.all.")));
+
+        // A listener update re-creates the config: it starts at version 5 with `all` defined.
+        let mut reg2 = FakeRegistry::default();
+        let c2 = Config::parse(cfg.as_bytes(), &mut reg2).unwrap();
+        let d2 = c2.discovery.as_ref().unwrap();
+        assert_eq!(d2.version(), 5);
+        let cur = d2.current();
+        let id = |name: &str| {
+            reg2.counters
+                .iter()
+                .position(|n| n == name)
+                .unwrap_or_else(|| panic!("{name} not defined: {:?}", reg2.counters))
+        };
+        assert_eq!(
+            cur.stats(Some(0)).requests.0,
+            id("thrift.calc.route.all.requests")
+        );
+        assert_eq!(
+            cur.dest_requests[1].0,
+            id("thrift.calc.destination.meltemi-bridge|outbound|9090|v2|calc.requests")
+        );
+        // A table fetched later keeps the names known at config time; new names go to `other`.
+        let renamed =
+            table(7, "outbound|9090|v1|calc").replace(r#""name":"all""#, r#""name":"new""#);
+        let mut s2 = Sink::default();
+        for (body, version, stat) in [
+            (
+                table(6, "outbound|9090|v1|calc"),
+                6,
+                "thrift.calc.route.all.requests",
+            ),
+            (renamed, 7, "thrift.calc.route.other.requests"),
+        ] {
+            assert_eq!(d2.offer(body.as_bytes(), &mut s2), Update::Swapped(version));
+            assert_eq!(d2.current().stats(Some(0)).requests.0, id(stat));
+        }
+
+        // Another source, or another primary cluster, starts from its own table.
+        for other in [
+            cfg.replace("/routes/v1/carry", "/routes/v1/elsewhere"),
+            cfg.replace("9090||calc", "1||x"),
+        ] {
+            let c3 = Config::parse(other.as_bytes(), &mut FakeRegistry::default()).unwrap();
+            assert_eq!(c3.discovery.as_ref().unwrap().version(), 0);
+        }
     }
 
     #[test]

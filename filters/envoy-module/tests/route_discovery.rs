@@ -226,6 +226,23 @@ fn a_route_change_reaches_a_live_connection_without_draining_it() {
     assert!(updates >= 2, "initial table + the change: {updates}");
     assert_eq!(stat_ending(&envoy, ".rds.update_rejected"), Some(0));
     assert_eq!(stat_ending(&envoy, ".route.other.errors"), Some(0));
+
+    // Per-route stats: `meltemi bootstrap` gave the listener the current table, so the module
+    // defined `route.all.*` when Envoy created the listener; every call, before and after the
+    // swap, counts under it. The v2 subset's twin was in no table known then: `other`.
+    let calls = 20 + answers.len() as u64;
+    let v2_calls = (answers.len() - first_v2) as u64;
+    assert_eq!(stat_ending(&envoy, ".route.all.requests"), Some(calls));
+    assert_eq!(stat_ending(&envoy, ".route.all.errors"), Some(0));
+    assert_eq!(stat_ending(&envoy, ".route.other.requests"), Some(0));
+    assert_eq!(
+        stat_ending(&envoy, "|v1|calc_demo_svc_cluster_local.requests"),
+        Some(calls - v2_calls)
+    );
+    assert_eq!(
+        stat_ending(&envoy, ".destination.other.requests"),
+        Some(v2_calls)
+    );
     assert!(stat_ending(&envoy, ".rds.version").unwrap_or(0) > 0);
 }
 
@@ -332,7 +349,7 @@ fn bad_older_and_foreign_tables_are_refused_and_routing_stays() {
             &[("v1", p1), ("routes", routes.port)],
         )
         .trim_end(),
-        bridge_cluster("meltemi-bridge|v2", p2, ""),
+        bridge_cluster("thrift", "meltemi-bridge|v2", p2, ""),
     );
     let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
     let stat = |s: &str| envoy.stat(&format!("dynamicmodulescustom.thrift.calc.{s}"));
