@@ -2,9 +2,10 @@
 //! observability. Each protocol module turns frames into [`Tracker`] calls; the tracker turns
 //! them into metric events.
 
+use crate::fasthash::IdTable;
 use crate::istio::NoReply;
 use crate::metrics::{MetricSink, Metrics};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// What a request expects back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,7 @@ impl Outcome {
 #[derive(Debug)]
 enum Pending {
     /// By the protocol's request id.
-    ById(HashMap<i64, Inflight>),
+    ById(IdTable<Inflight>),
     /// In order (Redis).
     Ordered(VecDeque<Inflight>),
 }
@@ -75,7 +76,7 @@ impl Tracker {
     /// Pairs by request id.
     pub fn by_id() -> Tracker {
         Tracker {
-            pending: Pending::ById(HashMap::new()),
+            pending: Pending::ById(IdTable::default()),
             at_close: NoReply::Closed,
         }
     }
@@ -112,7 +113,7 @@ impl Tracker {
     /// The protocol data stored with the request `id` still in flight (by-id pairing only).
     pub fn aux(&self, id: i64) -> Option<u32> {
         match &self.pending {
-            Pending::ById(map) => map.get(&id).map(|f| f.aux),
+            Pending::ById(map) => map.get(id).map(|f| f.aux),
             Pending::Ordered(_) => None,
         }
     }
@@ -155,7 +156,7 @@ impl Tracker {
             start_ns: now_ns,
         };
         let stored = match &mut self.pending {
-            Pending::ById(map) if map.len() < MAX_INFLIGHT => map.insert(id, f).is_none(),
+            Pending::ById(map) => map.insert(id, f, MAX_INFLIGHT),
             Pending::Ordered(q) if q.len() < MAX_INFLIGHT => {
                 q.push_back(f);
                 true
@@ -182,7 +183,7 @@ impl Tracker {
         let o = &m.obs;
         sink.inc(o.response, 1);
         let f = match &mut self.pending {
-            Pending::ById(map) => map.remove(&id),
+            Pending::ById(map) => map.remove(id),
             Pending::Ordered(q) => q.pop_front(),
         };
         let Some(f) = f else {

@@ -16,14 +16,21 @@
 use crate::config::{Config, Routing};
 use crate::host::{CalloutOutcome, Direction, Level, NetworkHost};
 use meltemi_codec::{Decoded, Limits};
-use meltemi_engine::route::{encode_failure, route_request, Boundary, Failure, SplitMix64, Target};
+use meltemi_engine::route::{
+    encode_failure, route_request_with, Boundary, Failure, RequestFrame, SplitMix64, Target,
+};
+use meltemi_engine::DecodeFailure;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Where the bytes the client sees and sends are reported (the observability session).
 pub trait Observer {
-    /// New client bytes.
+    /// New client bytes (counted, not decoded: the router decodes each frame once).
     fn down(&mut self, data: &[u8]);
+    /// A whole client frame the router decoded.
+    fn down_frame(&mut self, frame: RequestFrame<'_>);
+    /// The router found broken client bytes (the connection will be closed).
+    fn down_error(&mut self, e: &DecodeFailure);
     /// Bytes about to reach the client (upstream frames and module answers), in order.
     fn up(&mut self, data: &[u8]);
 }
@@ -123,10 +130,11 @@ impl Detour {
         let mut all_pass = true;
         let now = crate::filter::now_ns();
         while off < data.len() {
-            let r = route_request(
+            let r = route_request_with(
                 routing.proto,
                 &routing.table,
                 &data[off..],
+                |f| obs.down_frame(f),
                 &self.limits,
                 &mut self.rng,
                 |i| match routing.limiters.lock() {
@@ -136,6 +144,7 @@ impl Detour {
             );
             match r {
                 Err(e) => {
+                    obs.down_error(&e);
                     drop(chunks);
                     flush(host, &counts);
                     return ReadOutcome::Broken(e.0);

@@ -9,7 +9,9 @@ use crate::config::{Config, Handle, Routing};
 use crate::detour::{Detour, Observer, ReadOutcome};
 use crate::host::{CalloutOutcome, Close, Direction, Level, NetworkHost};
 use crate::rds::{self, Discovery, RdsSink};
-use meltemi_engine::{Engine, MetricId, MetricSink, Session, Verdict};
+use meltemi_engine::batch::Event;
+use meltemi_engine::route::RequestFrame;
+use meltemi_engine::{Batch, DecodeFailure, Engine, Session, Verdict};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -27,39 +29,24 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// Metric events of one hook, applied to the host after the host's buffers are released (the
-/// chunks borrow the host). The vector is reused, so steady state allocates nothing.
-#[derive(Debug, Default)]
-struct Events(Vec<(MetricId, i64, bool)>, Vec<String>);
+/// chunks borrow the host), summed per metric (one ABI call per touched counter per hook).
+/// Reused, so steady state allocates nothing.
+type Events = Batch;
 
-impl MetricSink for Events {
-    fn inc(&mut self, id: MetricId, delta: u64) {
-        self.0.push((id, delta as i64, false));
-    }
-    fn gauge_add(&mut self, id: MetricId, delta: i64) {
-        self.0.push((id, delta, false));
-    }
-    fn record(&mut self, id: MetricId, value: u64) {
-        self.0.push((id, value as i64, true));
-    }
-    fn access_log(&mut self, line: &str) {
-        self.1.push(line.to_owned());
-    }
-}
-
-impl Events {
-    fn flush(&mut self, config: &Config, host: &mut impl NetworkHost) {
-        for (id, v, _) in self.0.drain(..) {
-            match config.handle(id) {
-                Some(Handle::Counter(c)) => host.increment_counter(c, v as u64),
-                Some(Handle::Gauge(g)) => host.gauge_add(g, v),
-                Some(Handle::Histogram(h)) => host.record_histogram(h, v as u64),
-                None => {}
+fn flush(events: &mut Events, config: &Config, host: &mut impl NetworkHost) {
+    events.drain(|e| match e {
+        Event::Add(id, v) => match config.handle(id) {
+            Some(Handle::Counter(c)) => host.increment_counter(c, v as u64),
+            Some(Handle::Gauge(g)) => host.gauge_add(g, v),
+            _ => {}
+        },
+        Event::Record(id, v) => {
+            if let Some(Handle::Histogram(h)) = config.handle(id) {
+                host.record_histogram(h, v);
             }
         }
-        for line in self.1.drain(..) {
-            host.log(Level::Info, &line);
-        }
-    }
+        Event::Log(line) => host.log(Level::Info, line),
+    });
 }
 
 /// The observability session as the detour reports to it.
@@ -73,11 +60,15 @@ struct Obs<'a> {
 
 impl Observer for Obs<'_> {
     fn down(&mut self, data: &[u8]) {
-        if self.verdict == Verdict::Continue {
-            self.verdict = self
-                .session
-                .on_downstream(self.engine, data, self.now, self.events);
-        }
+        self.session
+            .count_downstream(self.engine, data, self.events);
+    }
+    fn down_frame(&mut self, frame: RequestFrame<'_>) {
+        self.session
+            .observe_request(self.engine, frame, self.now, self.events);
+    }
+    fn down_error(&mut self, e: &DecodeFailure) {
+        self.session.request_failed(self.engine, e, self.events);
     }
     fn up(&mut self, data: &[u8]) {
         if self.verdict == Verdict::Continue {
@@ -154,7 +145,7 @@ impl Filter {
             self.routing_version = r.version;
             self.detour = Some(Detour::new(&config, r, host.connection_id()));
         }
-        self.events.flush(&config, host);
+        flush(&mut self.events, &config, host);
         Flow::Continue
     }
 
@@ -204,7 +195,7 @@ impl Filter {
             None
         };
         let verdict = obs.verdict;
-        self.events.flush(&config, host);
+        flush(&mut self.events, &config, host);
         let why = match (broken, verdict) {
             (Some(m), _) => m,
             (None, Verdict::Close(_)) => self
@@ -284,7 +275,7 @@ impl Filter {
                 break;
             }
         }
-        self.events.flush(&config, host);
+        flush(&mut self.events, &config, host);
         match verdict {
             Verdict::Continue => Flow::Continue,
             Verdict::Close(reason) => {
@@ -313,7 +304,7 @@ impl Filter {
         }
         if let Some(s) = self.session.as_mut() {
             s.on_close(&config.engine, &mut self.events);
-            self.events.flush(&config, host);
+            flush(&mut self.events, &config, host);
         }
     }
 
@@ -376,7 +367,7 @@ impl Filter {
                     verdict: Verdict::Continue,
                 };
                 d.on_callout_done(host, id, outcome, status, body, &mut obs);
-                self.events.flush(&config, host);
+                flush(&mut self.events, &config, host);
                 return;
             }
         }

@@ -42,30 +42,32 @@ pub(super) fn request<S: MetricSink>(
     match dubbo::decode(buf, cx.limits).map_err(DecodeFailure::from)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
-            if let Message::Request(r) = frame {
-                let id = r.header.request_id as i64;
-                let (label, kind) = match r.payload {
-                    RequestPayload::Invocation(inv) => (
-                        cx.methods
-                            .label(inv.service.as_str(), inv.method.as_str().unwrap_or("")),
-                        if r.header.is_two_way() {
-                            RequestKind::Call
-                        } else {
-                            RequestKind::Oneway
-                        },
-                    ),
-                    // Not a call of any method: counted as an event, never under `other`.
-                    RequestPayload::Heartbeat | RequestPayload::Event(_) => {
-                        (NO_METHOD, RequestKind::Event)
-                    }
-                    RequestPayload::Opaque => (cx.methods.label(None, ""), RequestKind::Call),
-                };
-                cx.tracker
-                    .request(cx.metrics, cx.sink, id, label, kind, cx.now_ns);
-            }
+            account_request(&frame, cx);
             Ok(Decoded::Frame { frame: (), used })
         }
     }
+}
+
+/// Accounts for one decoded client message (also called by routing, which decodes it once).
+pub(crate) fn account_request<S: MetricSink>(frame: &Message<'_>, cx: &mut Ctx<'_, S>) {
+    let Message::Request(r) = frame else { return };
+    let id = r.header.request_id as i64;
+    let (label, kind) = match &r.payload {
+        RequestPayload::Invocation(inv) => (
+            cx.methods
+                .label(inv.service.as_str(), inv.method.as_str().unwrap_or("")),
+            if r.header.is_two_way() {
+                RequestKind::Call
+            } else {
+                RequestKind::Oneway
+            },
+        ),
+        // Not a call of any method: counted as an event, never under `other`.
+        RequestPayload::Heartbeat | RequestPayload::Event(_) => (NO_METHOD, RequestKind::Event),
+        RequestPayload::Opaque => (cx.methods.label(None, ""), RequestKind::Call),
+    };
+    cx.tracker
+        .request(cx.metrics, cx.sink, id, label, kind, cx.now_ns);
 }
 
 pub(super) fn response<S: MetricSink>(

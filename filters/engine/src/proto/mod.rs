@@ -2,6 +2,7 @@
 //! id and label are, and how a response ends.
 
 use crate::config::{FilterConfig, Protocol};
+use crate::fasthash::FxBuild;
 use crate::metrics::{LabelSet, MetricSink, Metrics};
 use crate::observe::Tracker;
 use meltemi_codec::{Decoded, Limits};
@@ -13,6 +14,9 @@ mod kafka;
 mod redis;
 mod thrift;
 mod zookeeper;
+
+pub(crate) use dubbo::account_request as dubbo_request;
+pub(crate) use thrift::account_request as thrift_request;
 
 /// A frame that broke its protocol's rules: the codec's own message (allocated only on this
 /// error path, once per connection).
@@ -48,9 +52,13 @@ pub(crate) enum Wire {
     Dubbo,
 }
 
-/// Configured method names to label indexes (`other` is `len()`).
+/// Configured method names to label indexes (`other` is `len()`). Keys are bytes so a lookup
+/// needs no UTF-8 check; hashed with [`FxBuild`] (the keys come from the configuration).
 #[derive(Debug, Default)]
-pub(crate) struct MethodIndex(HashMap<String, u16>);
+pub(crate) struct MethodIndex(HashMap<Box<[u8]>, u16, FxBuild>);
+
+/// Longest `service:method` key looked up without allocating.
+const KEY_ON_STACK: usize = 256;
 
 impl MethodIndex {
     pub(crate) fn new(methods: &[String]) -> Self {
@@ -58,7 +66,7 @@ impl MethodIndex {
             methods
                 .iter()
                 .enumerate()
-                .map(|(i, m)| (m.clone(), i as u16))
+                .map(|(i, m)| (m.as_bytes().into(), i as u16))
                 .collect(),
         )
     }
@@ -70,16 +78,26 @@ impl MethodIndex {
             return other;
         }
         if let Some(svc) = service {
-            // Only allocates when methods are configured; bounded by the method name length.
-            let mut key = String::with_capacity(svc.len() + 1 + method.len());
-            key.push_str(svc);
-            key.push(':');
-            key.push_str(method);
-            if let Some(&i) = self.0.get(&key) {
+            let n = svc.len() + 1 + method.len();
+            let hit = if n <= KEY_ON_STACK {
+                let mut key = [0u8; KEY_ON_STACK];
+                key[..svc.len()].copy_from_slice(svc.as_bytes());
+                key[svc.len()] = b':';
+                key[svc.len() + 1..n].copy_from_slice(method.as_bytes());
+                self.0.get(&key[..n])
+            } else {
+                // Rare (a very long name): bounded by the frame size.
+                self.0.get(
+                    [svc.as_bytes(), b":", method.as_bytes()]
+                        .concat()
+                        .as_slice(),
+                )
+            };
+            if let Some(&i) = hit {
                 return i;
             }
         }
-        self.0.get(method).copied().unwrap_or(other)
+        self.0.get(method.as_bytes()).copied().unwrap_or(other)
     }
 }
 

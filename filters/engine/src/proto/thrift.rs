@@ -30,25 +30,29 @@ pub(super) fn request<S: MetricSink>(
     match thrift::decode_request(buf, cx.limits).map_err(DecodeFailure::from)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
-            // A transformed (zlib) THeader payload has no readable message: forwarded, uncounted.
-            if let Some(m) = frame.message {
-                let kind = match m.kind {
-                    MessageType::Oneway => RequestKind::Oneway,
-                    _ => RequestKind::Call,
-                };
-                let label = cx.methods.label(m.service, m.method);
-                cx.tracker.request(
-                    cx.metrics,
-                    cx.sink,
-                    i64::from(m.seq_id),
-                    label,
-                    kind,
-                    cx.now_ns,
-                );
-            }
+            account_request(&frame, cx);
             Ok(Decoded::Frame { frame: (), used })
         }
     }
+}
+
+/// Accounts for one decoded client frame (also called by routing, which decodes it once).
+pub(crate) fn account_request<S: MetricSink>(frame: &thrift::Frame<'_>, cx: &mut Ctx<'_, S>) {
+    // A transformed (zlib) THeader payload has no readable message: forwarded, uncounted.
+    let Some(m) = &frame.message else { return };
+    let kind = match m.kind {
+        MessageType::Oneway => RequestKind::Oneway,
+        _ => RequestKind::Call,
+    };
+    let label = cx.methods.label(m.service, m.method);
+    cx.tracker.request(
+        cx.metrics,
+        cx.sink,
+        i64::from(m.seq_id),
+        label,
+        kind,
+        cx.now_ns,
+    );
 }
 
 pub(super) fn response<S: MetricSink>(
