@@ -24,7 +24,7 @@
 //!
 //! Usage (after `scripts/build-artifacts.sh`):
 //! `cargo run --release -p meltemi-benches --bin e2e-rpc -- [--quick] [--rounds N] [--secs S]
-//! [--only thrift|dubbo] [--setups 0,3,..] [--perf DIR] [--baseline DIR]`. Not a test: it asserts
+//! [--only thrift|dubbo] [--setups 0,3,..] [--shapes 1x16,16x1] [--perf DIR] [--baseline DIR]`. Not a test: it asserts
 //! nothing, it measures. `--baseline DIR` adds `(before)` rows (indices 9-11) running the
 //! `libmeltemi.so` / `meltemi_wasm.wasm` found in DIR, for before/after in the same run.
 
@@ -653,8 +653,6 @@ fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
 
 // ---------------------------------------------------------------------------------------------
 
-const SHAPES: [(usize, usize); 2] = [(1, 16), (16, 1)];
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -680,6 +678,7 @@ fn main() {
         _ => vec![Proto::Thrift, Proto::Dubbo],
     };
     let _ = BASELINE.set(opt("--baseline").map(std::path::PathBuf::from));
+    let shapes = meltemi_benches::e2e::shapes(opt("--shapes"));
     let all: Vec<Setup> = match BASELINE.get() {
         Some(Some(_)) => SETUPS.iter().chain(BEFORE.iter()).copied().collect(),
         _ => SETUPS.to_vec(),
@@ -706,7 +705,7 @@ fn main() {
         let v1 = Responder::start(&w);
         let v2 = Responder::start(&w);
         // samples[shape][setup] = per-round results.
-        let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); setups.len()]; SHAPES.len()];
+        let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); setups.len()]; shapes.len()];
         let mut failures: Vec<String> = Vec::new();
         for round in 0..rounds {
             for (si, &setup) in setups.iter().enumerate() {
@@ -728,7 +727,7 @@ fn main() {
                         continue;
                     }
                 };
-                for (k, &(conns, depth)) in SHAPES.iter().enumerate() {
+                for (k, &(conns, depth)) in shapes.iter().enumerate() {
                     let label = format!("{}-{setup:?}-{conns}x{depth}-r{round}", w.name());
                     match drive(
                         &w,
@@ -762,7 +761,7 @@ fn main() {
                 }
             }
         }
-        for (k, &(conns, depth)) in SHAPES.iter().enumerate() {
+        for (k, &(conns, depth)) in shapes.iter().enumerate() {
             print_table(&w, &setups, &samples[k], conns, depth, rounds, timing);
         }
         if !failures.is_empty() {

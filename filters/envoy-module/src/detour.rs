@@ -113,7 +113,7 @@ impl Detour {
         for c in &chunks {
             obs.down(c);
         }
-        let mut counts: Vec<crate::host::CounterId> = Vec::new();
+        let mut counts: Vec<(crate::host::CounterId, u64)> = Vec::new();
         let owned;
         let data: &[u8] = if self.carry.is_empty() && chunks.len() == 1 {
             chunks[0]
@@ -153,10 +153,10 @@ impl Detour {
                 Ok(Decoded::Frame { frame, used }) => {
                     let d = frame.decision;
                     let stats = routing.stats(d.route);
-                    counts.push(stats.requests);
+                    count(&mut counts, stats.requests);
                     if let Some(c) = d.cluster {
                         if let Some(&id) = routing.dest_requests.get(usize::from(c)) {
-                            counts.push(id);
+                            count(&mut counts, id);
                         }
                     }
                     if d.target == Target::Primary && d.mirror.is_none() {
@@ -380,9 +380,18 @@ impl Detour {
     }
 }
 
-fn flush(host: &mut impl NetworkHost, counts: &[crate::host::CounterId]) {
-    for &c in counts {
-        host.increment_counter(c, 1);
+/// Adds one to `c` in a read's route counters: one ABI call per counter per read, not per frame
+/// (the distinct counters of a read are few: its routes and destinations).
+fn count(counts: &mut Vec<(crate::host::CounterId, u64)>, c: crate::host::CounterId) {
+    match counts.iter_mut().find(|(id, _)| *id == c) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((c, 1)),
+    }
+}
+
+fn flush(host: &mut impl NetworkHost, counts: &[(crate::host::CounterId, u64)]) {
+    for &(c, n) in counts {
+        host.increment_counter(c, n);
     }
 }
 
@@ -410,6 +419,55 @@ mod tests {
     fn counter(reg: &FakeRegistry, h: &FakeNetworkHost, name: &str) -> u64 {
         let i = reg.counters.iter().position(|c| c == name).unwrap();
         h.counters.get(&i).copied().unwrap_or(0)
+    }
+
+    /// The router decodes each request frame once and hands it to the observer: every request
+    /// of a routed connection is counted exactly once per method, across reads that split
+    /// frames, and a broken frame counts one decode error and closes the connection.
+    #[test]
+    fn routed_requests_are_observed_once_each() {
+        let mut reg = FakeRegistry::default();
+        let cfg = Arc::new(
+            crate::config::Config::parse(
+                br#"{"protocol":"dubbo","stat_prefix":"d","methods":["sayHello"],"routing":{"primary_cluster":"v1"}}"#,
+                &mut reg,
+            )
+            .unwrap(),
+        );
+        let mut f = Filter::new(cfg);
+        let mut h = FakeNetworkHost::default();
+        f.on_new_connection(&mut h);
+        let stream = [
+            frame("01_client_request_sayHello.bin"),
+            frame("03_client_request_getUser.bin"),
+            frame("17_client_heartbeat_request.bin"),
+            frame("09_client_request_sayHello.bin"),
+        ]
+        .concat();
+        for part in [&stream[..7], &stream[7..250], &stream[250..]] {
+            h.downstream = vec![part.to_vec()];
+            assert_eq!(f.on_read(&mut h, part.len(), false), Flow::Continue);
+            h.downstream.clear();
+        }
+        let c = |n: &str| counter(&reg, &h, n);
+        assert_eq!(
+            (
+                c("dubbo.d.request"),
+                c("dubbo.d.request_call"),
+                c("dubbo.d.request_event")
+            ),
+            (4, 3, 1),
+            "three calls and a heartbeat, each counted once"
+        );
+        assert_eq!(c("dubbo.d.method.sayHello.total"), 2);
+        assert_eq!(c("dubbo.d.method.other.total"), 1);
+        assert_eq!(c("dubbo.d.downstream_rx_bytes"), stream.len() as u64);
+        assert_eq!(c("dubbo.d.request_decoding_error"), 0);
+
+        h.downstream = vec![b"\xda\xbb\xc2\x00not a dubbo body at all".to_vec()];
+        assert_eq!(f.on_read(&mut h, 26, false), Flow::Stop);
+        assert_eq!(counter(&reg, &h, "dubbo.d.request_decoding_error"), 1);
+        assert!(h.closed.is_some());
     }
 
     #[test]
