@@ -32,6 +32,18 @@ pub mod e2e {
         (total - idle, total)
     }
 
+    /// Traffic shapes from `--shapes 1x16,16x1` (connections x requests in flight each); the
+    /// default when `arg` is `None`.
+    pub fn shapes(arg: Option<String>) -> Vec<(usize, usize)> {
+        arg.unwrap_or_else(|| "1x16,16x1".into())
+            .split(',')
+            .filter_map(|s| {
+                let (c, d) = s.split_once('x')?;
+                Some((c.parse().ok()?, d.parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Shared by the end-to-end harnesses.
     pub fn median(mut v: Vec<f64>) -> f64 {
         if v.is_empty() {

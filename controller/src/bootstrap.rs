@@ -1,13 +1,15 @@
 //! A complete Envoy bootstrap from the same render, for running without Kubernetes (demo, VMs,
 //! end-to-end tests): one listener per service port on loopback, one cluster per subset with the
-//! ServiceEntry's static endpoints, our filter before `tcp_proxy`, bridge twins for routing.
+//! ServiceEntry's static endpoints, our filter before `tcp_proxy`, bridge twins for routing, and
+//! with `--routes-address` the `meltemi-routes` cluster plus the module's route-discovery
+//! bootstrap extension.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::inputs::Inputs;
+use crate::inputs::{Adapter, Inputs};
 use crate::model::{Endpoint, ServicePort};
 use crate::render::{
     self, bridge_upstream, filter_value, ListenerPlan, RenderError, BRIDGE_PREFIX, TCP_PROXY,
@@ -126,7 +128,20 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             let c = sp.cluster(name);
             clusters.insert(c.clone(), cluster(&c, &subset_endpoints(sp, Some(labels))));
         }
-        let ours = filter_value(*adapter, config, settings, false);
+        // A static bootstrap is never updated in place, so with route discovery its listener
+        // carries the current table (as version 0: any served version replaces it) instead of
+        // the EnvoyFilter's empty placeholder. The module defines its per-route stats when the
+        // listener is created, so the routes of this table count under their own names.
+        let mut config = config.clone();
+        if config.route_discovery.is_some() {
+            if let Some(t) = rendered.route_tables.get(&config.stat_prefix) {
+                config.routes = Some(meltemi_proto::RouteTable {
+                    version: 0,
+                    ..t.clone()
+                });
+            }
+        }
+        let ours = filter_value(*adapter, &config, settings, false);
         listeners.push(json!({
             "name": format!("{}_{}", sp.host, sp.port),
             "address": socket(&opts.listen_address, listen),
@@ -174,6 +189,7 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             clusters.insert(name, twin);
         }
     }
+    let mut extensions = Vec::new();
     if let (Some(addr), Some(name)) = (&opts.routes_address, &settings.route_discovery_cluster) {
         let (host, port) = addr
             .rsplit_once(':')
@@ -185,13 +201,37 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
             labels: BTreeMap::new(),
         };
         clusters.insert(name.clone(), cluster(name, &[&ep]));
+        // The module's route-discovery poller: a main-thread timer that fetches newer tables
+        // while connections are idle (without it, connections poll on traffic).
+        if rendered
+            .listeners
+            .iter()
+            .any(|l| l.adapter == Adapter::Module && l.config.route_discovery.is_some())
+        {
+            extensions.push(crate::mesh_bootstrap::poller_extension(
+                &settings.module_name,
+            ));
+        }
     }
-    Ok(json!({
+    let mut b = json!({
         "node": {"id": "meltemi", "cluster": "meltemi"},
         "admin": {"address": socket("127.0.0.1", u32::from(opts.admin_port))},
         "static_resources": {
             "listeners": listeners,
             "clusters": clusters.into_values().collect::<Vec<_>>(),
         },
-    }))
+    });
+    if !extensions.is_empty() {
+        b["bootstrap_extensions"] = Value::Array(extensions);
+    }
+    if settings.istio_metrics {
+        // Istio's tag convention: these regexes turn the labels embedded in the names of
+        // `istio_requests_total` & co into Prometheus labels.
+        let tags: Vec<Value> = meltemi_proto::IstioMetrics::stat_tags()
+            .into_iter()
+            .map(|t| json!({"tag_name": t, "regex": meltemi_proto::istio_stats_tag_regex(t)}))
+            .collect();
+        b["stats_config"] = json!({"stats_tags": tags});
+    }
+    Ok(b)
 }

@@ -50,6 +50,9 @@ pub struct Settings {
     /// The mesh's `enableAutoMtls` (Istio's default: on): bridge twins speak Istio mTLS to
     /// endpoints with a sidecar unless a DestinationRule sets the TLS mode.
     pub auto_mtls: bool,
+    /// Istio-style request metrics (`istio_requests_total`, ...) with the Service's labels; the
+    /// mesh needs `deploy/istio/meshconfig-stats.yaml`.
+    pub istio_metrics: bool,
     /// Kubernetes cluster domain.
     pub cluster_domain: String,
     /// Namespace of manifests that name none (like `kubectl apply -n`).
@@ -68,6 +71,7 @@ impl Default for Settings {
             route_refresh_ms: 0,
             access_log: false,
             auto_mtls: true,
+            istio_metrics: false,
             cluster_domain: "cluster.local".into(),
             default_namespace: "default".into(),
         }

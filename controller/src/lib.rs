@@ -5,7 +5,8 @@
 //!   before `tcp_proxy` in the sidecar listeners of exactly those service ports ([`render`]);
 //! - a complete Envoy bootstrap for running without Kubernetes ([`bootstrap`]);
 //! - versioned route tables served over HTTP, so route edits reach live connections without a
-//!   listener update ([`serve`]).
+//!   listener update ([`serve`]), and the sidecar bootstrap override that adds the module's
+//!   route-discovery poller in a mesh ([`mesh_bootstrap`]).
 //!
 //! The render is pure (inputs in, objects out); the Kubernetes side ([`reconcile`]) only lists,
 //! applies with server-side apply under one field manager, prunes and writes status.
@@ -17,6 +18,7 @@ pub mod bootstrap;
 pub mod crd;
 pub mod inputs;
 pub mod istio;
+pub mod mesh_bootstrap;
 pub mod model;
 pub mod mtls;
 pub mod reconcile;

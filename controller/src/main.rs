@@ -12,7 +12,7 @@ use meltemi_controller::inputs::{AdapterChoice, Inputs, Settings};
 use meltemi_controller::render::{render_all, to_yaml};
 use meltemi_controller::serve::Shared;
 use meltemi_controller::validate::{validate, Severity};
-use meltemi_controller::{crd, reconcile, serve};
+use meltemi_controller::{crd, mesh_bootstrap, reconcile, serve};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -77,6 +77,17 @@ enum Cmd {
     },
     /// Print our CRDs (deploy/crds.yaml).
     Crds,
+    /// The ConfigMap a pod names in `sidecar.istio.io/bootstrapOverride` to add the module's
+    /// route-discovery poller to its sidecar (one per namespace given).
+    BootstrapOverride {
+        #[arg(long, default_value = meltemi_controller::mesh_bootstrap::DEFAULT_NAME)]
+        name: String,
+        /// Namespaces of the opting pods (repeat the flag).
+        #[arg(short = 'n', long = "namespace", required = true)]
+        namespaces: Vec<String>,
+        #[arg(long, default_value = "meltemi")]
+        module_name: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -112,6 +123,9 @@ struct RenderArgs {
     /// unless a DestinationRule sets ISTIO_MUTUAL.
     #[arg(long)]
     no_auto_mtls: bool,
+    /// Istio-style request metrics (needs deploy/istio/meshconfig-stats.yaml in the mesh).
+    #[arg(long)]
+    istio_metrics: bool,
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
     /// Namespace of manifests that name none.
@@ -131,6 +145,7 @@ impl RenderArgs {
             route_refresh_ms: self.route_refresh_ms,
             access_log: self.access_log,
             auto_mtls: !self.no_auto_mtls,
+            istio_metrics: self.istio_metrics,
             cluster_domain: self.cluster_domain.clone(),
             default_namespace: self.namespace.clone(),
         }
@@ -249,6 +264,22 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
         Cmd::Run { r, listen } => runtime()?.block_on(run(r, listen)),
         Cmd::Crds => {
             print!("{}", crd::crds_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BootstrapOverride {
+            name,
+            namespaces,
+            module_name,
+        } => {
+            let mut text = String::new();
+            for ns in &namespaces {
+                let cm = mesh_bootstrap::config_map(&name, ns, &module_name);
+                text += "---\n";
+                text += &serde_yaml::to_string(&cm).map_err(|e| e.to_string())?;
+            }
+            // An error (a closed pipe), not a panic as `print!` would.
+            std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
+                .map_err(|e| format!("stdout: {e}"))?;
             Ok(ExitCode::SUCCESS)
         }
     }

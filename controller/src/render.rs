@@ -83,6 +83,37 @@ pub fn render(inputs: &Inputs) -> Result<Vec<EnvoyFilter>, RenderError> {
     render_all(inputs).map(|r| r.filters)
 }
 
+/// The Istio metric labels the Service gives (`reporter` by side); workload labels stay
+/// `unknown` because one EnvoyFilter serves every sidecar.
+fn istio_metrics(
+    settings: &Settings,
+    sp: &ServicePort,
+    reporter: &str,
+) -> Option<pb::IstioMetrics> {
+    let valid = |v: &str| meltemi_proto::istio_tag_value_problem(v).is_none();
+    let name = sp.host.split('.').next().unwrap_or_default();
+    settings.istio_metrics.then(|| pb::IstioMetrics {
+        enabled: true,
+        reporter: reporter.into(),
+        destination_service: if valid(&sp.host) {
+            sp.host.clone()
+        } else {
+            String::new()
+        },
+        destination_service_name: if valid(name) {
+            name.into()
+        } else {
+            String::new()
+        },
+        destination_service_namespace: if valid(&sp.namespace) {
+            sp.namespace.clone()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    })
+}
+
 fn check_settings(s: &Settings) -> Result<(), RenderError> {
     if s.root_namespace.is_empty() {
         return Err(RenderError::Settings("root namespace is empty".into()));
@@ -571,6 +602,7 @@ fn listener_config(
         routes: None,
         route_discovery: None,
         methods: Vec::new(),
+        istio_metrics: istio_metrics(settings, sp, "source"),
     };
     if let Some(t) = table {
         if let Some(cluster) = &settings.route_discovery_cluster {
@@ -824,6 +856,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                     routes: None,
                     route_discovery: None,
                     methods: Vec::new(),
+                    istio_metrics: istio_metrics(settings, sp, "destination"),
                 };
                 let in_adapter = if adapter == Adapter::Module
                     && sp.adapter_override.is_none()

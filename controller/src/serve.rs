@@ -56,12 +56,17 @@ impl RouteStore {
         let mut changed = Vec::new();
         let keys: Vec<String> = tables.keys().chain(new.keys()).cloned().collect();
         for key in keys {
-            let services = new
-                .get(&key)
-                .map(|t| t.services.clone())
-                .unwrap_or_default();
             let entry = tables.entry(key.clone()).or_default();
-            if entry.table.version != 0 && entry.table.services == services {
+            // The primary cluster is the listener's (tcp_proxy's): filters refuse a table that
+            // names another one. A table that disappears keeps the one it had.
+            let (services, primary_cluster) = match new.get(&key) {
+                Some(t) => (t.services.clone(), t.primary_cluster.clone()),
+                None => (Vec::new(), entry.table.primary_cluster.clone()),
+            };
+            if entry.table.version != 0
+                && entry.table.services == services
+                && entry.table.primary_cluster == primary_cluster
+            {
                 continue;
             }
             let version = (entry.table.version + 1)
@@ -70,7 +75,7 @@ impl RouteStore {
             entry.table = RouteTable {
                 version,
                 services,
-                ..Default::default()
+                primary_cluster,
             };
             entry.json = Arc::new(entry.table.to_json());
             changed.push(key);
@@ -305,7 +310,7 @@ mod tests {
     fn table(cluster: &str) -> RouteTable {
         RouteTable {
             version: 3,
-            primary_cluster: String::new(),
+            primary_cluster: "outbound|1||p".into(),
             services: vec![ServiceRoutes {
                 name: "*".into(),
                 routes: vec![Route {
@@ -332,7 +337,10 @@ mod tests {
         assert_eq!(store.update(&BTreeMap::new()), ["a"]);
         let (v, json) = store.get("a").unwrap();
         assert_eq!(v, 1003);
-        assert_eq!(RouteTable::from_json(&json).unwrap().services.len(), 0);
+        let served = RouteTable::from_json(&json).unwrap();
+        assert_eq!(served.services.len(), 0);
+        // The listener's primary cluster is served (filters refuse any other), also when empty.
+        assert_eq!(served.primary_cluster, "outbound|1||p");
     }
 
     #[tokio::test]
@@ -353,7 +361,7 @@ mod tests {
         c.read_to_string(&mut got).await.unwrap();
         assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
         assert!(got.contains("etag: \"11\""), "{got}");
-        assert!(got.contains(r#"{"version":"11","services":[{"name":"*","routes":[{"name":"r","action":{"cluster":"x"}}]}]}"#), "{got}");
+        assert!(got.contains(r#"{"version":"11","services":[{"name":"*","routes":[{"name":"r","action":{"cluster":"x"}}]}],"primaryCluster":"outbound|1||p"}"#), "{got}");
         assert!(got.contains("HTTP/1.1 304 Not Modified"), "{got}");
         assert_eq!(shared.metrics.route_not_modified.load(Ordering::Relaxed), 1);
     }

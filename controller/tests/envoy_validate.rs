@@ -276,3 +276,57 @@ fn routing_config_reaches_the_module() {
     let (ok, log) = envoy_output(&b);
     assert!(ok, "the module refused the routing config:\n{log}");
 }
+
+/// Merges `over` into `base` as pilot-agent merges a bootstrap override (protobuf merge:
+/// singular fields replace, repeated fields append, messages merge field by field).
+fn proto_merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(slot) => proto_merge(slot, v),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(o)) => b.extend(o.iter().cloned()),
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// In a mesh: the sidecar with our route-discovery patches, merged with the
+/// `sidecar.istio.io/bootstrapOverride` ConfigMap's `custom_bootstrap.json` as pilot-agent merges
+/// it, is accepted by the real Envoy (the module's poller extension loads, the filter configs
+/// name the controller's outbound cluster).
+#[test]
+fn the_bootstrap_override_merges_into_a_sidecar_and_validates() {
+    use meltemi_controller::mesh_bootstrap::{config_map, KEY};
+    let routes = "outbound|8080||meltemi.meltemi-system.svc.cluster.local";
+    let s = Settings {
+        route_discovery_cluster: Some(routes.into()),
+        ..settings()
+    };
+    let files = [
+        "aeraki/metaprotocol-thrift__thrift-sample.yaml",
+        "aeraki/metaprotocol-thrift__destinationrule.yaml",
+        "aeraki/metaprotocol-thrift__metarouter-local-ratelimit.yaml",
+    ];
+    let mut sidecar = sidecar_with_patches(&load(&files, "meta-thrift", s));
+    let text = serde_json::to_string(&sidecar).unwrap();
+    assert!(
+        text.contains("routeDiscovery"),
+        "the patches discover routes"
+    );
+    // CDS would deliver the controller's cluster; a static stand-in here.
+    sidecar["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(static_cluster(routes, 8080, false));
+    let cm = config_map("meltemi-bootstrap", "meta-thrift", "meltemi");
+    let fragment: Value = serde_json::from_str(cm["data"][KEY].as_str().unwrap()).unwrap();
+    proto_merge(&mut sidecar, &fragment);
+    assert_eq!(sidecar["bootstrap_extensions"].as_array().unwrap().len(), 1);
+    envoy_validate("mesh-bootstrap-override", &sidecar);
+}

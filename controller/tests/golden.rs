@@ -128,10 +128,20 @@ fn protocols_with_route_discovery() {
             ..Default::default()
         };
         let inputs = load(&[&format!("protocols/{p}.yaml")], "demo", settings);
-        check_golden(
-            &format!("protocol-{p}-discovery"),
-            &render_text(&inputs, false),
-        );
+        let mut text = render_text(&inputs, false);
+        // With a routes address: the `meltemi-routes` cluster and the poller extension.
+        let b = bootstrap(
+            &inputs,
+            &BootstrapOptions {
+                port_offset: 10_000,
+                routes_address: Some("127.0.0.1:8080".into()),
+                ..Default::default()
+            },
+        )
+        .expect("bootstrap");
+        text.push_str("---\n# bootstrap --routes-address 127.0.0.1:8080\n");
+        text.push_str(&serde_yaml::to_string(&b).unwrap());
+        check_golden(&format!("protocol-{p}-discovery"), &text);
     }
 }
 
@@ -160,6 +170,32 @@ fn mtls_modes() {
     let inputs = load(&["protocols/dubbo.yaml"], "demo", plain);
     let text = render_text(&inputs, false);
     assert!(text.contains("meltemi-bridge|") && !text.contains("transport_socket"));
+}
+
+/// `--istio-metrics`: the filter configs carry `istioMetrics` with the Service's labels
+/// (`reporter` by side), and the bootstrap carries the `stats_tags` regexes.
+#[test]
+fn protocol_with_istio_metrics() {
+    let settings = Settings {
+        istio_metrics: true,
+        ..Default::default()
+    };
+    let inputs = load(&["protocols/dubbo.yaml"], "demo", settings);
+    let text = render_text(&inputs, true);
+    assert!(text.contains(r#"reporter":"source"#), "{text}");
+    assert!(text.contains(r#"reporter":"destination"#), "{text}");
+    assert!(text.contains("(response_code=\\.=(.*?);\\.;)"), "{text}");
+    check_golden("protocol-dubbo-istio-metrics", &text);
+}
+
+/// The `sidecar.istio.io/bootstrapOverride` ConfigMap (`meltemi bootstrap-override -n demo`).
+#[test]
+fn mesh_bootstrap_override() {
+    let cm = meltemi_controller::mesh_bootstrap::config_map("meltemi-bootstrap", "demo", "meltemi");
+    check_golden(
+        "mesh-bootstrap-override",
+        &serde_yaml::to_string(&cm).unwrap(),
+    );
 }
 
 fn aeraki_cases(prefix: &str) -> Vec<String> {

@@ -73,6 +73,208 @@ pub struct Config {
     #[prost(string, repeated, tag = "8")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
+    /// Istio-style request metrics ([`IstioMetrics`]). Absent or disabled: none.
+    #[prost(message, optional, tag = "9")]
+    #[serde(alias = "istio_metrics", skip_serializing_if = "Option::is_none")]
+    pub istio_metrics: Option<IstioMetrics>,
+}
+
+/// Labels of the Istio-style request metrics (`istio_requests_total`,
+/// `istio_request_duration_milliseconds`). Each value is fixed per listener; empty = `"unknown"`.
+#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct IstioMetrics {
+    #[prost(bool, tag = "1")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub enabled: bool,
+    /// `"destination"` (default) or `"source"`.
+    #[prost(string, tag = "2")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reporter: String,
+    #[prost(string, tag = "3")]
+    #[serde(alias = "source_workload", skip_serializing_if = "String::is_empty")]
+    pub source_workload: String,
+    #[prost(string, tag = "4")]
+    #[serde(
+        alias = "source_workload_namespace",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub source_workload_namespace: String,
+    #[prost(string, tag = "5")]
+    #[serde(alias = "source_app", skip_serializing_if = "String::is_empty")]
+    pub source_app: String,
+    #[prost(string, tag = "6")]
+    #[serde(alias = "source_version", skip_serializing_if = "String::is_empty")]
+    pub source_version: String,
+    #[prost(string, tag = "7")]
+    #[serde(
+        alias = "source_canonical_service",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub source_canonical_service: String,
+    #[prost(string, tag = "8")]
+    #[serde(
+        alias = "source_canonical_revision",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub source_canonical_revision: String,
+    #[prost(string, tag = "9")]
+    #[serde(alias = "source_principal", skip_serializing_if = "String::is_empty")]
+    pub source_principal: String,
+    #[prost(string, tag = "10")]
+    #[serde(
+        alias = "destination_workload",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_workload: String,
+    #[prost(string, tag = "11")]
+    #[serde(
+        alias = "destination_workload_namespace",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_workload_namespace: String,
+    #[prost(string, tag = "12")]
+    #[serde(alias = "destination_app", skip_serializing_if = "String::is_empty")]
+    pub destination_app: String,
+    #[prost(string, tag = "13")]
+    #[serde(
+        alias = "destination_version",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_version: String,
+    #[prost(string, tag = "14")]
+    #[serde(
+        alias = "destination_service",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_service: String,
+    #[prost(string, tag = "15")]
+    #[serde(
+        alias = "destination_service_name",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_service_name: String,
+    #[prost(string, tag = "16")]
+    #[serde(
+        alias = "destination_service_namespace",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_service_namespace: String,
+    #[prost(string, tag = "17")]
+    #[serde(
+        alias = "destination_canonical_service",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_canonical_service: String,
+    #[prost(string, tag = "18")]
+    #[serde(
+        alias = "destination_canonical_revision",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_canonical_revision: String,
+    #[prost(string, tag = "19")]
+    #[serde(
+        alias = "destination_principal",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub destination_principal: String,
+    /// `"mutual_tls"`, `"none"` or `"unknown"` (default).
+    #[prost(string, tag = "20")]
+    #[serde(
+        alias = "connection_security_policy",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub connection_security_policy: String,
+    /// Adds the non-standard `request_method` label (needs `request_method` in Istio's
+    /// `extraStatTags`).
+    #[prost(bool, tag = "21")]
+    #[serde(alias = "request_method", skip_serializing_if = "is_false")]
+    pub request_method: bool,
+}
+
+impl IstioMetrics {
+    /// The configured labels, in Istio's order, with their tag names (values as configured:
+    /// empty means `"unknown"`). `reporter`, `request_protocol`, `response_code` and
+    /// `response_flags` are not here: the filter sets them.
+    pub fn labels(&self) -> [(&'static str, &str); 18] {
+        [
+            ("source_workload", &self.source_workload),
+            ("source_workload_namespace", &self.source_workload_namespace),
+            ("source_principal", &self.source_principal),
+            ("source_app", &self.source_app),
+            ("source_version", &self.source_version),
+            ("source_canonical_service", &self.source_canonical_service),
+            ("source_canonical_revision", &self.source_canonical_revision),
+            ("destination_workload", &self.destination_workload),
+            (
+                "destination_workload_namespace",
+                &self.destination_workload_namespace,
+            ),
+            ("destination_principal", &self.destination_principal),
+            ("destination_app", &self.destination_app),
+            ("destination_version", &self.destination_version),
+            ("destination_service", &self.destination_service),
+            ("destination_service_name", &self.destination_service_name),
+            (
+                "destination_service_namespace",
+                &self.destination_service_namespace,
+            ),
+            (
+                "destination_canonical_service",
+                &self.destination_canonical_service,
+            ),
+            (
+                "destination_canonical_revision",
+                &self.destination_canonical_revision,
+            ),
+            (
+                "connection_security_policy",
+                &self.connection_security_policy,
+            ),
+        ]
+    }
+}
+
+impl IstioMetrics {
+    /// Every tag a filter may put in an Istio stat name: what an Envoy bootstrap needs a
+    /// `stats_tags` regex for ([`istio_stats_tag_regex`]), and what Istio's
+    /// `meshConfig.defaultConfig.extraStatTags` must list.
+    pub fn stat_tags() -> Vec<&'static str> {
+        let mut v = vec!["reporter"];
+        v.extend(IstioMetrics::default().labels().map(|(t, _)| t));
+        v.extend([
+            "request_protocol",
+            "request_method",
+            "response_code",
+            "response_flags",
+        ]);
+        v
+    }
+}
+
+/// The `stats_config.stats_tags` regex for `tag`, the shape Istio's bootstrap writes for each
+/// `extraStatTags` entry: the first group is cut from the stat name, the second is the value.
+pub fn istio_stats_tag_regex(tag: &str) -> String {
+    format!("({tag}=\\.=(.*?);\\.;)")
+}
+
+/// Why `v` cannot be a tag value in Istio's stat-name convention, if it cannot.
+pub fn istio_tag_value_problem(v: &str) -> Option<&'static str> {
+    if v.len() > 253 {
+        return Some("longer than 253 characters");
+    }
+    if v.bytes()
+        .any(|b| b == b';' || b == b'=' || b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Some(
+            "contains ';', '=', a space or a control character (they break tag extraction)",
+        );
+    }
+    // Dots are fine (`destination_service` is an FQDN): the extraction regex is lazy up to the
+    // next `;.;`. Istio's unanchored `cache.`/`component.` regexes may match inside a value, but
+    // their match always ends inside this tag's `;.;`, so the name stays whole (the series gets
+    // one extra label); see docs/config.md.
+    None
 }
 
 /// Protocol of a listener. JSON: `"dubbo"`, `"thrift"`, ... (upper case accepted).
@@ -638,6 +840,9 @@ impl Validator<'_> {
             }
             self.route_table("routes", t);
         }
+        if let Some(m) = &cfg.istio_metrics {
+            self.istio_metrics(m);
+        }
         if let Some(d) = &cfg.route_discovery {
             if cfg.routes.is_none() {
                 self.err(
@@ -650,6 +855,45 @@ impl Validator<'_> {
             }
             if !d.path.starts_with('/') {
                 self.err("routeDiscovery.path", "must start with '/'");
+            }
+        }
+    }
+
+    fn istio_metrics(&mut self, m: &IstioMetrics) {
+        if !matches!(m.reporter.as_str(), "" | "source" | "destination") {
+            self.err(
+                "istioMetrics.reporter",
+                format!("{:?} must be \"source\" or \"destination\"", m.reporter),
+            );
+        }
+        if !matches!(
+            m.connection_security_policy.as_str(),
+            "" | "unknown" | "none" | "mutual_tls"
+        ) {
+            self.err(
+                "istioMetrics.connectionSecurityPolicy",
+                format!(
+                    "{:?} must be mutual_tls, none or unknown",
+                    m.connection_security_policy
+                ),
+            );
+        }
+        for (tag, v) in m.labels() {
+            if let Some(why) = istio_tag_value_problem(v) {
+                // The JSON name of the field: snake_case to lowerCamelCase.
+                let mut camel = String::new();
+                let mut up = false;
+                for c in tag.chars() {
+                    if c == '_' {
+                        up = true;
+                    } else if up {
+                        camel.push(c.to_ascii_uppercase());
+                        up = false;
+                    } else {
+                        camel.push(c);
+                    }
+                }
+                self.err(format!("istioMetrics.{camel}"), format!("{v:?} {why}"));
             }
         }
     }
@@ -871,6 +1115,7 @@ mod tests {
                 }],
             }),
             route_discovery: None,
+            istio_metrics: None,
         }
     }
 
@@ -955,5 +1200,41 @@ mod tests {
         };
         let errs = validate(&c).unwrap_err();
         assert_eq!(errs[0].path, "routes");
+    }
+
+    #[test]
+    fn istio_metrics_values_that_break_tag_extraction_are_refused() {
+        let mut c = Config {
+            protocol: Protocol::Thrift as i32,
+            stat_prefix: "t".into(),
+            istio_metrics: Some(IstioMetrics {
+                enabled: true,
+                reporter: "destination".into(),
+                destination_service: "calc.default.svc.cluster.local".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(validate(&c).is_ok(), "dots in an FQDN are fine");
+        let m = c.istio_metrics.as_mut().unwrap();
+        m.reporter = "client".into();
+        m.source_workload = "a;b".into();
+        m.destination_app = "x=y".into();
+        m.connection_security_policy = "tls".into();
+        let errs = validate(&c).unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "istioMetrics.reporter",
+                "istioMetrics.connectionSecurityPolicy",
+                "istioMetrics.sourceWorkload",
+                "istioMetrics.destinationApp",
+            ]
+        );
+        let json = r#"{"protocol":"redis","statPrefix":"r","istioMetrics":{"enabled":true,"destinationServiceName":"cache","requestMethod":true}}"#;
+        let c = Config::from_json(json).unwrap();
+        assert!(c.istio_metrics.as_ref().unwrap().request_method);
+        assert_eq!(c.to_json(), json);
     }
 }

@@ -8,6 +8,9 @@ use crate::artifacts;
 pub enum Filter {
     /// Meltemi's dynamic module (`libmeltemi.so`) with this JSON configuration.
     Module(String),
+    /// The dynamic module with `dynamic_module_config.metrics_namespace` set (first) and this
+    /// JSON configuration (second).
+    ModuleIn(String, String),
     /// Meltemi's proxy-wasm filter with this JSON configuration.
     Wasm(String),
     /// `tcp_proxy` to a cluster.
@@ -17,18 +20,25 @@ pub enum Filter {
 }
 
 impl Filter {
-    fn yaml(&self) -> String {
+    /// This filter as a YAML list item under a filter chain's `filters:`.
+    pub fn yaml(&self) -> String {
         match self {
-            Filter::Module(json) => format!(
+            Filter::Module(json) => Filter::ModuleIn(String::new(), json.clone()).yaml(),
+            Filter::ModuleIn(namespace, json) => format!(
                 r#"
       - name: envoy.filters.network.dynamic_modules
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
-          dynamic_module_config: {{ name: meltemi }}
+          dynamic_module_config: {{ name: meltemi{} }}
           filter_name: meltemi
           filter_config:
             "@type": type.googleapis.com/google.protobuf.StringValue
             value: '{}'"#,
+                if namespace.is_empty() {
+                    String::new()
+                } else {
+                    format!(", metrics_namespace: {namespace}")
+                },
                 json.replace('\'', "''")
             ),
             Filter::Wasm(json) => format!(
@@ -61,6 +71,46 @@ impl Filter {
     }
 }
 
+/// The tags of Meltemi's Istio-style metrics (`meltemi_proto::IstioMetrics::stat_tags`; the
+/// rig stays std-only, and the end-to-end tests prove the two agree).
+pub const ISTIO_STAT_TAGS: [&str; 23] = [
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_principal",
+    "source_app",
+    "source_version",
+    "source_canonical_service",
+    "source_canonical_revision",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_principal",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "connection_security_policy",
+    "request_protocol",
+    "request_method",
+    "response_code",
+    "response_flags",
+];
+
+/// `stats_flush_on_admin` and a `stats_config` with one `stats_tags` regex per Istio tag, the shape Istio's bootstrap writes
+/// for each `extraStatTags` entry: `(<tag>=\.=(.*?);\.;)`.
+pub fn istio_stats_config() -> String {
+    let tags: String = ISTIO_STAT_TAGS
+        .iter()
+        .map(|t| format!("\n  - tag_name: {t}\n    regex: '({t}=\\.=(.*?);\\.;)'"))
+        .collect();
+    // Histograms are merged on flush: flushing on each admin query makes `/stats/prometheus`
+    // current without waiting for the 5 s flush timer.
+    format!("stats_flush_on_admin: true\nstats_config:\n  stats_tags:{tags}\n")
+}
+
 /// A bootstrap (without `admin:`, which [`crate::Envoy`] adds) with one listener on
 /// `127.0.0.1:listen` running `filters`, and one static cluster per `(name, port)`.
 pub fn bootstrap(listen: u16, filters: &[Filter], clusters: &[(&str, u16)]) -> String {
@@ -82,13 +132,14 @@ pub fn bootstrap(listen: u16, filters: &[Filter], clusters: &[(&str, u16)]) -> S
         })
         .collect();
     format!(
-        r#"static_resources:
+        r#"{stats}static_resources:
   listeners:
   - name: main
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
     filter_chains:
     - filters:{chain}
   clusters:{clusters}
-"#
+"#,
+        stats = istio_stats_config()
     )
 }

@@ -84,3 +84,94 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// One sample of Envoy's `/stats/prometheus` text: metric name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The metric name (`istio_requests_total`, `..._count`, ...).
+    pub name: String,
+    /// Labels, sorted by name.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The value.
+    pub value: f64,
+}
+
+/// Parses Prometheus text exposition (comments skipped; label values without escaped quotes,
+/// which is all Envoy's stats produce here).
+pub fn prometheus_samples(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = match line.rsplit_once(' ') {
+            Some((s, v)) => (s, v.parse().unwrap_or(f64::NAN)),
+            None => continue,
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once("=\"")?;
+                Some((k.to_string(), v.trim_end_matches('"').to_string()))
+            })
+            .collect();
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// Istio-style series in `/stats/prometheus` text: the non-zero values of the metric named
+/// `name` per (request_method, response_code, response_flags), among the series whose labels
+/// include `select[0]`. Every such series must carry exactly Istio's labels
+/// ([`config::ISTIO_STAT_TAGS`]; `request_method` only with `requestMethod` and never on the
+/// duration histogram: it reads `""` in the key when absent) and the values in `select`.
+pub fn istio_series(
+    text: &str,
+    name: &str,
+    select: &[(&str, &str)],
+) -> std::collections::BTreeMap<(String, String, String), u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut want_keys = config::ISTIO_STAT_TAGS.to_vec();
+    want_keys.retain(|k| *k != "request_method");
+    want_keys.sort_unstable();
+    let mut seen = 0;
+    for s in prometheus_samples(text) {
+        let (k0, v0) = select[0];
+        if s.name != name || s.labels.get(k0).map(String::as_str) != Some(v0) {
+            continue;
+        }
+        seen += 1;
+        let keys: Vec<&str> = s
+            .labels
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "request_method")
+            .collect();
+        if name.contains("istio_request_duration_milliseconds") {
+            assert!(!s.labels.contains_key("request_method"), "{s:?}");
+        }
+        assert_eq!(keys, want_keys, "labels of {s:?}");
+        for (k, v) in select {
+            assert_eq!(s.labels[*k], *v, "{k} of {s:?}");
+        }
+        if s.value > 0.0 {
+            let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+            let key = (l("request_method"), l("response_code"), l("response_flags"));
+            assert!(
+                out.insert(key, s.value as u64).is_none(),
+                "one series per label set"
+            );
+        }
+    }
+    assert!(seen > 0, "no {name} series with {select:?}");
+    out
+}

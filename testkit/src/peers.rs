@@ -101,11 +101,14 @@ pub fn redis_cli(port: u16, args: &[&str]) -> io::Result<String> {
 /// `$MELTEMI_VENV/bin/python` when set (a worktree without its own `.venv`), else the
 /// workspace's `.venv`.
 pub fn venv_python() -> std::path::PathBuf {
+    venv().join("bin").join("python")
+}
+
+/// `$MELTEMI_VENV` when set, else the workspace's `.venv`.
+fn venv() -> std::path::PathBuf {
     std::env::var_os("MELTEMI_VENV")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join(".venv"))
-        .join("bin")
-        .join("python")
 }
 
 /// Runs a client script from `testkit/clients/` with the virtualenv's Python, bounded by
@@ -159,7 +162,7 @@ impl KafkaBroker {
     /// Starts tansu listening on a free port and advertising `advertised_port` (give Envoy's
     /// listener port so clients reconnect through Envoy), and creates `topics` (3 partitions).
     pub fn start(advertised_port: u16, topics: &[&str]) -> io::Result<KafkaBroker> {
-        let site = crate::workspace_root().join(".venv").join("lib");
+        let site = venv().join("lib");
         let bin = find_file(&site, "tansu", 6).ok_or_else(|| {
             io::Error::other("tansu not found in .venv: run scripts/setup.sh (setup.d/kafka.sh)")
         })?;

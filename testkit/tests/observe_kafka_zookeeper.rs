@@ -16,11 +16,19 @@ fn chain(native: Option<&str>, protocol: &str, cluster: &str) -> Vec<Filter> {
         .map(|n| Filter::Yaml(n.to_string()))
         .into_iter()
         .collect();
+    // Istio metrics per opcode for ZooKeeper; for Kafka per code only: per api key they are
+    // ~5000 counters per artifact, which Envoy's stats_tags regexes take ~17 s to tag at start
+    // (tests/istio_cost.rs), too close to the rig's 30 s readiness limit on a loaded machine.
+    let per_method = protocol != "kafka";
+    let cfg = |prefix: &str| {
+        format!(
+            r#"{{"protocol":"{protocol}","stat_prefix":"{prefix}","istioMetrics":{{"enabled":true,
+            "requestMethod":{per_method},"destinationWorkload":"{prefix}"}}}}"#
+        )
+    };
     c.extend([
-        Filter::Module(format!(r#"{{"protocol":"{protocol}","stat_prefix":"so"}}"#)),
-        Filter::Wasm(format!(
-            r#"{{"protocol":"{protocol}","stat_prefix":"wasm"}}"#
-        )),
+        Filter::Module(cfg("so")),
+        Filter::Wasm(cfg("wasm")),
         Filter::TcpProxy(cluster.into()),
     ]);
     c
@@ -66,6 +74,34 @@ fn ours(
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix(&p)?.to_string(), *v)))
         .collect()
+}
+
+/// The non-zero Istio request counts of one artifact per (request_method, response_code,
+/// response_flags); the two artifacts must agree. (The `.so`'s Prometheus name keeps Envoy's
+/// `envoy_dynamicmodulescustom_` prefix, see docs/config.md.)
+fn istio(envoy: &Envoy, protocol: &str) -> BTreeMap<(String, String, String), u64> {
+    let text = envoy.admin("/stats/prometheus");
+    let get = |name: &str, artifact: &str| {
+        meltemi_testkit::istio_series(
+            &text,
+            name,
+            &[
+                ("destination_workload", artifact),
+                ("request_protocol", protocol),
+            ],
+        )
+    };
+    let so = get("envoy_dynamicmodulescustom_istio_requests_total", "so");
+    assert_eq!(
+        so,
+        get("istio_requests_total", "wasm"),
+        "the two artifacts agree"
+    );
+    so
+}
+
+fn key(method: &str, code: &str) -> (String, String, String) {
+    (method.into(), code.into(), "-".into())
 }
 
 /// Waits until the connections are gone (gauges back to zero) so the counts are final.
@@ -174,6 +210,16 @@ fn kafka_counts_per_api_key_and_version_match_the_wire_in_both_artifacts() {
     assert_eq!(so["request_active"], 0);
     assert_eq!(so["request_no_reply"], 0);
     assert_eq!(so["response"], so["request_call"]);
+
+    // Istio-style: every call and oneway request once, by top-level error code (ApiVersions,
+    // FindCoordinator, JoinGroup... answer 0; Produce, Metadata... have no top-level code).
+    let ist = istio(&envoy, "kafka");
+    assert_eq!(
+        ist.values().sum::<u64>(),
+        so["request_call"] + so["request_oneway"]
+    );
+    assert!(ist[&key("", "0")] >= so["api.ApiVersions.total"]);
+    assert!(ist[&key("", "unknown")] >= so["api.Metadata.total"]);
 }
 
 #[test]
@@ -245,4 +291,11 @@ fn zookeeper_counts_per_opcode_match_the_native_filter_in_both_artifacts() {
     }
     assert!(compared >= 7, "{compared} opcodes seen");
     assert_eq!(so["request_active"], 0);
+
+    // Istio-style: every call (pings, connect and watches re-arming are events, not counted)
+    // once, by opcode and ZooKeeper error code; the missing node is NONODE (-101).
+    let ist = istio(&envoy, "zookeeper");
+    assert_eq!(ist.values().sum::<u64>(), so["request_call"]);
+    assert_eq!(ist[&key("getData", "-101")], 1);
+    assert_eq!(ist.get(&key("ping", "0")), None);
 }

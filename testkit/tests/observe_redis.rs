@@ -132,3 +132,87 @@ fn malformed_client_bytes_close_only_that_connection() {
     );
     assert_eq!(redis_cli(listen, &["PING"]).unwrap(), "PONG");
 }
+
+/// Istio-style metrics from both artifacts, with the exact Prometheus series Istio's own HTTP
+/// metrics have: `istio_requests_total{reporter="source",request_protocol="redis",...}`. The
+/// module sets `metrics_namespace: wasmcustom` (the namespace the wasm filter registers as a
+/// custom one, stripped in Prometheus output), so its series are as clean as the wasm filter's.
+#[test]
+fn istio_series_per_command_and_reply_code_in_both_artifacts() {
+    let redis = RedisServer::start().expect("redis-server");
+    let listen = free_port();
+    let cfg = |workload: &str| {
+        format!(
+            r#"{{"protocol":"redis","stat_prefix":"{workload}","istioMetrics":{{"enabled":true,
+            "reporter":"source","requestMethod":true,"sourceWorkload":"e2e-client",
+            "destinationWorkload":"{workload}","destinationServiceName":"cache",
+            "destinationService":"cache.default.svc.cluster.local"}}}}"#
+        )
+    };
+    let yaml = bootstrap(
+        listen,
+        &[
+            Filter::ModuleIn("wasmcustom".into(), cfg("so")),
+            Filter::Wasm(cfg("wasm")),
+            Filter::TcpProxy("redis".into()),
+        ],
+        &[("redis", redis.port())],
+    );
+    let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
+
+    // One pipelined connection: 20 SET, 30 GET, one LPUSH, one INCR the server rejects.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = Vec::new();
+    req.extend(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n".repeat(20));
+    req.extend(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n".repeat(30));
+    req.extend(b"*3\r\n$5\r\nLPUSH\r\n$1\r\nl\r\n$1\r\nx\r\n");
+    req.extend(b"*2\r\n$4\r\nINCR\r\n$1\r\nl\r\n");
+    s.write_all(&req).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(got.ends_with(b"\r\n") && got.windows(10).any(|w| w == b"-WRONGTYPE")) {
+        let n = s.read(&mut buf).expect("replies");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got.windows(5).filter(|w| w == b"+OK\r\n").count(), 20);
+    drop(s);
+
+    let key = |m: &str, c: &str| (m.to_string(), c.to_string(), "-".to_string());
+    let want = std::collections::BTreeMap::from([
+        (key("set", "ok"), 20),
+        (key("get", "ok"), 30),
+        (key("lpush", "ok"), 1),
+        (key("incr", "error"), 1),
+    ]);
+    // The duration histogram is per response code only (no request_method label).
+    let want_hist = std::collections::BTreeMap::from([(key("", "ok"), 51), (key("", "error"), 1)]);
+    for workload in ["so", "wasm"] {
+        let select = [
+            ("destination_workload", workload),
+            ("reporter", "source"),
+            ("request_protocol", "redis"),
+            ("source_workload", "e2e-client"),
+            ("destination_service_name", "cache"),
+            ("destination_service", "cache.default.svc.cluster.local"),
+            ("connection_security_policy", "unknown"),
+        ];
+        let series = |name: &str, want: &std::collections::BTreeMap<_, u64>| {
+            meltemi_testkit::wait_for(Duration::from_secs(5), || {
+                let got =
+                    meltemi_testkit::istio_series(&envoy.admin("/stats/prometheus"), name, &select);
+                (&got == want).then_some(())
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{workload} {name}: {:?}",
+                    meltemi_testkit::istio_series(&envoy.admin("/stats/prometheus"), name, &select)
+                )
+            })
+        };
+        series("istio_requests_total", &want);
+        series("istio_request_duration_milliseconds_count", &want_hist);
+    }
+}

@@ -18,8 +18,16 @@ fn chain(protocol: &str, methods: &[&str], cluster: &str) -> Vec<Filter> {
         .map(|m| format!("\"{m}\""))
         .collect::<Vec<_>>()
         .join(",");
+    // Istio-style metrics on, per method; the artifact's name as destination_workload keeps
+    // the two artifacts' series apart.
     let cfg = |prefix: &str| {
-        format!(r#"{{"protocol":"{protocol}","stat_prefix":"{prefix}","methods":[{methods}]}}"#)
+        format!(
+            r#"{{"protocol":"{protocol}","stat_prefix":"{prefix}","methods":[{methods}],
+            "istioMetrics":{{"enabled":true,"requestMethod":true,"sourceWorkload":"e2e-client",
+            "sourceWorkloadNamespace":"default","destinationWorkload":"{prefix}",
+            "destinationService":"{protocol}.default.svc.cluster.local",
+            "destinationServiceName":"{protocol}","destinationServiceNamespace":"default"}}}}"#
+        )
     };
     vec![
         Filter::Module(cfg("so")),
@@ -127,6 +135,42 @@ fn method_stats(
     want
 }
 
+/// The Prometheus name of an Istio metric of one artifact, as Envoy 1.40 writes it: the wasm
+/// filter's `wasmcustom.` namespace is stripped; the module's `dynamicmodulescustom.` is not a
+/// registered custom namespace, so it stays and gets Envoy's `envoy_` prefix (the module config's
+/// `metrics_namespace: wasmcustom` gives the bare name where a wasm filter registered it, see
+/// observe_redis.rs).
+fn prom_name(artifact: &str, metric: &str) -> String {
+    match artifact {
+        "so" => format!("envoy_dynamicmodulescustom_{metric}"),
+        _ => metric.to_string(),
+    }
+}
+
+/// Per (request_method, response_code, response_flags), the non-zero values of `metric` for
+/// one artifact, every series checked for Istio's labels and the configured values.
+fn istio_series(
+    envoy: &Envoy,
+    protocol: &str,
+    artifact: &str,
+    metric: &str,
+) -> BTreeMap<(String, String, String), u64> {
+    let service = format!("{protocol}.default.svc.cluster.local");
+    meltemi_testkit::istio_series(
+        &envoy.admin("/stats/prometheus"),
+        &prom_name(artifact, metric),
+        &[
+            ("destination_workload", artifact),
+            ("reporter", "destination"),
+            ("request_protocol", protocol),
+            ("source_workload", "e2e-client"),
+            ("destination_service_name", protocol),
+            ("destination_service", &service),
+            ("destination_version", "unknown"),
+        ],
+    )
+}
+
 fn bytes(recorded: &[Recorded]) -> (u64, u64) {
     recorded.iter().fold((0, 0), |(a, b), r| {
         (a + r.c2s.len() as u64, b + r.s2c.len() as u64)
@@ -213,6 +257,61 @@ fn thrift_counts_per_method_and_outcome_match_the_client_in_every_dialect_and_bo
     assert_eq!(want["method.get.total"], 20);
     assert_eq!(want["method.other.error"], 5);
     assert_stats(&envoy.stats(), "thrift", &want);
+
+    // Istio-style: per method label, response_code 0 (success), `exception` (declared),
+    // app_1 (TApplicationException UNKNOWN_METHOD), and `none` for oneway requests; the
+    // duration histogram counts the answered ones per code.
+    let mut want_total: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut want_answered = BTreeMap::new();
+    for (k, v) in &tally {
+        let Some(rest) = k.strip_prefix("method.") else {
+            continue;
+        };
+        let (name, outcome) = rest.rsplit_once('.').expect("name.outcome");
+        let m = label(name, THRIFT_METHODS);
+        let total = tally[&format!("method.{name}.total")];
+        let answered: u64 = ["success", "exception", "error"]
+            .iter()
+            .map(|o| tally[&format!("method.{name}.{o}")])
+            .sum();
+        let (code, flags, n) = match outcome {
+            "success" => ("0", "-", *v),
+            "exception" => ("exception", "-", *v),
+            "error" => ("app_1", "-", *v),
+            _ => ("none", "-", total - answered),
+        };
+        if n == 0 {
+            continue;
+        }
+        *want_total
+            .entry((m, code.to_string(), flags.to_string()))
+            .or_default() += n;
+        // The histogram has no request_method label.
+        if code != "none" {
+            *want_answered
+                .entry((String::new(), code.to_string(), flags.to_string()))
+                .or_default() += n;
+        }
+    }
+    assert_eq!(want_total[&("add".into(), "0".into(), "-".into())], 31);
+    assert_eq!(want_total[&("log".into(), "none".into(), "-".into())], 10);
+    for artifact in ["so", "wasm"] {
+        assert_eq!(
+            istio_series(&envoy, "thrift", artifact, "istio_requests_total"),
+            want_total,
+            "{artifact}"
+        );
+        assert_eq!(
+            istio_series(
+                &envoy,
+                "thrift",
+                artifact,
+                "istio_request_duration_milliseconds_count"
+            ),
+            want_answered,
+            "{artifact}"
+        );
+    }
 }
 
 const DUBBO_METHODS: &[&str] = &[
@@ -349,4 +448,33 @@ fn dubbo_counts_per_service_and_method_match_the_client_and_the_wire_in_both_art
     // noSuchMethod and the missing service's sayHello.
     assert_eq!(want["method.other.error"], 2);
     assert_stats(&envoy.stats(), "dubbo", &want);
+
+    // Istio-style: the response_code of every answered call is its status byte as the wire
+    // shows it, or `exception` for status 20 with an exception; heartbeats are not requests.
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    for (flag, status, _, kind) in dubbo_frames(&recorded[0].s2c) {
+        if flag & 0x80 != 0 || flag & 0x20 != 0 {
+            continue;
+        }
+        let code = match (status, kind) {
+            (20, Some(0x90 | 0x93)) => "exception".to_string(),
+            (s, _) => s.to_string(),
+        };
+        *codes.entry(code).or_default() += 1;
+    }
+    assert_eq!(codes.values().sum::<u64>(), calls);
+    assert_eq!(codes["exception"], exception);
+    for artifact in ["so", "wasm"] {
+        for metric in [
+            "istio_requests_total",
+            "istio_request_duration_milliseconds_count",
+        ] {
+            let mut by_code: BTreeMap<String, u64> = BTreeMap::new();
+            for ((_, code, flags), v) in istio_series(&envoy, "dubbo", artifact, metric) {
+                assert_eq!(flags, "-");
+                *by_code.entry(code).or_default() += v;
+            }
+            assert_eq!(by_code, codes, "{artifact} {metric}");
+        }
+    }
 }

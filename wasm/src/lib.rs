@@ -11,7 +11,8 @@
 //! on that worker.
 #![forbid(unsafe_code)]
 
-use meltemi_engine::{Engine, FilterConfig, MetricId, MetricKind, MetricSink, Session, Verdict};
+use meltemi_engine::batch::Event;
+use meltemi_engine::{Batch, Engine, FilterConfig, MetricKind, Session, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, PeerType};
@@ -105,29 +106,23 @@ impl RootContext for Root {
     }
 }
 
-/// Host metrics through `Result`-returning host calls; failures are ignored (a metric is never
-/// worth a trap).
-struct HostSink<'a>(&'a [u32]);
-
-impl MetricSink for HostSink<'_> {
-    fn inc(&mut self, id: MetricId, delta: u64) {
-        if let Some(&h) = self.0.get(id.0 as usize) {
-            let _ = hostcalls::increment_metric(h, delta as i64);
+/// Applies a hook's summed metric events through `Result`-returning host calls (one call per
+/// touched counter or gauge per hook: each crossing into the host costs); failures are ignored
+/// (a metric is never worth a trap).
+fn flush(batch: &mut Batch, handles: &[u32]) {
+    batch.drain(|e| match e {
+        Event::Add(id, d) => {
+            if let Some(&h) = handles.get(id.0 as usize) {
+                let _ = hostcalls::increment_metric(h, d);
+            }
         }
-    }
-    fn gauge_add(&mut self, id: MetricId, delta: i64) {
-        if let Some(&h) = self.0.get(id.0 as usize) {
-            let _ = hostcalls::increment_metric(h, delta);
+        Event::Record(id, v) => {
+            if let Some(&h) = handles.get(id.0 as usize) {
+                let _ = hostcalls::record_metric(h, v);
+            }
         }
-    }
-    fn record(&mut self, id: MetricId, value: u64) {
-        if let Some(&h) = self.0.get(id.0 as usize) {
-            let _ = hostcalls::record_metric(h, value);
-        }
-    }
-    fn access_log(&mut self, line: &str) {
-        log(LogLevel::Info, line);
-    }
+        Event::Log(line) => log(LogLevel::Info, line),
+    });
 }
 
 /// The host's clock in nanoseconds (wall clock: proxy-wasm offers no monotonic one).
@@ -143,6 +138,8 @@ fn now_ns() -> u64 {
 struct Connection {
     compiled: Rc<Compiled>,
     session: Option<Session>,
+    /// Metric events of the running hook (reused).
+    batch: Batch,
     closed: bool,
 }
 
@@ -151,6 +148,7 @@ impl Connection {
         Connection {
             compiled,
             session: None,
+            batch: Batch::default(),
             closed: false,
         }
     }
@@ -185,12 +183,13 @@ impl Connection {
             return Action::Continue;
         };
         let c = &*self.compiled;
-        let mut sink = HostSink(&c.handles);
+        let sink = &mut self.batch;
         let now = now_ns();
         let v = match buffer {
-            BufferType::DownstreamData => session.on_downstream(&c.engine, &data, now, &mut sink),
-            _ => session.on_upstream(&c.engine, &data, now, &mut sink),
+            BufferType::DownstreamData => session.on_downstream(&c.engine, &data, now, sink),
+            _ => session.on_upstream(&c.engine, &data, now, sink),
         };
+        flush(sink, &c.handles);
         if let (Verdict::Close(_), Some(e)) = (v, session.error()) {
             log(
                 LogLevel::Warn,
@@ -206,7 +205,8 @@ impl Connection {
     fn close(&mut self) {
         if let Some(session) = self.session.as_mut() {
             let c = &*self.compiled;
-            session.on_close(&c.engine, &mut HostSink(&c.handles));
+            session.on_close(&c.engine, &mut self.batch);
+            flush(&mut self.batch, &c.handles);
         }
     }
 }
@@ -216,7 +216,8 @@ impl Context for Connection {}
 impl StreamContext for Connection {
     fn on_new_connection(&mut self) -> Action {
         let c = &*self.compiled;
-        self.session = Some(Session::new(&c.engine, &mut HostSink(&c.handles)));
+        self.session = Some(Session::new(&c.engine, &mut self.batch));
+        flush(&mut self.batch, &c.handles);
         Action::Continue
     }
 

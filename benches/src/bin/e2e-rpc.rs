@@ -24,7 +24,9 @@
 //!
 //! Usage (after `scripts/build-artifacts.sh`):
 //! `cargo run --release -p meltemi-benches --bin e2e-rpc -- [--quick] [--rounds N] [--secs S]
-//! [--only thrift|dubbo] [--setups 0,3,..] [--perf DIR]`. Not a test: it asserts nothing, it measures.
+//! [--only thrift|dubbo] [--setups 0,3,..] [--shapes 1x16,16x1] [--perf DIR] [--baseline DIR]`. Not a test: it asserts
+//! nothing, it measures. `--baseline DIR` adds `(before)` rows (indices 9-11) running the
+//! `libmeltemi.so` / `meltemi_wasm.wasm` found in DIR, for before/after in the same run.
 
 use meltemi_benches::e2e::{
     cpu0_jiffies, envoy_cpu_ns, free_listen_port, loadavg, median, online_cpus,
@@ -450,7 +452,24 @@ enum Setup {
     BytesSo,
     /// Diagnosis: the same in the `.wasm` filter (the cost of the v8 hooks alone).
     BytesWasm,
+    /// `--baseline DIR`: [`Setup::ObserveSo`] with the `libmeltemi.so` in DIR (an older build),
+    /// for a before/after comparison in one run.
+    ObserveSoBefore,
+    /// `--baseline DIR`: [`Setup::ObserveWasm`] with DIR's `meltemi_wasm.wasm`.
+    ObserveWasmBefore,
+    /// `--baseline DIR`: [`Setup::RouteSoPinned`] with DIR's `libmeltemi.so`.
+    RouteSoPinnedBefore,
 }
+
+/// The set-ups that only run with `--baseline DIR` (indices 9.. for `--setups`).
+const BEFORE: [Setup; 3] = [
+    Setup::ObserveSoBefore,
+    Setup::ObserveWasmBefore,
+    Setup::RouteSoPinnedBefore,
+];
+
+/// `--baseline DIR`: where the older artifacts are.
+static BASELINE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
 
 const SETUPS: [Setup; 9] = [
     Setup::TcpProxy,
@@ -480,15 +499,21 @@ impl Setup {
             Setup::RouteSoSplit => "meltemi .so route, 90/10".into(),
             Setup::BytesSo => "(diag) .so bytes only + tcp_proxy".into(),
             Setup::BytesWasm => "(diag) .wasm bytes only + tcp_proxy".into(),
+            Setup::ObserveSoBefore => "(before) .so observe + tcp_proxy".into(),
+            Setup::ObserveWasmBefore => "(before) .wasm observe + tcp_proxy".into(),
+            Setup::RouteSoPinnedBefore => "(before) .so route, pinned".into(),
         }
     }
 
     /// The native set-up this one is compared with (`x native`).
     fn native(self) -> Option<Setup> {
         match self {
-            Setup::ObserveSo | Setup::ObserveWasm | Setup::RouteSoPinned => {
-                Some(Setup::NativePinned)
-            }
+            Setup::ObserveSo
+            | Setup::ObserveWasm
+            | Setup::RouteSoPinned
+            | Setup::ObserveSoBefore
+            | Setup::ObserveWasmBefore
+            | Setup::RouteSoPinnedBefore => Some(Setup::NativePinned),
             Setup::RouteSoSplit => Some(Setup::NativeSplit),
             _ => None,
         }
@@ -499,6 +524,17 @@ impl Setup {
             self,
             Setup::ObserveSo | Setup::RouteSoPinned | Setup::RouteSoSplit | Setup::BytesSo
         )
+    }
+
+    /// The current-build set-up a `(before)` one mirrors, and the baseline directory.
+    fn before(self) -> Option<(Setup, &'static std::path::Path)> {
+        let now = match self {
+            Setup::ObserveSoBefore => Setup::ObserveSo,
+            Setup::ObserveWasmBefore => Setup::ObserveWasm,
+            Setup::RouteSoPinnedBefore => Setup::RouteSoPinned,
+            _ => return None,
+        };
+        BASELINE.get()?.as_deref().map(|d| (now, d))
     }
 }
 
@@ -586,11 +622,13 @@ fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
         Setup::TcpProxy => vec![tcp],
         Setup::NativePinned => vec![native_filter(w.proto, false)],
         Setup::NativeSplit => vec![native_filter(w.proto, true)],
-        Setup::ObserveSo => vec![Filter::Module(observe), tcp],
-        Setup::ObserveWasm => vec![Filter::Wasm(observe), tcp],
+        Setup::ObserveSo | Setup::ObserveSoBefore => vec![Filter::Module(observe), tcp],
+        Setup::ObserveWasm | Setup::ObserveWasmBefore => vec![Filter::Wasm(observe), tcp],
         Setup::BytesSo => vec![Filter::Module(bytes_only), tcp],
         Setup::BytesWasm => vec![Filter::Wasm(bytes_only), tcp],
-        Setup::RouteSoPinned => vec![route(r#"{"primary_cluster":"v1"}"#), tcp],
+        Setup::RouteSoPinned | Setup::RouteSoPinnedBefore => {
+            vec![route(r#"{"primary_cluster":"v1"}"#), tcp]
+        }
         Setup::RouteSoSplit => vec![
             route(
                 r#"{"primary_cluster":"v1","services":[{"service":"*","routes":[{"name":"split","route":{"weighted":[{"cluster":"v1","weight":90},{"cluster":"v2b","weight":10}]}}]}]}"#,
@@ -603,12 +641,17 @@ fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
         y.push_str(&bridge_cluster("v2b", p, v2));
         y.push('\n');
     }
+    if let Some((_, dir)) = setup.before() {
+        // The older `.wasm` (the `.so` is chosen by Envoy's module search path).
+        let wasm = meltemi_testkit::artifacts::wasm_path()
+            .display()
+            .to_string();
+        y = y.replace(&wasm, &dir.join("meltemi_wasm.wasm").display().to_string());
+    }
     y
 }
 
 // ---------------------------------------------------------------------------------------------
-
-const SHAPES: [(usize, usize); 2] = [(1, 16), (16, 1)];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -634,14 +677,20 @@ fn main() {
         Some("dubbo") => vec![Proto::Dubbo],
         _ => vec![Proto::Thrift, Proto::Dubbo],
     };
+    let _ = BASELINE.set(opt("--baseline").map(std::path::PathBuf::from));
+    let shapes = meltemi_benches::e2e::shapes(opt("--shapes"));
+    let all: Vec<Setup> = match BASELINE.get() {
+        Some(Some(_)) => SETUPS.iter().chain(BEFORE.iter()).copied().collect(),
+        _ => SETUPS.to_vec(),
+    };
     let setups: Vec<Setup> = match opt("--setups") {
-        Some(list) => SETUPS
+        Some(list) => all
             .iter()
             .enumerate()
             .filter(|(i, _)| list.split(',').any(|x| x == i.to_string()))
             .map(|(_, s)| *s)
             .collect(),
-        None => SETUPS.to_vec(),
+        None => all,
     };
     // This process (load generator and backends) on CPU 1; Envoy on CPU 0 (`taskset` execs it).
     let _ = Command::new("taskset")
@@ -656,15 +705,20 @@ fn main() {
         let v1 = Responder::start(&w);
         let v2 = Responder::start(&w);
         // samples[shape][setup] = per-round results.
-        let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); setups.len()]; SHAPES.len()];
+        let mut samples: Vec<Vec<Vec<Sample>>> = vec![vec![Vec::new(); setups.len()]; shapes.len()];
         let mut failures: Vec<String> = Vec::new();
         for round in 0..rounds {
             for (si, &setup) in setups.iter().enumerate() {
                 let listen = free_listen_port();
                 let mut o = EnvoyOptions::new(yaml(setup, &w, listen, v1.port, v2.port));
                 o.cpu_list = Some("0".into());
-                if setup.uses_module() {
-                    o = o.with_dynamic_module();
+                match setup.before() {
+                    Some((now, dir)) if now.uses_module() => o.env.push((
+                        "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".into(),
+                        dir.display().to_string(),
+                    )),
+                    _ if setup.uses_module() => o = o.with_dynamic_module(),
+                    _ => {}
                 }
                 let envoy = match Envoy::start_with(o) {
                     Ok(e) => e,
@@ -673,7 +727,7 @@ fn main() {
                         continue;
                     }
                 };
-                for (k, &(conns, depth)) in SHAPES.iter().enumerate() {
+                for (k, &(conns, depth)) in shapes.iter().enumerate() {
                     let label = format!("{}-{setup:?}-{conns}x{depth}-r{round}", w.name());
                     match drive(
                         &w,
@@ -707,7 +761,7 @@ fn main() {
                 }
             }
         }
-        for (k, &(conns, depth)) in SHAPES.iter().enumerate() {
+        for (k, &(conns, depth)) in shapes.iter().enumerate() {
             print_table(&w, &setups, &samples[k], conns, depth, rounds, timing);
         }
         if !failures.is_empty() {

@@ -595,14 +595,7 @@ fn main() {
             .collect(),
         None => SETUPS.to_vec(),
     };
-    let shapes: Vec<(usize, usize)> = opt("--shapes")
-        .unwrap_or_else(|| "1x16,16x1".into())
-        .split(',')
-        .filter_map(|s| {
-            let (c, d) = s.split_once('x')?;
-            Some((c.parse().ok()?, d.parse().ok()?))
-        })
-        .collect();
+    let shapes = meltemi_benches::e2e::shapes(opt("--shapes"));
     // This process (load generator and responder) on CPU 1; Envoy on CPU 0 (`taskset` execs it).
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])

@@ -105,6 +105,8 @@ pub struct FilterConfig {
     /// Per-request routing (Dubbo and Thrift), validated; compile it with
     /// [`crate::route::RouteTable::compile`].
     pub routing: Option<crate::route::RawRouting>,
+    /// Istio-style request metrics and their fixed labels (only when enabled).
+    pub istio: Option<meltemi_proto::IstioMetrics>,
 }
 
 impl FilterConfig {
@@ -119,6 +121,7 @@ impl FilterConfig {
             methods: Vec::new(),
             access_log: false,
             routing: None,
+            istio: None,
         }
     }
 
@@ -213,6 +216,7 @@ impl FilterConfig {
             methods: pb.methods,
             access_log: pb.access_log,
             routing,
+            istio: pb.istio_metrics.filter(|m| m.enabled),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -262,6 +266,19 @@ impl FilterConfig {
                 field: e.field,
                 message: e.message,
             })?;
+        }
+        if let Some(m) = &self.istio {
+            let labels = crate::proto::labels(self);
+            let n = crate::istio::combinations(m, labels.names.len(), labels.reply_codes.len());
+            if n > crate::istio::MAX_COMBINATIONS {
+                return Err(ConfigError {
+                    field: "istioMetrics.requestMethod".into(),
+                    message: format!(
+                        "{n} (method, response code) pairs, above {}: configure fewer methods or turn requestMethod off",
+                        crate::istio::MAX_COMBINATIONS
+                    ),
+                });
+            }
         }
         if matches!(&self.panic_on, Some(m) if m.is_empty()) {
             return Err(ConfigError {

@@ -11,14 +11,18 @@
 //! the same stats.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod config;
+mod fasthash;
 mod framer;
+pub mod istio;
 pub mod metrics;
 pub mod observe;
 mod proto;
 pub mod route;
 mod session;
 
+pub use batch::Batch;
 pub use config::{ConfigError, FilterConfig, OnDecodeError, Protocol};
 pub use metrics::{LabelSet, MetricDef, MetricId, MetricKind, MetricSink, Metrics};
 pub use observe::{Outcome, RequestKind};

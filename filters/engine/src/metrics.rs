@@ -3,7 +3,8 @@
 //! Every stat is named `<protocol>.<stat_prefix>.<name>`; Envoy shows it under
 //! `wasmcustom.` (the `.wasm` filter) or `dynamicmodulescustom.` (the `.so`) in `/stats`.
 
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, Protocol};
+use crate::istio::IstioTable;
 
 /// What kind of stat a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +117,9 @@ pub struct LabelSet {
     /// Also count requests per label and protocol version `0..versions`
     /// (`<family>_version.<label>.v<N>`); 0 for none. Kafka uses it for api versions.
     pub versions: u16,
+    /// The protocol's reply codes, the closed set of the Istio `response_code` label (the
+    /// protocol module passes an index into it).
+    pub reply_codes: Vec<String>,
 }
 
 /// All metrics of one configuration, in definition order.
@@ -131,6 +135,8 @@ pub struct Metrics {
     version_counters: Vec<MetricId>,
     /// Access log settings: `None` when off; else the line's fixed head and the label names.
     access_log: Option<AccessLog>,
+    /// Istio-style request metrics, when configured.
+    istio: Option<IstioTable>,
 }
 
 /// What an access log line needs besides the request.
@@ -147,6 +153,12 @@ impl Metrics {
     #[inline]
     pub fn access_log(&self) -> Option<&AccessLog> {
         self.access_log.as_ref()
+    }
+
+    /// The Istio-style request metrics, when configured.
+    #[inline]
+    pub fn istio(&self) -> Option<&IstioTable> {
+        self.istio.as_ref()
     }
 
     /// The counter of requests with label `i` at protocol version `v`, if counted.
@@ -222,6 +234,25 @@ impl Metrics {
                 version_counters.push(def(&format!("{}_version.{l}.v{v}", labels_in.family), C));
             }
         }
+        let istio = config
+            .istio
+            .as_ref()
+            .filter(|_| config.protocol != Protocol::Raw)
+            .map(|m| {
+                crate::istio::define(
+                    config,
+                    m,
+                    &labels_in.names,
+                    &labels_in.reply_codes,
+                    &mut |name, histogram| {
+                        defs.push(MetricDef {
+                            name,
+                            kind: if histogram { H } else { C },
+                        });
+                        MetricId(defs.len() as u32 - 1)
+                    },
+                )
+            });
         let access_log = config.access_log.then(|| AccessLog {
             head: format!(
                 "meltemi protocol={} stat_prefix={} {}=",
@@ -239,6 +270,7 @@ impl Metrics {
             versions: labels_in.versions,
             version_counters,
             access_log,
+            istio,
         }
     }
 

@@ -2,8 +2,10 @@
 //! observability. Each protocol module turns frames into [`Tracker`] calls; the tracker turns
 //! them into metric events.
 
+use crate::fasthash::IdTable;
+use crate::istio::NoReply;
 use crate::metrics::{MetricSink, Metrics};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// What a request expects back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +46,7 @@ impl Outcome {
 #[derive(Debug)]
 enum Pending {
     /// By the protocol's request id.
-    ById(HashMap<i64, Inflight>),
+    ById(IdTable<Inflight>),
     /// In order (Redis).
     Ordered(VecDeque<Inflight>),
 }
@@ -66,13 +68,16 @@ pub const MAX_INFLIGHT: usize = 4096;
 #[derive(Debug)]
 pub struct Tracker {
     pending: Pending,
+    /// How requests still in flight at close count in the Istio metrics.
+    at_close: NoReply,
 }
 
 impl Tracker {
     /// Pairs by request id.
     pub fn by_id() -> Tracker {
         Tracker {
-            pending: Pending::ById(HashMap::new()),
+            pending: Pending::ById(IdTable::default()),
+            at_close: NoReply::Closed,
         }
     }
 
@@ -80,6 +85,7 @@ impl Tracker {
     pub fn ordered() -> Tracker {
         Tracker {
             pending: Pending::Ordered(VecDeque::new()),
+            at_close: NoReply::Closed,
         }
     }
 
@@ -107,7 +113,7 @@ impl Tracker {
     /// The protocol data stored with the request `id` still in flight (by-id pairing only).
     pub fn aux(&self, id: i64) -> Option<u32> {
         match &self.pending {
-            Pending::ById(map) => map.get(&id).map(|f| f.aux),
+            Pending::ById(map) => map.get(id).map(|f| f.aux),
             Pending::Ordered(_) => None,
         }
     }
@@ -138,6 +144,9 @@ impl Tracker {
             sink.inc(l.total, 1);
         }
         if kind == RequestKind::Oneway {
+            if let Some((c, _)) = m.istio().and_then(|t| t.no_reply(label, NoReply::Oneway)) {
+                sink.inc(c, 1);
+            }
             return;
         }
         let f = Inflight {
@@ -147,7 +156,7 @@ impl Tracker {
             start_ns: now_ns,
         };
         let stored = match &mut self.pending {
-            Pending::ById(map) if map.len() < MAX_INFLIGHT => map.insert(id, f).is_none(),
+            Pending::ById(map) => map.insert(id, f, MAX_INFLIGHT),
             Pending::Ordered(q) if q.len() < MAX_INFLIGHT => {
                 q.push_back(f);
                 true
@@ -159,19 +168,22 @@ impl Tracker {
         }
     }
 
-    /// An answer arrived. Unmatched answers are counted as such.
+    /// An answer arrived; `code` indexes the protocol's reply codes (the Istio `response_code`).
+    /// Unmatched answers are counted as such.
+    #[allow(clippy::too_many_arguments)]
     pub fn response(
         &mut self,
         m: &Metrics,
         sink: &mut impl MetricSink,
         id: i64,
         outcome: Outcome,
+        code: u16,
         now_ns: u64,
     ) {
         let o = &m.obs;
         sink.inc(o.response, 1);
         let f = match &mut self.pending {
-            Pending::ById(map) => map.remove(&id),
+            Pending::ById(map) => map.remove(id),
             Pending::Ordered(q) => q.pop_front(),
         };
         let Some(f) = f else {
@@ -206,6 +218,10 @@ impl Tracker {
         }
         if f.kind != RequestKind::Event {
             sink.record(o.request_time_us, us);
+            if let Some((c, h)) = m.istio().and_then(|t| t.reply(f.label, code)) {
+                sink.inc(c, 1);
+                sink.record(h, us / 1_000);
+            }
         }
         if let Some(l) = m.label(f.label) {
             sink.inc(
@@ -225,12 +241,36 @@ impl Tracker {
         sink.inc(m.obs.server_event, 1);
     }
 
+    /// Decoding stopped on bytes that broke the protocol (from the client when `request`):
+    /// requests still in flight at close carry that in their Istio `response_flags`.
+    pub fn decode_error(&mut self, request: bool) {
+        self.at_close = if request {
+            NoReply::DownstreamProtocolError
+        } else {
+            NoReply::UpstreamProtocolError
+        };
+    }
+
     /// The connection closed: whatever is still in flight got no reply.
     pub fn close(&mut self, m: &Metrics, sink: &mut impl MetricSink) {
         let n = self.in_flight() as u64;
         if n > 0 {
             sink.inc(m.obs.request_no_reply, n);
             sink.gauge_add(m.obs.request_active, -(n as i64));
+        }
+        if let Some(t) = m.istio() {
+            let mut count = |f: &Inflight| {
+                if f.kind == RequestKind::Event {
+                    return;
+                }
+                if let Some((c, _)) = t.no_reply(f.label, self.at_close) {
+                    sink.inc(c, 1);
+                }
+            };
+            match &self.pending {
+                Pending::ById(map) => map.values().for_each(&mut count),
+                Pending::Ordered(q) => q.iter().for_each(&mut count),
+            }
         }
         match &mut self.pending {
             Pending::ById(map) => map.clear(),

@@ -5,6 +5,7 @@ use crate::framer::Framer;
 use crate::metrics::{MetricSink, Metrics};
 use crate::observe::Tracker;
 use crate::proto::{self, Ctx, DecodeFailure, Wire};
+use crate::route::RequestFrame;
 use meltemi_codec::Limits;
 
 /// What the adapter must do after handing the engine some bytes.
@@ -108,13 +109,62 @@ impl Session {
         now_ns: u64,
         sink: &mut impl MetricSink,
     ) -> Verdict {
+        self.count_downstream(engine, data, sink);
+        self.feed(engine, data, now_ns, sink, true)
+    }
+
+    /// Counts client bytes without decoding them: for a routed connection, whose router decodes
+    /// each request frame once and hands it to [`Session::observe_request`].
+    pub fn count_downstream(&mut self, engine: &Engine, data: &[u8], sink: &mut impl MetricSink) {
         sink.inc(engine.metrics.core.downstream_rx_bytes, data.len() as u64);
         if let Some(marker) = &engine.config.panic_on {
             if data.windows(marker.len()).any(|w| w == marker.as_slice()) {
                 panic!("meltemi: panic_on marker seen (test-only fault injection)");
             }
         }
-        self.feed(engine, data, now_ns, sink, true)
+    }
+
+    /// Accounts for one client frame the router already decoded (see
+    /// [`crate::route::route_request_with`]). A frame of another protocol than this session's
+    /// is ignored.
+    pub fn observe_request(
+        &mut self,
+        engine: &Engine,
+        frame: RequestFrame<'_>,
+        now_ns: u64,
+        sink: &mut impl MetricSink,
+    ) {
+        if self.passthrough || self.error.is_some() {
+            return;
+        }
+        let mut cx = Ctx {
+            metrics: &engine.metrics,
+            limits: &engine.limits,
+            methods: &engine.methods,
+            tracker: &mut self.tracker,
+            sink,
+            now_ns,
+        };
+        match (&self.wire, frame) {
+            (Wire::Thrift, RequestFrame::Thrift(f)) => proto::thrift_request(f, &mut cx),
+            (Wire::Dubbo, RequestFrame::Dubbo(m)) => proto::dubbo_request(m, &mut cx),
+            _ => {}
+        }
+    }
+
+    /// The router found broken client bytes: counted like a decode error of
+    /// [`Session::on_downstream`] (the router closes the connection).
+    pub fn request_failed(
+        &mut self,
+        engine: &Engine,
+        e: &DecodeFailure,
+        sink: &mut impl MetricSink,
+    ) {
+        if self.passthrough || self.error.is_some() {
+            return;
+        }
+        sink.inc(engine.metrics.obs.request_decoding_error, 1);
+        self.error = Some(e.clone());
     }
 
     /// Bytes from the server (only the new ones), at monotonic time `now_ns`.
@@ -163,6 +213,7 @@ impl Session {
         let Err(e) = r else {
             return Verdict::Continue;
         };
+        tracker.decode_error(request);
         let o = &engine.metrics.obs;
         sink.inc(
             if request {

@@ -1,5 +1,5 @@
-//! Raw FFI surface: the part of Envoy's dynamic-module ABI that the network filter and the
-//! HTTP-to-TCP upstream bridge use.
+//! Raw FFI surface: the part of Envoy's dynamic-module ABI that the network filter, the
+//! HTTP-to-TCP upstream bridge and the route-discovery bootstrap extension use.
 //!
 //! Every item mirrors a declaration of `source/extensions/dynamic_modules/abi/abi.h` as shipped
 //! with Envoy v1.40.0 (ABI "v0.2.0"; the header's own promise is that v0.1.y modules stay
@@ -177,6 +177,24 @@ pub type BridgeEnvoyPtr = *mut c_void;
 pub type BridgeModulePtr = *const c_void;
 
 // ------------------------------------------------------------------------------------------
+// Bootstrap extension types
+// ------------------------------------------------------------------------------------------
+
+/// `envoy_dynamic_module_type_bootstrap_extension_config_envoy_ptr` (`void*`).
+pub type BootstrapConfigEnvoyPtr = *mut c_void;
+/// `envoy_dynamic_module_type_bootstrap_extension_config_module_ptr` (`const void*`).
+pub type BootstrapConfigModulePtr = *const c_void;
+/// `envoy_dynamic_module_type_bootstrap_extension_envoy_ptr` (`void*`).
+pub type BootstrapEnvoyPtr = *mut c_void;
+/// `envoy_dynamic_module_type_bootstrap_extension_module_ptr` (`const void*`).
+pub type BootstrapModulePtr = *const c_void;
+/// `envoy_dynamic_module_type_bootstrap_extension_timer_module_ptr` (`void*`): allocated by
+/// Envoy in `..._timer_new`, owned by the module until `..._timer_delete`.
+pub type BootstrapTimerPtr = *mut c_void;
+/// `envoy_dynamic_module_type_event_cb`: `void (*)(void* context)`.
+pub type EventCb = Option<unsafe extern "C" fn(context: *mut c_void)>;
+
+// ------------------------------------------------------------------------------------------
 // Callbacks (implemented by Envoy)
 // ------------------------------------------------------------------------------------------
 
@@ -306,6 +324,62 @@ extern "C" {
         body: ModuleBuffer,
         timeout_milliseconds: u64,
     ) -> CalloutInitResult;
+
+    // ---- network filter config: metrics outside a connection (any thread) ----
+    /// Adds to a counter defined in config_new, without a connection (the id `define_counter`
+    /// gave; unknown ids give MetricNotFound). Checked against the 1.40.0 binary's code: three
+    /// arguments `(config, id, value)`, the same counter table as the per-connection call.
+    pub fn envoy_dynamic_module_callback_network_filter_config_increment_counter(
+        config_envoy_ptr: NetworkFilterConfigEnvoyPtr,
+        id: usize,
+        value: u64,
+    ) -> MetricsResult;
+    /// Sets a gauge defined in config_new, without a connection.
+    pub fn envoy_dynamic_module_callback_network_filter_config_set_gauge(
+        config_envoy_ptr: NetworkFilterConfigEnvoyPtr,
+        id: usize,
+        value: u64,
+    ) -> MetricsResult;
+
+    // ---- bootstrap extension (main thread only) ----
+    /// A main-thread timer of this bootstrap extension config; fires
+    /// `on_bootstrap_extension_timer_fired` once per `..._timer_enable`.
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_new(
+        config_envoy_ptr: BootstrapConfigEnvoyPtr,
+    ) -> BootstrapTimerPtr;
+    /// Arms (or re-arms) the timer to fire after `delay_milliseconds`.
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_enable(
+        timer_ptr: BootstrapTimerPtr,
+        delay_milliseconds: u64,
+    );
+    /// Frees the timer (main thread).
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_timer_delete(
+        timer_ptr: BootstrapTimerPtr,
+    );
+    /// An HTTP callout from the main thread; the answer arrives in
+    /// `on_bootstrap_extension_http_callout_done`. Before the server is initialized Envoy
+    /// answers ClusterNotFound.
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_http_callout(
+        config_envoy_ptr: BootstrapConfigEnvoyPtr,
+        callout_id_out: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> CalloutInitResult;
+    /// Reads a gauge of the whole server by name (`server.state`: 0 = live); false if absent.
+    /// Takes the *extension* pointer (not the config's). Checked against the 1.40.0 binary's
+    /// code: `(extension, name, value_out)`.
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_get_gauge_value(
+        extension_envoy_ptr: BootstrapEnvoyPtr,
+        name: ModuleBuffer,
+        value_ptr: *mut u64,
+    ) -> bool;
+    /// Marks this extension's init target ready: Envoy holds its listeners until then.
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_signal_init_complete(
+        config_envoy_ptr: BootstrapConfigEnvoyPtr,
+    );
 
     // ---- upstream HTTP-to-TCP bridge ----
     pub fn envoy_dynamic_module_callback_upstream_http_tcp_bridge_get_request_header(

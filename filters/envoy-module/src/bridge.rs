@@ -14,12 +14,15 @@ use meltemi_codec::{dubbo, thrift, Decoded, Limits};
 use meltemi_engine::route::{ResponseCounter, RpcProtocol};
 use serde::Deserialize;
 
-/// The bridge's config (`bridge_config`, JSON; empty means Redis).
+/// The bridge's config (`bridge_config`, JSON; empty means Redis). The controller also writes
+/// `statPrefix` (the twin cluster's name as a stat piece); accepted, not used yet.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeConfig {
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    #[serde(default, rename = "statPrefix", alias = "stat_prefix")]
+    pub stat_prefix: Option<String>,
 }
 
 fn default_protocol() -> String {
@@ -31,6 +34,7 @@ impl BridgeConfig {
         if json.iter().all(u8::is_ascii_whitespace) {
             return Ok(BridgeConfig {
                 protocol: default_protocol(),
+                stat_prefix: None,
             });
         }
         let c: BridgeConfig =
@@ -321,6 +325,7 @@ mod tests {
         };
         let mut b = Bridge::with_config(&BridgeConfig {
             protocol: "dubbo".into(),
+            stat_prefix: None,
         });
         let request = frame(0xC2, 0, 7, b"\x05hello");
         let mut h = FakeBridgeHost {
@@ -355,6 +360,12 @@ mod tests {
                 .protocol,
             "redis"
         );
+        let c = BridgeConfig::parse(br#"{"protocol":"thrift","statPrefix":"bridge_x"}"#).unwrap();
+        assert_eq!(
+            (c.protocol.as_str(), c.stat_prefix.as_deref()),
+            ("thrift", Some("bridge_x"))
+        );
+        assert!(BridgeConfig::parse(br#"{"protocol":"thrift","typo":1}"#).is_err());
         assert!(BridgeConfig::parse(br#"{"protocol":"kafka"}"#).is_err());
         assert!(BridgeConfig::parse(b"{").is_err());
     }

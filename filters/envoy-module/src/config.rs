@@ -15,11 +15,13 @@
 //!   The first brick of the per-request detour described in the design notes.
 
 use crate::host::{CounterId, GaugeId, HistogramId, MetricsRegistry};
+use crate::rds::{Discovery, RdsMetrics};
 use meltemi_engine::route::{Limiters, RouteTable, RpcProtocol};
 use meltemi_engine::{Engine, FilterConfig, MetricId, MetricKind};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Counters of one route (index `routes.len()` of [`Routing::route_stats`] is the default).
 #[derive(Debug, Clone, Copy)]
@@ -33,13 +35,16 @@ pub struct RouteStats {
     pub errors: CounterId,
 }
 
-/// Per-request routing of this listener.
+/// One compiled route table of a listener with its limiters and stat handles. Immutable but for
+/// the token buckets; shared by `Arc` between the connections that route by it.
 #[derive(Debug)]
 pub struct Routing {
     pub proto: RpcProtocol,
     pub table: RouteTable,
+    /// The table's version (route discovery replaces a table only by a higher one).
+    pub version: u64,
     /// Token buckets, shared by every connection of the listener on every worker (so a limit
-    /// of N admits exactly N per window).
+    /// of N admits exactly N per window). A new table starts with full buckets.
     pub limiters: Mutex<Limiters>,
     /// Per route, then the default route last.
     pub route_stats: Vec<RouteStats>,
@@ -52,6 +57,110 @@ impl Routing {
     pub fn stats(&self, route: Option<u16>) -> &RouteStats {
         let i = route.map_or(self.route_stats.len() - 1, usize::from);
         &self.route_stats[i.min(self.route_stats.len() - 1)]
+    }
+}
+
+/// The route and destination counters of a listener. Envoy freezes metric definition when
+/// `config_new` returns, so they are defined once, for the listener's own table and (route
+/// discovery) the newest table this process already fetched for the same source; a table
+/// fetched later finds its routes here by name, and names it does not know count under
+/// `route.other.*` / `destination.other.requests` (a closed set, as the method stats).
+#[derive(Debug)]
+pub struct StatBook {
+    routes: HashMap<String, RouteStats>,
+    default: RouteStats,
+    other: Option<RouteStats>,
+    dests: HashMap<String, CounterId>,
+    other_dest: Option<CounterId>,
+}
+
+impl StatBook {
+    fn define(
+        tables: &[&RouteTable],
+        with_other: bool,
+        counter: &mut dyn FnMut(&str) -> Result<CounterId, ConfigError>,
+    ) -> Result<StatBook, ConfigError> {
+        let mut route = |name: &str| -> Result<RouteStats, ConfigError> {
+            let mut c = |stat: &str| counter(&format!("route.{name}.{stat}"));
+            Ok(RouteStats {
+                requests: c("requests")?,
+                detoured: c("detoured")?,
+                rate_limited: c("rate_limited")?,
+                mirrored: c("mirrored")?,
+                timeouts: c("timeouts")?,
+                retries: c("retries")?,
+                errors: c("errors")?,
+            })
+        };
+        let mut routes = HashMap::new();
+        for r in tables.iter().flat_map(|t| &t.routes) {
+            if !routes.contains_key(&r.name) {
+                routes.insert(r.name.clone(), route(&r.name)?);
+            }
+        }
+        let default = route("default")?;
+        let other = if with_other {
+            Some(route("other")?)
+        } else {
+            None
+        };
+        let mut dests = HashMap::new();
+        for cl in tables.iter().flat_map(|t| &t.clusters) {
+            if !dests.contains_key(cl) {
+                let stat = cl.replace(['.', ' '], "_");
+                dests.insert(
+                    cl.clone(),
+                    counter(&format!("destination.{stat}.requests"))?,
+                );
+            }
+        }
+        let other_dest = if with_other {
+            Some(counter("destination.other.requests")?)
+        } else {
+            None
+        };
+        Ok(StatBook {
+            routes,
+            default,
+            other,
+            dests,
+            other_dest,
+        })
+    }
+
+    /// A compiled table with its stat handles.
+    pub fn routing(&self, proto: RpcProtocol, table: RouteTable, version: u64) -> Routing {
+        let mut route_stats: Vec<RouteStats> = table
+            .routes
+            .iter()
+            .map(|r| {
+                self.routes
+                    .get(&r.name)
+                    .or(self.other.as_ref())
+                    .copied()
+                    .unwrap_or(self.default)
+            })
+            .collect();
+        route_stats.push(self.default);
+        let dest_requests = table
+            .clusters
+            .iter()
+            .map(|c| {
+                self.dests
+                    .get(c)
+                    .copied()
+                    .or(self.other_dest)
+                    .unwrap_or(self.default.requests)
+            })
+            .collect();
+        Routing {
+            proto,
+            limiters: Mutex::new(Limiters::new(&table, crate::filter::now_ns())),
+            table,
+            version,
+            route_stats,
+            dest_requests,
+        }
     }
 }
 
@@ -107,7 +216,10 @@ pub struct Config {
     /// Host handle per engine [`MetricId`].
     pub handles: Vec<Handle>,
     pub metrics: Metrics,
-    pub routing: Option<Routing>,
+    /// The listener's own route table (its initial one when route discovery is on).
+    pub routing: Option<Arc<Routing>>,
+    /// Newer route tables fetched without a listener update (`routeDiscovery`).
+    pub discovery: Option<Arc<Discovery>>,
 }
 
 /// Why a config was refused.
@@ -177,6 +289,21 @@ impl Config {
             engine.config.protocol.as_str(),
             engine.config.stat_prefix
         );
+        let discovery_cfg = match json_field(&value, "routeDiscovery", "route_discovery") {
+            None => None,
+            Some(v) => Some(
+                serde_json::from_value::<meltemi_proto::RouteDiscovery>(v.clone())
+                    .map_err(ConfigError::Json)?,
+            ),
+        };
+        // Defined before the counters' closure borrows the registry.
+        let rds_version = match &discovery_cfg {
+            None => None,
+            Some(_) => {
+                let full = format!("{prefix}rds.version");
+                Some(reg.define_gauge(&full).ok_or(ConfigError::Metric(full))?)
+            }
+        };
         let mut counter = |name: &str| {
             let full = format!("{prefix}{name}");
             reg.define_counter(&full).ok_or(ConfigError::Metric(full))
@@ -189,56 +316,66 @@ impl Config {
             callouts_ok: counter("callouts_ok")?,
             callouts_failed: counter("callouts_failed")?,
         };
-        let routing = match (
+        let mut routing = None;
+        let mut discovery = None;
+        if let (Some(raw), Some(proto)) = (
             &engine.config.routing,
             RpcProtocol::of(engine.config.protocol),
         ) {
-            (Some(raw), Some(proto)) => {
-                let table = RouteTable::compile(raw).map_err(|e| {
-                    ConfigError::Engine(meltemi_engine::ConfigError {
-                        field: e.field,
-                        message: e.message,
-                    })
-                })?;
-                let mut route_stats = Vec::with_capacity(table.routes.len() + 1);
-                let names = table
-                    .routes
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .chain(std::iter::once("default"));
-                for name in names {
-                    let mut c = |stat: &str| counter(&format!("route.{name}.{stat}"));
-                    route_stats.push(RouteStats {
-                        requests: c("requests")?,
-                        detoured: c("detoured")?,
-                        rate_limited: c("rate_limited")?,
-                        mirrored: c("mirrored")?,
-                        timeouts: c("timeouts")?,
-                        retries: c("retries")?,
-                        errors: c("errors")?,
-                    });
-                }
-                let mut dest_requests = Vec::with_capacity(table.clusters.len());
-                for cl in &table.clusters {
-                    let cl = cl.replace(['.', ' '], "_");
-                    dest_requests.push(counter(&format!("destination.{cl}.requests"))?);
-                }
-                Some(Routing {
-                    proto,
-                    limiters: Mutex::new(Limiters::new(&table, crate::filter::now_ns())),
-                    table,
-                    route_stats,
-                    dest_requests,
+            let table = RouteTable::compile(raw).map_err(|e| {
+                ConfigError::Engine(meltemi_engine::ConfigError {
+                    field: e.field,
+                    message: e.message,
                 })
+            })?;
+            let version = json_field(&value, "routes", "routes")
+                .and_then(|r| r.get("version"))
+                .and_then(|v| match v {
+                    serde_json::Value::String(s) => s.parse().ok(),
+                    v => v.as_u64(),
+                })
+                .unwrap_or(0);
+            // Route discovery: the newest table this process already holds for the same source
+            // (a listener update re-creates the config) defines stats too and is used at once.
+            let known = discovery_cfg.as_ref().and_then(|d| {
+                crate::rds::newest_known(&d.cluster, &d.path, table.primary(), proto)
+                    .filter(|k| k.version > version)
+            });
+            let mut tables = vec![&table];
+            tables.extend(known.as_ref().map(|k| &k.table));
+            let book = StatBook::define(&tables, discovery_cfg.is_some(), &mut counter)?;
+            let initial = Arc::new(match &known {
+                Some(k) => book.routing(proto, k.table.clone(), k.version),
+                None => book.routing(proto, table, version),
+            });
+            if let (Some(d), Some(version)) = (discovery_cfg, rds_version) {
+                let rds = RdsMetrics {
+                    update_success: counter("rds.update_success")?,
+                    update_rejected: counter("rds.update_rejected")?,
+                    poll_failed: counter("rds.poll_failed")?,
+                    version,
+                };
+                discovery = Some(Arc::new(Discovery::new(
+                    &d,
+                    &engine.config.stat_prefix,
+                    Arc::clone(&initial),
+                    book,
+                    rds,
+                )));
             }
-            _ => None,
-        };
+            routing = Some(initial);
+        } else if discovery_cfg.is_some() {
+            return Err(ConfigError::Invalid(
+                "routeDiscovery needs dubbo or thrift routes (an initial table, version 0 is fine)",
+            ));
+        }
         Ok(Config {
             engine,
             probe,
             handles,
             metrics,
             routing,
+            discovery,
         })
     }
 
@@ -247,6 +384,15 @@ impl Config {
     pub fn handle(&self, id: MetricId) -> Option<Handle> {
         self.handles.get(id.0 as usize).copied()
     }
+}
+
+/// `value[camel]` or `value[snake]`.
+fn json_field<'a>(
+    value: &'a serde_json::Value,
+    camel: &str,
+    snake: &str,
+) -> Option<&'a serde_json::Value> {
+    value.get(camel).or_else(|| value.get(snake))
 }
 
 #[cfg(test)]

@@ -16,13 +16,21 @@
 use crate::config::{Config, Routing};
 use crate::host::{CalloutOutcome, Direction, Level, NetworkHost};
 use meltemi_codec::{Decoded, Limits};
-use meltemi_engine::route::{encode_failure, route_request, Boundary, Failure, SplitMix64, Target};
+use meltemi_engine::route::{
+    encode_failure, route_request_with, Boundary, Failure, RequestFrame, SplitMix64, Target,
+};
+use meltemi_engine::DecodeFailure;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Where the bytes the client sees and sends are reported (the observability session).
 pub trait Observer {
-    /// New client bytes.
+    /// New client bytes (counted, not decoded: the router decodes each frame once).
     fn down(&mut self, data: &[u8]);
+    /// A whole client frame the router decoded.
+    fn down_frame(&mut self, frame: RequestFrame<'_>);
+    /// The router found broken client bytes (the connection will be closed).
+    fn down_error(&mut self, e: &DecodeFailure);
     /// Bytes about to reach the client (upstream frames and module answers), in order.
     fn up(&mut self, data: &[u8]);
 }
@@ -30,6 +38,9 @@ pub trait Observer {
 /// A request on its way through a callout.
 #[derive(Debug)]
 struct Pending {
+    /// The table that routed it: its cluster and route indices stay meaningful even when route
+    /// discovery swaps the connection's table before the answer arrives.
+    routing: Arc<Routing>,
     frame: Vec<u8>,
     cluster: u16,
     route: Option<u16>,
@@ -93,7 +104,7 @@ impl Detour {
     /// (for the observability session) before the buffer changes.
     pub fn on_read(
         &mut self,
-        routing: &Routing,
+        routing: &Arc<Routing>,
         host: &mut impl NetworkHost,
         obs: &mut impl Observer,
     ) -> ReadOutcome {
@@ -102,7 +113,7 @@ impl Detour {
         for c in &chunks {
             obs.down(c);
         }
-        let mut counts: Vec<crate::host::CounterId> = Vec::new();
+        let mut counts: Vec<(crate::host::CounterId, u64)> = Vec::new();
         let owned;
         let data: &[u8] = if self.carry.is_empty() && chunks.len() == 1 {
             chunks[0]
@@ -119,10 +130,11 @@ impl Detour {
         let mut all_pass = true;
         let now = crate::filter::now_ns();
         while off < data.len() {
-            let r = route_request(
+            let r = route_request_with(
                 routing.proto,
                 &routing.table,
                 &data[off..],
+                |f| obs.down_frame(f),
                 &self.limits,
                 &mut self.rng,
                 |i| match routing.limiters.lock() {
@@ -132,6 +144,7 @@ impl Detour {
             );
             match r {
                 Err(e) => {
+                    obs.down_error(&e);
                     drop(chunks);
                     flush(host, &counts);
                     return ReadOutcome::Broken(e.0);
@@ -140,10 +153,10 @@ impl Detour {
                 Ok(Decoded::Frame { frame, used }) => {
                     let d = frame.decision;
                     let stats = routing.stats(d.route);
-                    counts.push(stats.requests);
+                    count(&mut counts, stats.requests);
                     if let Some(c) = d.cluster {
                         if let Some(&id) = routing.dest_requests.get(usize::from(c)) {
-                            counts.push(id);
+                            count(&mut counts, id);
                         }
                     }
                     if d.target == Target::Primary && d.mirror.is_none() {
@@ -187,10 +200,10 @@ impl Detour {
             if let Some(m) = d.mirror {
                 host.increment_counter(stats.mirrored, 1);
                 self.start(
-                    routing,
                     host,
                     obs,
                     Pending {
+                        routing: Arc::clone(routing),
                         frame: frame.clone(),
                         cluster: m,
                         route: d.route,
@@ -209,10 +222,10 @@ impl Detour {
                 Target::Detour(c) => {
                     host.increment_counter(stats.detoured, 1);
                     self.start(
-                        routing,
                         host,
                         obs,
                         Pending {
+                            routing: Arc::clone(routing),
                             frame,
                             cluster: c,
                             route: d.route,
@@ -227,13 +240,8 @@ impl Detour {
         ReadOutcome::Continue
     }
 
-    fn start(
-        &mut self,
-        routing: &Routing,
-        host: &mut impl NetworkHost,
-        obs: &mut impl Observer,
-        p: Pending,
-    ) {
+    fn start(&mut self, host: &mut impl NetworkHost, obs: &mut impl Observer, p: Pending) {
+        let routing = Arc::clone(&p.routing);
         let Some(cluster) = routing.table.clusters.get(usize::from(p.cluster)) else {
             return;
         };
@@ -255,7 +263,7 @@ impl Detour {
                     &format!("meltemi: detour to {cluster} not started: {e:?}"),
                 );
                 if !p.mirror {
-                    self.fail(routing, host, &p.frame, Failure::Unavailable, obs);
+                    self.fail(&routing, host, &p.frame, Failure::Unavailable, obs);
                 }
             }
         }
@@ -267,10 +275,8 @@ impl Detour {
     }
 
     /// A detour's callout finished.
-    #[allow(clippy::too_many_arguments)] // the callout hook's shape plus the observer
     pub fn on_callout_done(
         &mut self,
-        routing: &Routing,
         host: &mut impl NetworkHost,
         id: u64,
         outcome: CalloutOutcome,
@@ -284,6 +290,7 @@ impl Detour {
         if self.closed || p.mirror {
             return;
         }
+        let routing = Arc::clone(&p.routing);
         let stats = *routing.stats(p.route);
         if outcome == CalloutOutcome::Success && status == Some(b"200") {
             let answer: Vec<u8> = body.concat();
@@ -299,7 +306,7 @@ impl Detour {
         if p.retries_left > 0 {
             p.retries_left -= 1;
             host.increment_counter(stats.retries, 1);
-            self.start(routing, host, obs, p);
+            self.start(host, obs, p);
             return;
         }
         host.increment_counter(stats.errors, 1);
@@ -373,9 +380,18 @@ impl Detour {
     }
 }
 
-fn flush(host: &mut impl NetworkHost, counts: &[crate::host::CounterId]) {
-    for &c in counts {
-        host.increment_counter(c, 1);
+/// Adds one to `c` in a read's route counters: one ABI call per counter per read, not per frame
+/// (the distinct counters of a read are few: its routes and destinations).
+fn count(counts: &mut Vec<(crate::host::CounterId, u64)>, c: crate::host::CounterId) {
+    match counts.iter_mut().find(|(id, _)| *id == c) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((c, 1)),
+    }
+}
+
+fn flush(host: &mut impl NetworkHost, counts: &[(crate::host::CounterId, u64)]) {
+    for &(c, n) in counts {
+        host.increment_counter(c, n);
     }
 }
 
@@ -403,6 +419,55 @@ mod tests {
     fn counter(reg: &FakeRegistry, h: &FakeNetworkHost, name: &str) -> u64 {
         let i = reg.counters.iter().position(|c| c == name).unwrap();
         h.counters.get(&i).copied().unwrap_or(0)
+    }
+
+    /// The router decodes each request frame once and hands it to the observer: every request
+    /// of a routed connection is counted exactly once per method, across reads that split
+    /// frames, and a broken frame counts one decode error and closes the connection.
+    #[test]
+    fn routed_requests_are_observed_once_each() {
+        let mut reg = FakeRegistry::default();
+        let cfg = Arc::new(
+            crate::config::Config::parse(
+                br#"{"protocol":"dubbo","stat_prefix":"d","methods":["sayHello"],"routing":{"primary_cluster":"v1"}}"#,
+                &mut reg,
+            )
+            .unwrap(),
+        );
+        let mut f = Filter::new(cfg);
+        let mut h = FakeNetworkHost::default();
+        f.on_new_connection(&mut h);
+        let stream = [
+            frame("01_client_request_sayHello.bin"),
+            frame("03_client_request_getUser.bin"),
+            frame("17_client_heartbeat_request.bin"),
+            frame("09_client_request_sayHello.bin"),
+        ]
+        .concat();
+        for part in [&stream[..7], &stream[7..250], &stream[250..]] {
+            h.downstream = vec![part.to_vec()];
+            assert_eq!(f.on_read(&mut h, part.len(), false), Flow::Continue);
+            h.downstream.clear();
+        }
+        let c = |n: &str| counter(&reg, &h, n);
+        assert_eq!(
+            (
+                c("dubbo.d.request"),
+                c("dubbo.d.request_call"),
+                c("dubbo.d.request_event")
+            ),
+            (4, 3, 1),
+            "three calls and a heartbeat, each counted once"
+        );
+        assert_eq!(c("dubbo.d.method.sayHello.total"), 2);
+        assert_eq!(c("dubbo.d.method.other.total"), 1);
+        assert_eq!(c("dubbo.d.downstream_rx_bytes"), stream.len() as u64);
+        assert_eq!(c("dubbo.d.request_decoding_error"), 0);
+
+        h.downstream = vec![b"\xda\xbb\xc2\x00not a dubbo body at all".to_vec()];
+        assert_eq!(f.on_read(&mut h, 26, false), Flow::Stop);
+        assert_eq!(counter(&reg, &h, "dubbo.d.request_decoding_error"), 1);
+        assert!(h.closed.is_some());
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //! the stream unless the engine asks to close it. `tcp_proxy` consumes the whole read buffer on
 //! every `onData` (it asserts so), hence each read hook sees only new bytes.
 
-use crate::config::{Config, Handle};
+use crate::config::{Config, Handle, Routing};
 use crate::detour::{Detour, Observer, ReadOutcome};
 use crate::host::{CalloutOutcome, Close, Direction, Level, NetworkHost};
-use meltemi_engine::{Engine, MetricId, MetricSink, Session, Verdict};
+use crate::rds::{self, Discovery, RdsSink};
+use meltemi_engine::batch::Event;
+use meltemi_engine::route::RequestFrame;
+use meltemi_engine::{Batch, DecodeFailure, Engine, Session, Verdict};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -26,39 +29,24 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// Metric events of one hook, applied to the host after the host's buffers are released (the
-/// chunks borrow the host). The vector is reused, so steady state allocates nothing.
-#[derive(Debug, Default)]
-struct Events(Vec<(MetricId, i64, bool)>, Vec<String>);
+/// chunks borrow the host), summed per metric (one ABI call per touched counter per hook).
+/// Reused, so steady state allocates nothing.
+type Events = Batch;
 
-impl MetricSink for Events {
-    fn inc(&mut self, id: MetricId, delta: u64) {
-        self.0.push((id, delta as i64, false));
-    }
-    fn gauge_add(&mut self, id: MetricId, delta: i64) {
-        self.0.push((id, delta, false));
-    }
-    fn record(&mut self, id: MetricId, value: u64) {
-        self.0.push((id, value as i64, true));
-    }
-    fn access_log(&mut self, line: &str) {
-        self.1.push(line.to_owned());
-    }
-}
-
-impl Events {
-    fn flush(&mut self, config: &Config, host: &mut impl NetworkHost) {
-        for (id, v, _) in self.0.drain(..) {
-            match config.handle(id) {
-                Some(Handle::Counter(c)) => host.increment_counter(c, v as u64),
-                Some(Handle::Gauge(g)) => host.gauge_add(g, v),
-                Some(Handle::Histogram(h)) => host.record_histogram(h, v as u64),
-                None => {}
+fn flush(events: &mut Events, config: &Config, host: &mut impl NetworkHost) {
+    events.drain(|e| match e {
+        Event::Add(id, v) => match config.handle(id) {
+            Some(Handle::Counter(c)) => host.increment_counter(c, v as u64),
+            Some(Handle::Gauge(g)) => host.gauge_add(g, v),
+            _ => {}
+        },
+        Event::Record(id, v) => {
+            if let Some(Handle::Histogram(h)) = config.handle(id) {
+                host.record_histogram(h, v);
             }
         }
-        for line in self.1.drain(..) {
-            host.log(Level::Info, &line);
-        }
-    }
+        Event::Log(line) => host.log(Level::Info, line),
+    });
 }
 
 /// The observability session as the detour reports to it.
@@ -72,11 +60,15 @@ struct Obs<'a> {
 
 impl Observer for Obs<'_> {
     fn down(&mut self, data: &[u8]) {
-        if self.verdict == Verdict::Continue {
-            self.verdict = self
-                .session
-                .on_downstream(self.engine, data, self.now, self.events);
-        }
+        self.session
+            .count_downstream(self.engine, data, self.events);
+    }
+    fn down_frame(&mut self, frame: RequestFrame<'_>) {
+        self.session
+            .observe_request(self.engine, frame, self.now, self.events);
+    }
+    fn down_error(&mut self, e: &DecodeFailure) {
+        self.session.request_failed(self.engine, e, self.events);
     }
     fn up(&mut self, data: &[u8]) {
         if self.verdict == Verdict::Continue {
@@ -87,10 +79,33 @@ impl Observer for Obs<'_> {
     }
 }
 
+/// Route-discovery updates reported to the connection that polled.
+struct HostSink<'a, H: NetworkHost>(&'a mut H);
+
+impl<H: NetworkHost> RdsSink for HostSink<'_, H> {
+    fn inc(&mut self, id: crate::host::CounterId) {
+        self.0.increment_counter(id, 1);
+    }
+    fn set_gauge(&mut self, id: crate::host::GaugeId, value: u64) {
+        self.0.set_gauge(id, value);
+    }
+    fn log(&self, level: Level, msg: &str) {
+        self.0.log(level, msg);
+    }
+}
+
 /// One connection's state.
 #[derive(Debug)]
 pub struct Filter {
     config: Arc<Config>,
+    /// The route table this connection routes by: the listener's, or the newest one route
+    /// discovery fetched (checked once per read).
+    routing: Option<Arc<Routing>>,
+    routing_version: u64,
+    /// This connection's route-discovery poll in flight (the fallback poller).
+    rds_callout: Option<u64>,
+    /// No bootstrap extension polls: this connection polls on traffic (read once).
+    poll_on_traffic: bool,
     session: Option<Session>,
     detour: Option<Detour>,
     events: Events,
@@ -102,6 +117,10 @@ impl Filter {
     pub fn new(config: Arc<Config>) -> Self {
         Filter {
             config,
+            routing: None,
+            routing_version: 0,
+            rds_callout: None,
+            poll_on_traffic: false,
             session: None,
             detour: None,
             events: Events::default(),
@@ -117,10 +136,16 @@ impl Filter {
     pub fn on_new_connection(&mut self, host: &mut impl NetworkHost) -> Flow {
         let config = Arc::clone(&self.config);
         self.session = Some(Session::new(&config.engine, &mut self.events));
-        if let Some(r) = &config.routing {
+        self.routing = match &config.discovery {
+            Some(d) => Some(d.current()),
+            None => config.routing.clone(),
+        };
+        self.poll_on_traffic = config.discovery.is_some() && !rds::bootstrap_polling();
+        if let Some(r) = &self.routing {
+            self.routing_version = r.version;
             self.detour = Some(Detour::new(&config, r, host.connection_id()));
         }
-        self.events.flush(&config, host);
+        flush(&mut self.events, &config, host);
         Flow::Continue
     }
 
@@ -141,8 +166,13 @@ impl Filter {
     /// The routing paths of a read (`read`) or a write.
     fn routed(&mut self, host: &mut impl NetworkHost, read: bool) -> Flow {
         let config = Arc::clone(&self.config);
+        if read {
+            if let Some(disc) = &config.discovery {
+                self.discover(disc, host);
+            }
+        }
         let (Some(routing), Some(d), Some(session)) = (
-            config.routing.as_ref(),
+            self.routing.as_ref(),
             self.detour.as_mut(),
             self.session.as_mut(),
         ) else {
@@ -165,7 +195,7 @@ impl Filter {
             None
         };
         let verdict = obs.verdict;
-        self.events.flush(&config, host);
+        flush(&mut self.events, &config, host);
         let why = match (broken, verdict) {
             (Some(m), _) => m,
             (None, Verdict::Close(_)) => self
@@ -188,6 +218,28 @@ impl Filter {
         }
         host.close(Close::NoFlush);
         Flow::Stop
+    }
+
+    /// Route discovery on the request path: one atomic load finds whether a newer table is in
+    /// use (then the connection takes it); without a bootstrap extension polling, the
+    /// connection also polls when the last poll is older than the interval (one more load).
+    fn discover(&mut self, disc: &Discovery, host: &mut impl NetworkHost) {
+        if disc.version() != self.routing_version {
+            let r = disc.current();
+            self.routing_version = r.version;
+            self.routing = Some(r);
+        }
+        if self.rds_callout.is_none() && !rds::bootstrap_polling() && disc.claim_poll(now_ns()) {
+            let started = disc.with_request(|cluster, headers| {
+                host.http_callout(cluster, headers, b"", rds::POLL_TIMEOUT_MS)
+            });
+            match started {
+                Ok(id) => self.rds_callout = Some(id),
+                Err(_) => {
+                    disc.on_answer(false, None, &[], &mut HostSink(host));
+                }
+            }
+        }
     }
 
     /// Upstream bytes are about to be written to the client.
@@ -223,7 +275,7 @@ impl Filter {
                 break;
             }
         }
-        self.events.flush(&config, host);
+        flush(&mut self.events, &config, host);
         match verdict {
             Verdict::Continue => Flow::Continue,
             Verdict::Close(reason) => {
@@ -252,7 +304,7 @@ impl Filter {
         }
         if let Some(s) = self.session.as_mut() {
             s.on_close(&config.engine, &mut self.events);
-            self.events.flush(&config, host);
+            flush(&mut self.events, &config, host);
         }
     }
 
@@ -297,11 +349,15 @@ impl Filter {
         body: &[&[u8]],
     ) {
         let config = Arc::clone(&self.config);
-        if let (Some(routing), Some(d), Some(session)) = (
-            config.routing.as_ref(),
-            self.detour.as_mut(),
-            self.session.as_mut(),
-        ) {
+        if self.rds_callout == Some(id) {
+            self.rds_callout = None;
+            if let Some(disc) = &config.discovery {
+                let ok = outcome == CalloutOutcome::Success;
+                disc.on_answer(ok, status, body, &mut HostSink(host));
+            }
+            return;
+        }
+        if let (Some(d), Some(session)) = (self.detour.as_mut(), self.session.as_mut()) {
             if d.owns(id) {
                 let mut obs = Obs {
                     session,
@@ -310,8 +366,8 @@ impl Filter {
                     now: now_ns(),
                     verdict: Verdict::Continue,
                 };
-                d.on_callout_done(routing, host, id, outcome, status, body, &mut obs);
-                self.events.flush(&config, host);
+                d.on_callout_done(host, id, outcome, status, body, &mut obs);
+                flush(&mut self.events, &config, host);
                 return;
             }
         }

@@ -108,6 +108,7 @@ pub trait NetworkHost {
     fn increment_counter(&mut self, id: CounterId, by: u64);
     fn record_histogram(&mut self, id: HistogramId, value: u64);
     fn gauge_add(&mut self, id: GaugeId, delta: i64);
+    fn set_gauge(&mut self, id: GaugeId, value: u64);
     /// Starts an HTTP callout; the answer arrives in `on_network_filter_http_callout_done` with
     /// the returned id. `headers` must carry `:method`, `:path` and `host`.
     fn http_callout(
@@ -148,6 +149,19 @@ pub fn log(level: Level, msg: &str) {
     // SAFETY: `msg` outlives the call; Envoy copies the message before returning.
     unsafe {
         abi::envoy_dynamic_module_callback_log(level, ModuleBuffer::from_bytes(msg.as_bytes()))
+    }
+}
+
+fn callout_started(r: abi::CalloutInitResult, id: u64) -> Result<u64, CalloutError> {
+    match r {
+        abi::CalloutInitResult::SUCCESS => Ok(id),
+        abi::CalloutInitResult::MISSING_REQUIRED_HEADERS => {
+            Err(CalloutError::MissingRequiredHeaders)
+        }
+        abi::CalloutInitResult::CLUSTER_NOT_FOUND => Err(CalloutError::ClusterNotFound),
+        abi::CalloutInitResult::DUPLICATE_CALLOUT_ID => Err(CalloutError::DuplicateCalloutId),
+        abi::CalloutInitResult::CANNOT_CREATE_REQUEST => Err(CalloutError::CannotCreateRequest),
+        other => Err(CalloutError::Other(other.0)),
     }
 }
 
@@ -235,6 +249,114 @@ impl MetricsRegistry for EnvoyNetworkMetrics {
         };
         (r == abi::MetricsResult::SUCCESS).then_some(GaugeId(id))
     }
+}
+
+/// A listener config's Envoy pointer, for its stats outside any connection (route discovery
+/// driven by the bootstrap extension reports through it).
+#[derive(Debug)]
+pub struct ConfigStats {
+    config: abi::NetworkFilterConfigEnvoyPtr,
+}
+
+// SAFETY: Envoy's config-level metric calls only touch the config's stat handles, whose updates
+// are atomic; the pointer is used only while the owner (`rds::Discovery`) holds it under a mutex
+// that the config's destroy hook takes to drop it before Envoy frees the config.
+unsafe impl Send for ConfigStats {}
+
+impl ConfigStats {
+    /// # Safety
+    /// `config` must be the pointer Envoy passed to `on_network_filter_config_new`, and the
+    /// value must be dropped before (or in) the matching `on_network_filter_config_destroy`.
+    pub unsafe fn new(config: abi::NetworkFilterConfigEnvoyPtr) -> Self {
+        ConfigStats { config }
+    }
+
+    pub fn increment_counter(&self, id: CounterId, by: u64) {
+        // SAFETY: the config is alive (constructor contract); unknown ids give MetricNotFound.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_config_increment_counter(
+                self.config,
+                id.0,
+                by,
+            );
+        }
+    }
+
+    pub fn set_gauge(&self, id: GaugeId, value: u64) {
+        // SAFETY: as in `increment_counter`.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_config_set_gauge(
+                self.config,
+                id.0,
+                value,
+            );
+        }
+    }
+}
+
+/// Starts an HTTP callout from the bootstrap extension (main thread); the answer arrives in
+/// `on_bootstrap_extension_http_callout_done` with the returned id.
+///
+/// # Safety
+/// `config` must be the live pointer of a bootstrap extension config, on the main thread.
+pub unsafe fn bootstrap_callout(
+    config: abi::BootstrapConfigEnvoyPtr,
+    cluster: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    timeout_ms: u64,
+) -> Result<u64, CalloutError> {
+    // SAFETY: `config` is live, on the main thread (caller).
+    unsafe {
+        start_callout(
+            abi::envoy_dynamic_module_callback_bootstrap_extension_http_callout,
+            config,
+            cluster,
+            headers,
+            body,
+            timeout_ms,
+        )
+    }
+}
+
+/// The shape shared by the network filter's and the bootstrap extension's callout calls.
+type CalloutFn = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
+    *mut u64,
+    ModuleBuffer,
+    *mut ModuleHttpHeader,
+    usize,
+    ModuleBuffer,
+    u64,
+) -> abi::CalloutInitResult;
+
+/// # Safety
+/// `target` must be the live pointer `start` expects, on the thread it expects.
+unsafe fn start_callout(
+    start: CalloutFn,
+    target: *mut std::ffi::c_void,
+    cluster: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    timeout_ms: u64,
+) -> Result<u64, CalloutError> {
+    let mut hdrs = module_headers(headers);
+    let mut id = 0u64;
+    // SAFETY: `target` is live (caller); every pointer (cluster, header array and the strings
+    // it points to, body, id) outlives the call, and Envoy copies headers and body into its
+    // request before returning.
+    let r = unsafe {
+        start(
+            target,
+            &mut id,
+            ModuleBuffer::from_bytes(cluster.as_bytes()),
+            hdrs.as_mut_ptr(),
+            hdrs.len(),
+            ModuleBuffer::from_bytes(body),
+            timeout_ms,
+        )
+    };
+    callout_started(r, id)
 }
 
 /// [`NetworkHost`] over the `DynamicModuleNetworkFilter` pointer of the running hook.
@@ -426,6 +548,13 @@ impl NetworkHost for EnvoyNetworkHost {
         }
     }
 
+    fn set_gauge(&mut self, id: GaugeId, value: u64) {
+        // SAFETY: as in `increment_counter`.
+        unsafe {
+            abi::envoy_dynamic_module_callback_network_filter_set_gauge(self.filter, id.0, value);
+        }
+    }
+
     fn record_histogram(&mut self, id: HistogramId, value: u64) {
         // SAFETY: as in `increment_counter`.
         unsafe {
@@ -444,31 +573,16 @@ impl NetworkHost for EnvoyNetworkHost {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, CalloutError> {
-        let mut hdrs = module_headers(headers);
-        let mut id = 0u64;
-        // SAFETY: `self.filter` is live; every pointer (cluster, header array and the strings it
-        // points to, body, id) outlives the call, and Envoy copies headers and body into the
-        // request before returning.
-        let r = unsafe {
-            abi::envoy_dynamic_module_callback_network_filter_http_callout(
+        // SAFETY: `self.filter` is live for this hook.
+        unsafe {
+            start_callout(
+                abi::envoy_dynamic_module_callback_network_filter_http_callout,
                 self.filter,
-                &mut id,
-                ModuleBuffer::from_bytes(cluster.as_bytes()),
-                hdrs.as_mut_ptr(),
-                hdrs.len(),
-                ModuleBuffer::from_bytes(body),
+                cluster,
+                headers,
+                body,
                 timeout_ms,
             )
-        };
-        match r {
-            abi::CalloutInitResult::SUCCESS => Ok(id),
-            abi::CalloutInitResult::MISSING_REQUIRED_HEADERS => {
-                Err(CalloutError::MissingRequiredHeaders)
-            }
-            abi::CalloutInitResult::CLUSTER_NOT_FOUND => Err(CalloutError::ClusterNotFound),
-            abi::CalloutInitResult::DUPLICATE_CALLOUT_ID => Err(CalloutError::DuplicateCalloutId),
-            abi::CalloutInitResult::CANNOT_CREATE_REQUEST => Err(CalloutError::CannotCreateRequest),
-            other => Err(CalloutError::Other(other.0)),
         }
     }
 
@@ -735,6 +849,9 @@ pub mod fake {
         }
         fn gauge_add(&mut self, id: GaugeId, delta: i64) {
             *self.gauges.entry(id.0).or_default() += delta;
+        }
+        fn set_gauge(&mut self, id: GaugeId, value: u64) {
+            self.gauges.insert(id.0, value as i64);
         }
         fn http_callout(
             &mut self,

@@ -11,7 +11,10 @@
 //!   bytes each way, Redis commands, a test-only callout probe).
 //! - [`bridge`]: the HTTP-to-TCP bridge glue (a callout's body goes to an upstream TCP
 //!   connection, whole replies come back as the HTTP answer).
-//! - `ffi`: the exported `envoy_dynamic_module_on_*` hooks; every one runs inside
+//! - [`rds`]: route discovery, newer route tables fetched and swapped in for every connection
+//!   without a listener update (polled by the bootstrap extension below, or on traffic).
+//! - `ffi`: the exported `envoy_dynamic_module_on_*` hooks (network filter, bridge, and the
+//!   route-discovery bootstrap extension: a main-thread timer); every one runs inside
 //!   `catch_unwind` and fails closed (closes the connection, counts `panics`, logs once).
 //!
 //! What it deliberately does not do: parse protocols (that is `meltemi-codec`; a private RESP
@@ -26,4 +29,5 @@ pub mod detour;
 mod ffi;
 pub mod filter;
 pub mod host;
+pub mod rds;
 pub mod resp;

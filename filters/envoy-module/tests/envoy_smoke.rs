@@ -2,6 +2,9 @@
 //! in front of a real redis-server, plus a second cluster whose upstream is the module's
 //! HTTP-to-TCP bridge. Needs the release `.so` (`scripts/build-artifacts.sh`).
 
+mod common;
+
+use common::{bridge_cluster, module_listener, static_resources, tcp_cluster};
 use meltemi_testkit::{free_port, redis_cli, Envoy, EnvoyOptions, RedisServer};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,55 +15,12 @@ const FILTER: &str = r#"{"protocol":"redis","stat_prefix":"smoke","panic_on":"ME
 /// The working config shape: our filter (JSON in a StringValue) before tcp_proxy, and a
 /// bridged cluster (`upstream_config` = the module's HTTP-to-TCP bridge) for callouts.
 fn yaml(listen: u16, redis: u16, filter_json: &str) -> String {
-    let json = filter_json.replace('\'', "''");
-    format!(
-        r#"
-static_resources:
-  listeners:
-  - name: redis
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listen} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.dynamic_modules
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
-          dynamic_module_config: {{ name: meltemi }}
-          filter_name: meltemi
-          filter_config:
-            "@type": type.googleapis.com/google.protobuf.StringValue
-            value: '{json}'
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: redis
-          cluster: redis
-  clusters:
-  - name: redis
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: redis
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {redis} }} }} }}
-  - name: meltemi_bridge
-    connect_timeout: 1s
-    type: STATIC
-    upstream_config:
-      name: envoy.upstreams.http.dynamic_modules
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
-        dynamic_module_config: {{ name: meltemi }}
-        bridge_name: redis
-        bridge_config:
-          "@type": type.googleapis.com/google.protobuf.StringValue
-          value: '{{"protocol":"redis"}}'
-    load_assignment:
-      cluster_name: meltemi_bridge
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {redis} }} }} }}
-"#
+    static_resources(
+        &[module_listener("redis", listen, filter_json, "redis")],
+        &[
+            tcp_cluster("redis", redis),
+            bridge_cluster("redis", "meltemi_bridge", redis, ""),
+        ],
     )
 }
 

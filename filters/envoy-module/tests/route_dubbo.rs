@@ -6,9 +6,11 @@
 //! the module's HTTP-to-TCP bridge (the detour).
 //! Needs the release `.so` and `MELTEMI_ENVOY`; Python from `MELTEMI_VENV` (or `.venv`).
 
+mod common;
+
+use common::{bridge_cluster, routed_listener, static_resources, tcp_cluster, wait_listening};
 use meltemi_testkit::{free_port, venv_python, wait_for, Envoy, EnvoyOptions, Process, TempDir};
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,10 +23,7 @@ fn provider(dir: &TempDir, name: &str) -> (Process, u16) {
     let mut cmd = Command::new(venv_python());
     cmd.arg(script()).args(["serve", &port.to_string(), name]);
     let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log"))).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("dubbo provider listening");
+    wait_listening(port, "dubbo provider");
     (p, port)
 }
 
@@ -46,68 +45,6 @@ fn call(port: u16, n: usize, method: &str, extra: &[&str]) -> BTreeMap<String, u
     let mut got: BTreeMap<String, u64> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got.remove("connections"), Some(1), "one client connection");
     got
-}
-
-fn listener(name: &str, port: u16, routing: &str) -> String {
-    let json = format!(r#"{{"protocol":"dubbo","stat_prefix":"{name}","routing":{routing}}}"#)
-        .replace('\'', "''");
-    format!(
-        r#"
-  - name: {name}
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.dynamic_modules
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
-          dynamic_module_config: {{ name: meltemi }}
-          filter_name: meltemi
-          filter_config:
-            "@type": type.googleapis.com/google.protobuf.StringValue
-            value: '{json}'
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: {name}
-          cluster: v1"#
-    )
-}
-
-fn tcp_cluster(name: &str, port: u16) -> String {
-    format!(
-        r#"
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
-}
-
-fn bridge_cluster(name: &str, port: u16) -> String {
-    format!(
-        r#"
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC
-    upstream_config:
-      name: envoy.upstreams.http.dynamic_modules
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
-        dynamic_module_config: {{ name: meltemi }}
-        bridge_name: dubbo
-        bridge_config:
-          "@type": type.googleapis.com/google.protobuf.StringValue
-          value: '{{"protocol":"dubbo"}}'
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
 }
 
 const CASES: &[(&str, &str)] = &[
@@ -160,17 +97,19 @@ fn dubbo_requests_are_routed_per_request_on_one_connection() {
     let (v2, p2) = provider(&dir, "v2");
     let (mut v3, p3) = provider(&dir, "v3");
     let ports: Vec<u16> = CASES.iter().map(|_| free_port()).collect();
-    let listeners: String = CASES
+    let listeners: Vec<String> = CASES
         .iter()
         .zip(&ports)
-        .map(|((n, r), p)| listener(n, *p, &r.replace(['\n', ' '], "")))
+        .map(|((n, r), p)| routed_listener("dubbo", n, *p, &r.replace(['\n', ' '], "")))
         .collect();
-    let yaml = format!(
-        "static_resources:\n  listeners:{listeners}\n  clusters:{}{}{}{}\n",
-        tcp_cluster("v1", p1),
-        bridge_cluster("v2", p2),
-        bridge_cluster("v3", p3),
-        bridge_cluster("down", free_port()),
+    let yaml = static_resources(
+        &listeners,
+        &[
+            tcp_cluster("v1", p1),
+            bridge_cluster("dubbo", "v2", p2, ""),
+            bridge_cluster("dubbo", "v3", p3, ""),
+            bridge_cluster("dubbo", "down", free_port(), ""),
+        ],
     );
     let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
     let port = |name: &str| ports[CASES.iter().position(|(n, _)| *n == name).unwrap()];

@@ -9,25 +9,15 @@
 
 use meltemi_testkit::{free_port, venv_python, wait_for, Envoy, EnvoyOptions, Process, TempDir};
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-fn script() -> std::path::PathBuf {
-    meltemi_testkit::workspace_root().join("testkit/clients/route_thrift.py")
-}
+mod common;
 
-fn server(dir: &TempDir, name: &str) -> (Process, u16) {
-    let port = free_port();
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(script()).args(["serve", &port.to_string(), name]);
-    let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log"))).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("thrift server listening");
-    (p, port)
-}
+use common::{
+    bridge_cluster, routed_listener, static_resources, tcp_cluster, thrift_script as script,
+    thrift_server as server,
+};
 
 /// Requests `server` has read, by method.
 fn seen(p: &Process, method: &str) -> u64 {
@@ -54,68 +44,6 @@ fn run(mode: &str, port: u16, n: usize, method: &str, extra: &[&str]) -> BTreeMa
 
 fn call(port: u16, n: usize, method: &str, extra: &[&str]) -> BTreeMap<String, u64> {
     run("call", port, n, method, extra)
-}
-
-fn listener(name: &str, port: u16, routing: &str) -> String {
-    let json = format!(r#"{{"protocol":"thrift","stat_prefix":"{name}","routing":{routing}}}"#)
-        .replace('\'', "''");
-    format!(
-        r#"
-  - name: {name}
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.dynamic_modules
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
-          dynamic_module_config: {{ name: meltemi }}
-          filter_name: meltemi
-          filter_config:
-            "@type": type.googleapis.com/google.protobuf.StringValue
-            value: '{json}'
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: {name}
-          cluster: v1"#
-    )
-}
-
-fn tcp_cluster(name: &str, port: u16) -> String {
-    format!(
-        r#"
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
-}
-
-fn bridge_cluster(name: &str, port: u16, extra: &str) -> String {
-    format!(
-        r#"
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC{extra}
-    upstream_config:
-      name: envoy.upstreams.http.dynamic_modules
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
-        dynamic_module_config: {{ name: meltemi }}
-        bridge_name: thrift
-        bridge_config:
-          "@type": type.googleapis.com/google.protobuf.StringValue
-          value: '{{"protocol":"thrift"}}'
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
 }
 
 const CASES: &[(&str, &str)] = &[
@@ -161,10 +89,10 @@ fn mirror_timeout_retries_circuit_breaker_and_cancel() {
     let (cbs, pcb) = server(&dir, "cbs");
     let (slow, pslow) = server(&dir, "slow");
     let ports: Vec<u16> = CASES.iter().map(|_| free_port()).collect();
-    let listeners: String = CASES
+    let listeners: Vec<String> = CASES
         .iter()
         .zip(&ports)
-        .map(|((n, r), p)| listener(n, *p, &r.replace(['\n', ' '], "")))
+        .map(|((n, r), p)| routed_listener("thrift", n, *p, &r.replace(['\n', ' '], "")))
         .collect();
     let breaker = "
     circuit_breakers:
@@ -172,13 +100,15 @@ fn mirror_timeout_retries_circuit_breaker_and_cancel() {
       - max_requests: 1
         max_pending_requests: 1
         max_connections: 1";
-    let yaml = format!(
-        "static_resources:\n  listeners:{listeners}\n  clusters:{}{}{}{}{}\n",
-        tcp_cluster("v1", p1),
-        bridge_cluster("v2", p2, ""),
-        bridge_cluster("shadow", ps, ""),
-        bridge_cluster("cb", pcb, breaker),
-        bridge_cluster("slow", pslow, ""),
+    let yaml = static_resources(
+        &listeners,
+        &[
+            tcp_cluster("v1", p1),
+            bridge_cluster("thrift", "v2", p2, ""),
+            bridge_cluster("thrift", "shadow", ps, ""),
+            bridge_cluster("thrift", "cb", pcb, breaker),
+            bridge_cluster("thrift", "slow", pslow, ""),
+        ],
     );
     let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
     let port = |name: &str| ports[CASES.iter().position(|(n, _)| *n == name).unwrap()];

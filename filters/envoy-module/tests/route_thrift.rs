@@ -4,27 +4,16 @@
 //! whose upstream is the module's HTTP-to-TCP bridge (the detour).
 //! Needs the release `.so` and `MELTEMI_ENVOY`; Python from `MELTEMI_VENV` (or `.venv`).
 
-use meltemi_testkit::{free_port, venv_python, wait_for, Envoy, EnvoyOptions, Process, TempDir};
+use meltemi_testkit::{free_port, venv_python, Envoy, EnvoyOptions, TempDir};
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
 
-fn script() -> std::path::PathBuf {
-    meltemi_testkit::workspace_root().join("testkit/clients/route_thrift.py")
-}
+mod common;
 
-fn server(dir: &TempDir, name: &str) -> (Process, u16) {
-    let port = free_port();
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(script()).args(["serve", &port.to_string(), name]);
-    let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log"))).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("thrift server listening");
-    (p, port)
-}
+use common::{
+    bridge_cluster, routed_listener, static_resources, tcp_cluster, thrift_script as script,
+    thrift_server as server,
+};
 
 fn call(port: u16, n: usize, method: &str, extra: &[&str]) -> BTreeMap<String, u64> {
     let out = Command::new("timeout")
@@ -41,68 +30,6 @@ fn call(port: u16, n: usize, method: &str, extra: &[&str]) -> BTreeMap<String, u
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn listener(name: &str, port: u16, routing: &str) -> String {
-    let json = format!(r#"{{"protocol":"thrift","stat_prefix":"{name}","routing":{routing}}}"#)
-        .replace('\'', "''");
-    format!(
-        r#"
-  - name: {name}
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.dynamic_modules
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
-          dynamic_module_config: {{ name: meltemi }}
-          filter_name: meltemi
-          filter_config:
-            "@type": type.googleapis.com/google.protobuf.StringValue
-            value: '{json}'
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: {name}
-          cluster: v1"#
-    )
-}
-
-fn tcp_cluster(name: &str, port: u16) -> String {
-    format!(
-        r#"
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
-}
-
-fn bridge_cluster(name: &str, port: u16) -> String {
-    format!(
-        r#"
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC
-    upstream_config:
-      name: envoy.upstreams.http.dynamic_modules
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.dynamic_modules.v3.Config
-        dynamic_module_config: {{ name: meltemi }}
-        bridge_name: thrift
-        bridge_config:
-          "@type": type.googleapis.com/google.protobuf.StringValue
-          value: '{{"protocol":"thrift"}}'
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
-    )
 }
 
 const CASES: &[(&str, &str)] = &[
@@ -139,16 +66,18 @@ fn thrift_requests_are_routed_per_request_on_one_connection() {
     let (_v1, p1) = server(&dir, "v1");
     let (_v2, p2) = server(&dir, "v2");
     let ports: Vec<u16> = CASES.iter().map(|_| free_port()).collect();
-    let listeners: String = CASES
+    let listeners: Vec<String> = CASES
         .iter()
         .zip(&ports)
-        .map(|((n, r), p)| listener(n, *p, r))
+        .map(|((n, r), p)| routed_listener("thrift", n, *p, r))
         .collect();
-    let yaml = format!(
-        "static_resources:\n  listeners:{listeners}\n  clusters:{}{}{}\n",
-        tcp_cluster("v1", p1),
-        bridge_cluster("v2", p2),
-        bridge_cluster("down", free_port()),
+    let yaml = static_resources(
+        &listeners,
+        &[
+            tcp_cluster("v1", p1),
+            bridge_cluster("thrift", "v2", p2, ""),
+            bridge_cluster("thrift", "down", free_port(), ""),
+        ],
     );
     let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
     let port = |name: &str| ports[CASES.iter().position(|(n, _)| *n == name).unwrap()];

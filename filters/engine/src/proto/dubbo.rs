@@ -12,6 +12,29 @@ use meltemi_codec::Decoded;
 /// A label index outside every method label set: no per-method stats.
 const NO_METHOD: u16 = u16::MAX;
 
+/// Response status bytes with their own Istio `response_code` (the status in decimal).
+const STATUSES: [u8; 11] = [20, 30, 31, 35, 40, 50, 60, 70, 80, 90, 100];
+/// Code index of any other status.
+const OTHER_STATUS: u16 = STATUSES.len() as u16;
+/// Code index of an OK (20) response that carries a business exception.
+const EXCEPTION: u16 = OTHER_STATUS + 1;
+
+/// The Istio `response_code` values: the status byte, `other`, and `exception` for status 20
+/// with an exception in the body.
+pub(super) fn reply_codes() -> Vec<String> {
+    let mut v: Vec<String> = STATUSES.iter().map(|s| s.to_string()).collect();
+    v.push("other".into());
+    v.push("exception".into());
+    v
+}
+
+fn status_code(status: u8) -> u16 {
+    STATUSES
+        .iter()
+        .position(|s| *s == status)
+        .map_or(OTHER_STATUS, |i| i as u16)
+}
+
 pub(super) fn request<S: MetricSink>(
     buf: &[u8],
     cx: &mut Ctx<'_, S>,
@@ -19,30 +42,32 @@ pub(super) fn request<S: MetricSink>(
     match dubbo::decode(buf, cx.limits).map_err(DecodeFailure::from)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
-            if let Message::Request(r) = frame {
-                let id = r.header.request_id as i64;
-                let (label, kind) = match r.payload {
-                    RequestPayload::Invocation(inv) => (
-                        cx.methods
-                            .label(inv.service.as_str(), inv.method.as_str().unwrap_or("")),
-                        if r.header.is_two_way() {
-                            RequestKind::Call
-                        } else {
-                            RequestKind::Oneway
-                        },
-                    ),
-                    // Not a call of any method: counted as an event, never under `other`.
-                    RequestPayload::Heartbeat | RequestPayload::Event(_) => {
-                        (NO_METHOD, RequestKind::Event)
-                    }
-                    RequestPayload::Opaque => (cx.methods.label(None, ""), RequestKind::Call),
-                };
-                cx.tracker
-                    .request(cx.metrics, cx.sink, id, label, kind, cx.now_ns);
-            }
+            account_request(&frame, cx);
             Ok(Decoded::Frame { frame: (), used })
         }
     }
+}
+
+/// Accounts for one decoded client message (also called by routing, which decodes it once).
+pub(crate) fn account_request<S: MetricSink>(frame: &Message<'_>, cx: &mut Ctx<'_, S>) {
+    let Message::Request(r) = frame else { return };
+    let id = r.header.request_id as i64;
+    let (label, kind) = match &r.payload {
+        RequestPayload::Invocation(inv) => (
+            cx.methods
+                .label(inv.service.as_str(), inv.method.as_str().unwrap_or("")),
+            if r.header.is_two_way() {
+                RequestKind::Call
+            } else {
+                RequestKind::Oneway
+            },
+        ),
+        // Not a call of any method: counted as an event, never under `other`.
+        RequestPayload::Heartbeat | RequestPayload::Event(_) => (NO_METHOD, RequestKind::Event),
+        RequestPayload::Opaque => (cx.methods.label(None, ""), RequestKind::Call),
+    };
+    cx.tracker
+        .request(cx.metrics, cx.sink, id, label, kind, cx.now_ns);
 }
 
 pub(super) fn response<S: MetricSink>(
@@ -55,18 +80,20 @@ pub(super) fn response<S: MetricSink>(
             match frame {
                 Message::Request(_) => cx.tracker.server_event(cx.metrics, cx.sink),
                 Message::Response(r) => {
-                    let outcome = match r.payload {
-                        ResponsePayload::Error(_) => Outcome::Error,
+                    let status = status_code(r.header.status);
+                    let (outcome, code) = match r.payload {
+                        ResponsePayload::Error(_) => (Outcome::Error, status),
                         ResponsePayload::Result(res) if res.kind.is_exception() => {
-                            Outcome::Exception
+                            (Outcome::Exception, EXCEPTION)
                         }
-                        _ => Outcome::Success,
+                        _ => (Outcome::Success, status),
                     };
                     cx.tracker.response(
                         cx.metrics,
                         cx.sink,
                         r.header.request_id as i64,
                         outcome,
+                        code,
                         cx.now_ns,
                     );
                 }
@@ -99,6 +126,15 @@ mod tests {
             .join("../codec/testdata/dubbo")
             .join(name);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn reply_codes_are_status_bytes() {
+        let names = super::reply_codes();
+        for (status, want) in [(20, "20"), (70, "70"), (100, "100"), (21, "other")] {
+            assert_eq!(names[super::status_code(status) as usize], want);
+        }
+        assert_eq!(names[super::EXCEPTION as usize], "exception");
     }
 
     /// Heartbeats both ways (captured from dubbo-ssl-python and the Hessian2 provider) are

@@ -28,6 +28,38 @@ pub(super) fn labels() -> LabelSet {
         family: "api",
         names,
         versions: MAX_VERSION_LABEL,
+        reply_codes: reply_codes(),
+    }
+}
+
+/// Error codes with their own Istio `response_code` (Kafka's number): -1..=40 and a few common
+/// later ones (SASL_AUTHENTICATION_FAILED 58, LISTENER_NOT_FOUND 72, MEMBER_ID_REQUIRED 79,
+/// FENCED_INSTANCE_ID 82). The set is closed so the stats stay bounded.
+const EXTRA_CODES: [i16; 4] = [58, 72, 79, 82];
+const LOW_CODES: i16 = 42; // -1..=40
+/// Code index of any other error code.
+const OTHER_CODE: u16 = LOW_CODES as u16 + EXTRA_CODES.len() as u16;
+/// Code index of a response whose top-level error code this filter does not read.
+const UNKNOWN_CODE: u16 = OTHER_CODE + 1;
+
+fn reply_codes() -> Vec<String> {
+    let mut v: Vec<String> = (-1..=40)
+        .chain(EXTRA_CODES)
+        .map(|c: i16| c.to_string())
+        .collect();
+    v.push("other".into());
+    v.push("unknown".into());
+    v
+}
+
+fn code_index(code: Option<i16>) -> u16 {
+    match code {
+        None => UNKNOWN_CODE,
+        Some(c @ -1..=40) => (c + 1) as u16,
+        Some(c) => EXTRA_CODES
+            .iter()
+            .position(|e| *e == c)
+            .map_or(OTHER_CODE, |i| LOW_CODES as u16 + i as u16),
     }
 }
 
@@ -85,16 +117,21 @@ pub(super) fn response<S: MetricSink>(
     match kafka::decode_response(buf, hv, cx.limits).map_err(DecodeFailure::from)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
-            let failed = known
-                .and_then(|(k, v)| frame.error_code(k, v))
-                .is_some_and(|e| e != 0);
+            let error_code = known.and_then(|(k, v)| frame.error_code(k, v));
+            let failed = error_code.is_some_and(|e| e != 0);
             let outcome = if failed {
                 Outcome::Error
             } else {
                 Outcome::Success
             };
-            cx.tracker
-                .response(cx.metrics, cx.sink, i64::from(cid), outcome, cx.now_ns);
+            cx.tracker.response(
+                cx.metrics,
+                cx.sink,
+                i64::from(cid),
+                outcome,
+                code_index(error_code),
+                cx.now_ns,
+            );
             Ok(Decoded::Frame { frame: (), used })
         }
     }
@@ -111,5 +148,17 @@ mod tests {
                 assert_eq!(unpack(pack(*k, v)), (*k, v));
             }
         }
+    }
+
+    #[test]
+    fn reply_codes_index_their_own_names() {
+        let names = reply_codes();
+        for c in (-1..=40).chain(EXTRA_CODES) {
+            assert_eq!(names[code_index(Some(c)) as usize], c.to_string());
+        }
+        assert_eq!(names[code_index(Some(41)) as usize], "other");
+        assert_eq!(names[code_index(Some(-2)) as usize], "other");
+        assert_eq!(names[code_index(None) as usize], "unknown");
+        assert_eq!(names.len(), UNKNOWN_CODE as usize + 1);
     }
 }

@@ -2,17 +2,22 @@
 //! id and label are, and how a response ends.
 
 use crate::config::{FilterConfig, Protocol};
+use crate::fasthash::{FxBuild, FxHasher};
 use crate::metrics::{LabelSet, MetricSink, Metrics};
 use crate::observe::Tracker;
 use meltemi_codec::{Decoded, Limits};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hasher;
 
 mod dubbo;
 mod kafka;
 mod redis;
 mod thrift;
 mod zookeeper;
+
+pub(crate) use dubbo::account_request as dubbo_request;
+pub(crate) use thrift::account_request as thrift_request;
 
 /// A frame that broke its protocol's rules: the codec's own message (allocated only on this
 /// error path, once per connection).
@@ -48,49 +53,90 @@ pub(crate) enum Wire {
     Dubbo,
 }
 
-/// Configured method names to label indexes (`other` is `len()`).
+/// Configured method names to label indexes (`other` is `len()`). A configured name is looked
+/// up as `method` or as `service:method` without building that string: it is filed under the
+/// Fx hash of each (before, after) split at one of its `:` (and of the whole name as a method),
+/// and a hit is confirmed by comparing bytes. The keys come from the configuration, so the
+/// cheap hash is safe (see `fasthash`).
+/// One way to spell a configured name: (service part, method part, label).
+type Entry = (Box<str>, Box<str>, u16);
+
 #[derive(Debug, Default)]
-pub(crate) struct MethodIndex(HashMap<String, u16>);
+pub(crate) struct MethodIndex {
+    /// Pair hash -> (service part, method part, label); the service part is empty for a bare
+    /// method entry.
+    by_hash: HashMap<u64, Vec<Entry>, FxBuild>,
+    len: u16,
+}
+
+/// The hash of a (service, method) lookup; `None` for a bare method.
+fn pair_hash(service: Option<&str>, method: &str) -> u64 {
+    let mut h = FxHasher::default();
+    match service {
+        Some(s) => {
+            h.write_u8(1);
+            h.write(s.as_bytes());
+        }
+        None => h.write_u8(0),
+    }
+    h.write(method.as_bytes());
+    h.finish()
+}
 
 impl MethodIndex {
     pub(crate) fn new(methods: &[String]) -> Self {
-        MethodIndex(
-            methods
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (m.clone(), i as u16))
-                .collect(),
-        )
+        let mut by_hash: HashMap<u64, Vec<Entry>, FxBuild> = HashMap::default();
+        for (i, m) in methods.iter().enumerate() {
+            let label = i as u16;
+            let mut file = |svc: Option<&str>, method: &str| {
+                by_hash.entry(pair_hash(svc, method)).or_default().push((
+                    svc.unwrap_or("").into(),
+                    method.into(),
+                    label,
+                ))
+            };
+            file(None, m);
+            for (at, _) in m.match_indices(':') {
+                file(Some(&m[..at]), &m[at + 1..]);
+            }
+        }
+        MethodIndex {
+            by_hash,
+            len: methods.len() as u16,
+        }
+    }
+
+    fn find(&self, service: Option<&str>, method: &str) -> Option<u16> {
+        // A name configured twice resolves to its last entry (as when this was a map of names).
+        self.by_hash
+            .get(&pair_hash(service, method))?
+            .iter()
+            .filter(|(s, m, _)| **m == *method && **s == *service.unwrap_or(""))
+            .map(|e| e.2)
+            .max()
     }
 
     /// The label of `service:method`, else of `method`, else `other`.
     pub(crate) fn label(&self, service: Option<&str>, method: &str) -> u16 {
-        let other = self.0.len() as u16;
-        if self.0.is_empty() {
-            return other;
+        if self.len == 0 {
+            return 0;
         }
-        if let Some(svc) = service {
-            // Only allocates when methods are configured; bounded by the method name length.
-            let mut key = String::with_capacity(svc.len() + 1 + method.len());
-            key.push_str(svc);
-            key.push(':');
-            key.push_str(method);
-            if let Some(&i) = self.0.get(&key) {
-                return i;
-            }
-        }
-        self.0.get(method).copied().unwrap_or(other)
+        service
+            .and_then(|svc| self.find(Some(svc), method))
+            .or_else(|| self.find(None, method))
+            .unwrap_or(self.len)
     }
 }
 
 /// The label set of configured methods, with dots (stat-name separators) written as `_`.
-fn method_labels(config: &FilterConfig) -> LabelSet {
+fn method_labels(config: &FilterConfig, reply_codes: Vec<String>) -> LabelSet {
     let mut names: Vec<String> = config.methods.iter().map(|m| m.replace('.', "_")).collect();
     names.push("other".into());
     LabelSet {
         family: "method",
         names,
         versions: 0,
+        reply_codes,
     }
 }
 
@@ -170,11 +216,42 @@ pub(crate) fn labels(config: &FilterConfig) -> LabelSet {
         Protocol::Redis => redis::labels(),
         Protocol::Kafka => kafka::labels(),
         Protocol::ZooKeeper => zookeeper::labels(),
-        Protocol::Thrift | Protocol::Dubbo => method_labels(config),
+        Protocol::Thrift => method_labels(config, thrift::reply_codes()),
+        Protocol::Dubbo => method_labels(config, dubbo::reply_codes()),
         Protocol::Raw => LabelSet {
             family: "method",
             names: Vec::new(),
             versions: 0,
+            reply_codes: Vec::new(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MethodIndex;
+
+    #[test]
+    fn method_index_matches_whole_names() {
+        let names: Vec<String> = ["add", "Calc:sub", "a:b:c", "add"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = MethodIndex::new(&names);
+        let other = 4;
+        assert_eq!(m.label(None, "add"), 3, "the last of a repeated name");
+        assert_eq!(
+            m.label(Some("Any"), "add"),
+            3,
+            "falls back to the bare method"
+        );
+        assert_eq!(m.label(Some("Calc"), "sub"), 1);
+        assert_eq!(m.label(None, "sub"), other);
+        assert_eq!(m.label(Some("Calc"), "mul"), other);
+        assert_eq!(m.label(Some("a"), "b:c"), 2);
+        assert_eq!(m.label(Some("a:b"), "c"), 2);
+        assert_eq!(m.label(None, "a:b:c"), 2, "a name is also a bare method");
+        assert_eq!(m.label(Some("a"), "b"), other);
+        assert_eq!(MethodIndex::new(&[]).label(Some("x"), "y"), 0);
     }
 }

@@ -15,6 +15,7 @@ pub(super) fn labels() -> LabelSet {
             .map(|c| c.as_str().to_string())
             .collect(),
         versions: 0,
+        reply_codes: vec!["ok".into(), "error".into()],
     }
 }
 
@@ -51,13 +52,13 @@ pub(super) fn response<S: MetricSink>(
             if frame.is_push() {
                 cx.tracker.server_event(cx.metrics, cx.sink);
             } else {
-                let outcome = if frame.error().is_some() {
-                    Outcome::Error
+                let (outcome, code) = if frame.error().is_some() {
+                    (Outcome::Error, 1)
                 } else {
-                    Outcome::Success
+                    (Outcome::Success, 0)
                 };
                 cx.tracker
-                    .response(cx.metrics, cx.sink, 0, outcome, cx.now_ns);
+                    .response(cx.metrics, cx.sink, 0, outcome, code, cx.now_ns);
             }
             Ok(Decoded::Frame { frame: (), used })
         }

@@ -28,7 +28,26 @@ pub(super) fn labels() -> LabelSet {
         family: "opcode",
         names,
         versions: 0,
+        reply_codes: reply_codes(),
     }
+}
+
+/// The Istio `response_code` values: ZooKeeper's error code numbers (`0`, `-101`, ...) and
+/// `other` for codes this version does not know.
+fn reply_codes() -> Vec<String> {
+    let mut v: Vec<String> = ErrorCode::ALL
+        .iter()
+        .map(|e| e.as_i32().to_string())
+        .collect();
+    v.push("other".into());
+    v
+}
+
+fn code_index(e: ErrorCode) -> u16 {
+    ErrorCode::ALL
+        .iter()
+        .position(|x| *x == e)
+        .unwrap_or(ErrorCode::ALL.len()) as u16
 }
 
 pub(super) fn request<S: MetricSink>(
@@ -92,6 +111,7 @@ pub(super) fn response<S: MetricSink>(
                     cx.sink,
                     CONNECT_XID,
                     Outcome::Success,
+                    code_index(ErrorCode::Ok),
                     cx.now_ns,
                 ),
                 Response::Reply(r) => match r.kind {
@@ -107,6 +127,7 @@ pub(super) fn response<S: MetricSink>(
                             cx.sink,
                             i64::from(r.xid),
                             outcome,
+                            code_index(r.err),
                             cx.now_ns,
                         );
                     }
@@ -115,5 +136,21 @@ pub(super) fn response<S: MetricSink>(
             }
             Ok(Decoded::Frame { frame: (), used })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_codes_are_zookeepers_numbers() {
+        let names = reply_codes();
+        assert_eq!(names[code_index(ErrorCode::Ok) as usize], "0");
+        assert_eq!(names[code_index(ErrorCode::NoNode) as usize], "-101");
+        assert_eq!(
+            names[code_index(ErrorCode::from_i32(-999)) as usize],
+            "other"
+        );
     }
 }

@@ -23,7 +23,8 @@ pub use config::{RawRouting, RouteError};
 pub use rng::SplitMix64;
 pub use schema::from_proto;
 pub use wire::{
-    encode_failure, route_request, Boundary, Failure, ResponseCounter, Routed, RpcProtocol,
+    encode_failure, route_request, route_request_with, Boundary, Failure, RequestFrame,
+    ResponseCounter, Routed, RpcProtocol,
 };
 
 use std::collections::HashMap;

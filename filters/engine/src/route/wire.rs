@@ -67,11 +67,34 @@ impl Attributes for DubboAttrs<'_> {
     }
 }
 
+/// One client frame as routing decoded it, for the observer to account without decoding again.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestFrame<'a> {
+    /// A Thrift frame.
+    Thrift(&'a thrift::Frame<'a>),
+    /// A Dubbo message.
+    Dubbo(&'a dubbo::Message<'a>),
+}
+
 /// Decodes the request frame at the start of `buf` and decides where it goes.
 pub fn route_request(
     proto: RpcProtocol,
     table: &RouteTable,
     buf: &[u8],
+    limits: &Limits,
+    rng: &mut SplitMix64,
+    take: impl FnOnce(usize) -> bool,
+) -> Result<Decoded<Routed>, DecodeFailure> {
+    route_request_with(proto, table, buf, |_| {}, limits, rng, take)
+}
+
+/// [`route_request`] that also hands the decoded frame to `seen` (before deciding), so the
+/// observer shares the one decode (each frame was decoded twice before: once per consumer).
+pub fn route_request_with(
+    proto: RpcProtocol,
+    table: &RouteTable,
+    buf: &[u8],
+    seen: impl FnOnce(RequestFrame<'_>),
     limits: &Limits,
     rng: &mut SplitMix64,
     take: impl FnOnce(usize) -> bool,
@@ -83,6 +106,7 @@ pub fn route_request(
                     Decoded::NeedMore(n) => return Ok(Decoded::NeedMore(n)),
                     Decoded::Frame { frame, used } => (frame, used),
                 };
+            seen(RequestFrame::Thrift(&frame));
             let Some(m) = frame.message else {
                 return Ok(whole(used, PRIMARY, true));
             };
@@ -106,6 +130,7 @@ pub fn route_request(
                 Decoded::NeedMore(n) => return Ok(Decoded::NeedMore(n)),
                 Decoded::Frame { frame, used } => (frame, used),
             };
+            seen(RequestFrame::Dubbo(&msg));
             let dubbo::Message::Request(r) = msg else {
                 // A client's answer to a provider heartbeat: it belongs to the primary stream.
                 return Ok(whole(used, PRIMARY, false));
