@@ -12,6 +12,7 @@ mod envoy;
 mod peers;
 mod proc;
 mod relay;
+pub mod routing;
 
 pub use envoy::{Envoy, EnvoyOptions};
 pub use peers::{
@@ -20,6 +21,7 @@ pub use peers::{
 };
 pub use proc::{free_port, workspace_root, Process, TempDir};
 pub use relay::{Recorded, Relay};
+pub use routing::ThriftConn;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

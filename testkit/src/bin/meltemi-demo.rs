@@ -1,11 +1,26 @@
-//! The demo: the real Envoy 1.40 with Meltemi's filters in front of a real redis-server on
-//! 127.0.0.1, real traffic from redis-benchmark and redis-cli, then the filters' counters as
-//! Envoy's `/stats` shows them. Every process it starts is stopped by PID when it ends.
+//! The demo, on 127.0.0.1 with the real Envoy 1.40:
+//!
+//! 1. Observe: Meltemi's filters in front of a real redis-server, real traffic from
+//!    redis-benchmark and redis-cli, then the filters' counters as Envoy's `/stats` shows them.
+//! 2. Route: two versions of a real Apache Thrift service, `meltemi serve-routes` serving the
+//!    tables of a MetaRouter in a temp dir, Envoy running `meltemi bootstrap --routes-address`;
+//!    ONE client connection calls continuously through a 90/10 split, then the MetaRouter is
+//!    rewritten to send everything to v2 and the change lands on that same live connection.
+//!
+//! Every process it starts is stopped by PID when it ends; every loop is time-bounded.
 
 use meltemi_testkit::config::{bootstrap, Filter};
-use meltemi_testkit::{free_port, redis_cli, Envoy, EnvoyOptions, RedisServer};
+use meltemi_testkit::routing::{
+    await_listening, meltemi_binary, version_server, without_top_level,
+};
+use meltemi_testkit::{
+    free_port, prometheus_samples, redis_cli, Envoy, EnvoyOptions, Process, RedisServer, TempDir,
+    ThriftConn,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn main() {
     if let Err(e) = run() {
@@ -14,7 +29,19 @@ fn main() {
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn run() -> Res {
+    let t = Instant::now();
+    println!("== 1. Observe: Redis through Envoy ==\n");
+    observe_redis()?;
+    println!("\n== 2. Route: per-request routing of Thrift calls, a live route change ==\n");
+    route_thrift()?;
+    println!("\ndemo done in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn observe_redis() -> Res {
     let redis = RedisServer::start()?;
     let listen = free_port();
     let yaml = bootstrap(
@@ -60,6 +87,248 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if v > 0 && (k.starts_with("wasmcustom.") || k.starts_with("dynamicmodulescustom.")) {
             println!("  {k}: {v}");
         }
+    }
+    Ok(())
+}
+
+/// The route-discovery render flags shared by `serve-routes` and `bootstrap`.
+const RENDER: &[&str] = &[
+    "--adapter",
+    "module",
+    "--route-discovery-cluster",
+    "meltemi-routes",
+    "--route-refresh-ms",
+    "1000",
+    "--no-inbound",
+    "--istio-metrics",
+];
+
+/// The service (ServiceEntry, one endpoint per version) and its subsets (DestinationRule).
+fn write_service(dir: &Path, listen: u16, p1: u16, p2: u16) -> std::io::Result<()> {
+    let yaml = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: calc
+  namespace: demo
+  annotations: {{meltemi.io/listen-port: "{listen}"}}
+spec:
+  hosts: [calc.demo.svc.cluster.local]
+  ports:
+    - number: 9090
+      name: tcp-thrift
+      protocol: TCP
+  resolution: STATIC
+  endpoints:
+    - address: 127.0.0.1
+      ports: {{tcp-thrift: {p1}}}
+      labels: {{version: v1}}
+    - address: 127.0.0.1
+      ports: {{tcp-thrift: {p2}}}
+      labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: calc
+  namespace: demo
+spec:
+  host: calc.demo.svc.cluster.local
+  subsets:
+    - name: v1
+      labels: {{version: v1}}
+    - name: v2
+      labels: {{version: v2}}
+"#
+    );
+    std::fs::write(dir.join("service.yaml"), yaml)
+}
+
+/// The MetaRouter with `weights` (subset, percent), written atomically (write, then rename).
+fn write_router(dir: &Path, weights: &[(&str, u32)]) -> std::io::Result<String> {
+    let dests: String = weights
+        .iter()
+        .map(|(subset, w)| {
+            format!(
+                "        - destination: {{host: calc.demo.svc.cluster.local, subset: {subset}}}\n          weight: {w}\n"
+            )
+        })
+        .collect();
+    let yaml = format!(
+        r#"apiVersion: metaprotocol.aeraki.io/v1alpha1
+kind: MetaRouter
+metadata:
+  name: calc
+  namespace: demo
+spec:
+  hosts: [calc.demo.svc.cluster.local]
+  routes:
+    - name: split
+      route:
+{dests}"#
+    );
+    let tmp = dir.join("router.yaml.tmp");
+    std::fs::write(&tmp, &yaml)?;
+    std::fs::rename(&tmp, dir.join("router.yaml"))?;
+    Ok(yaml)
+}
+
+fn route_thrift() -> Res {
+    let dir = TempDir::new("demo-routes")?;
+    let (_v1, p1) = version_server(&dir, "v1")?;
+    let (_v2, p2) = version_server(&dir, "v2")?;
+    println!("Apache Thrift servers (Python `thrift`): v1 on port {p1}, v2 on port {p2}; each answers its version name");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests)?;
+    let listen = free_port();
+    write_service(&manifests, listen, p1, p2)?;
+    let router = write_router(&manifests, &[("v1", 90), ("v2", 10)])?;
+    println!(
+        "\nMetaRouter ({}):",
+        manifests.join("router.yaml").display()
+    );
+    for line in router.lines().skip_while(|l| !l.starts_with("spec:")) {
+        println!("  {line}");
+    }
+
+    let meltemi = meltemi_binary()?;
+    let routes_port = free_port();
+    let mut cmd = Command::new(&meltemi);
+    cmd.arg("serve-routes")
+        .arg("-f")
+        .arg(&manifests)
+        .args(RENDER)
+        .args(["--listen", &format!("127.0.0.1:{routes_port}")])
+        .args(["--poll-ms", "100"]);
+    let routes = Process::spawn("serve-routes", cmd, dir.path().join("serve-routes.log"))?;
+    await_listening(routes_port, "meltemi serve-routes")?;
+    println!(
+        "\nmeltemi serve-routes (pid {}) serves the route tables on 127.0.0.1:{routes_port}",
+        routes.pid()
+    );
+
+    let out = Command::new(&meltemi)
+        .arg("bootstrap")
+        .arg("-f")
+        .arg(&manifests)
+        .args(RENDER)
+        .args(["--routes-address", &format!("127.0.0.1:{routes_port}")])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "meltemi bootstrap: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let yaml = without_top_level(&String::from_utf8_lossy(&out.stdout), "admin");
+    let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module())?;
+    println!(
+        "Envoy 1.40 (pid {}) runs `meltemi bootstrap --adapter module --routes-address 127.0.0.1:{routes_port}`: listener 127.0.0.1:{listen}",
+        envoy.pid()
+    );
+
+    // ONE connection for everything below.
+    let mut conn = ThriftConn::connect(listen)?;
+    let local = conn.stream.local_addr()?;
+    println!("\nONE client connection from {local}, framed binary Thrift calls of `get`:");
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let t = Instant::now();
+    while counts.values().sum::<u64>() < 1000 && t.elapsed() < Duration::from_secs(10) {
+        *counts.entry(conn.call("get")?).or_default() += 1;
+    }
+    let total: u64 = counts.values().sum();
+    println!(
+        "  90/10 split, {total} calls in {} ms:",
+        t.elapsed().as_millis()
+    );
+    for (version, n) in &counts {
+        println!(
+            "    {version}: {n:>4} ({:.1} %)",
+            100.0 * *n as f64 / total as f64
+        );
+    }
+
+    // The change, while the same connection keeps calling.
+    write_router(&manifests, &[("v2", 100)])?;
+    let written = Instant::now();
+    println!("\nMetaRouter rewritten: 100 % to v2 (the connection keeps calling)");
+    let (mut calls, mut run, mut run_start) = (0u64, 0u64, Duration::ZERO);
+    while run < 300 && written.elapsed() < Duration::from_secs(15) {
+        let at = written.elapsed();
+        let a = conn.call("get")?;
+        calls += 1;
+        if a == "v2" {
+            if run == 0 {
+                run_start = at;
+            }
+            run += 1;
+        } else {
+            run = 0;
+        }
+    }
+    if run < 300 {
+        return Err("the route change did not land within 15 s".into());
+    }
+    println!(
+        "  landed after {} ms (route refresh interval 1000 ms): from then on only v2, {run} calls in a row",
+        run_start.as_millis()
+    );
+    println!(
+        "  {calls} calls during the change, every one answered; same client socket: {}",
+        conn.stream.local_addr()? == local
+    );
+
+    // Read while the connection is still open: one connection ever, none closed.
+    let stats = envoy.stats();
+    let cx = |s: &str| {
+        stats
+            .get(&format!("listener.127.0.0.1_{listen}.{s}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "\nEnvoy listener: downstream_cx_total {}, downstream_cx_destroy {} (one connection, never closed), listener_modified {}, draining {}",
+        cx("downstream_cx_total"),
+        cx("downstream_cx_destroy"),
+        stats.get("listener_manager.listener_modified").copied().unwrap_or(0),
+        stats
+            .get("listener_manager.total_listeners_draining")
+            .copied()
+            .unwrap_or(0),
+    );
+    println!("\nMeltemi route stats in Envoy's /stats (non-zero):");
+    for (k, v) in &stats {
+        if *v > 0
+            && k.starts_with("dynamicmodulescustom.")
+            && [".route.", ".rds.", ".destination."]
+                .iter()
+                .any(|p| k.contains(p))
+        {
+            println!("  {k}: {v}");
+        }
+    }
+    println!("\nistio_requests_total in /stats/prometheus (istioMetrics on; some of its labels):");
+    let mut shown = 0;
+    for s in prometheus_samples(&envoy.admin("/stats/prometheus")) {
+        if s.name.ends_with("istio_requests_total") && s.value > 0.0 {
+            let labels: Vec<String> = [
+                "reporter",
+                "destination_service",
+                "destination_version",
+                "request_protocol",
+                "response_code",
+                "response_flags",
+            ]
+            .iter()
+            .filter_map(|k| Some(format!("{k}=\"{}\"", s.labels.get(*k)?)))
+            .collect();
+            println!("  {}{{{}}} {}", s.name, labels.join(","), s.value);
+            shown += 1;
+        }
+    }
+    if shown == 0 {
+        println!("  (none)");
     }
     Ok(())
 }

@@ -1,0 +1,191 @@
+//! Per-request routing peers: the Apache Thrift Python servers that answer their version name
+//! (`testkit/clients/route_thrift.py`), a framed-binary Thrift client on one socket, the
+//! `meltemi` controller binary, and helpers to run `meltemi bootstrap` output in the rig.
+//! Shared by the module's end-to-end tests and the demo.
+
+use crate::{free_port, venv_python, wait_for, Process, TempDir};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// The Thrift peer script.
+pub fn thrift_script() -> PathBuf {
+    crate::workspace_root().join("testkit/clients/route_thrift.py")
+}
+
+/// A Thrift server on a free port whose every method answers `name` (its log in `dir`).
+pub fn version_server(dir: &TempDir, name: &str) -> io::Result<(Process, u16)> {
+    let port = free_port();
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(thrift_script())
+        .args(["serve", &port.to_string(), name]);
+    let p = Process::spawn(name, cmd, dir.path().join(format!("{name}.log")))?;
+    await_listening(port, "thrift server")?;
+    Ok((p, port))
+}
+
+/// Waits (up to 10 s) until something accepts connections on 127.0.0.1:`port`.
+pub fn await_listening(port: u16, what: &str) -> io::Result<()> {
+    wait_for(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .map(|_| ())
+    .ok_or_else(|| io::Error::other(format!("{what} not listening on {port}")))
+}
+
+/// One client connection speaking framed binary Thrift (strict), calls without arguments whose
+/// answer is a string (the peers answer their version name).
+#[derive(Debug)]
+pub struct ThriftConn {
+    /// The client socket (its local address shows it is the same connection throughout).
+    pub stream: TcpStream,
+    seq: i32,
+}
+
+impl ThriftConn {
+    /// Connects to 127.0.0.1:`port` (10 s read timeout).
+    pub fn connect(port: u16) -> io::Result<ThriftConn> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(ThriftConn { stream, seq: 0 })
+    }
+
+    /// Calls `method`; the answer string, or `exc:<type>:<message>` for a
+    /// TApplicationException.
+    pub fn call(&mut self, method: &str) -> io::Result<String> {
+        self.seq += 1;
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&0x8001_0001u32.to_be_bytes()); // version 1, CALL
+        msg.extend_from_slice(&(method.len() as i32).to_be_bytes());
+        msg.extend_from_slice(method.as_bytes());
+        msg.extend_from_slice(&self.seq.to_be_bytes());
+        msg.push(0); // empty args struct: STOP
+        let mut frame = (msg.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&msg);
+        self.stream.write_all(&frame)?;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len)?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body)?;
+        parse_reply(&body, self.seq).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("bad reply {body:?}"))
+        })
+    }
+}
+
+fn parse_reply(b: &[u8], want_seq: i32) -> Option<String> {
+    let mut r = Rd(b);
+    let word = r.u32()?;
+    if word & 0xffff_0000 != 0x8001_0000 {
+        return None;
+    }
+    let mtype = word & 0xff;
+    let name_len = r.u32()? as usize;
+    r.take(name_len)?;
+    if r.u32()? as i32 != want_seq {
+        return None;
+    }
+    let (mut text, mut code) = (None, 0);
+    loop {
+        let ftype = r.take(1)?[0];
+        if ftype == 0 {
+            break;
+        }
+        let _id = r.take(2)?;
+        match ftype {
+            11 => {
+                let n = r.u32()? as usize;
+                text = Some(String::from_utf8_lossy(r.take(n)?).into_owned());
+            }
+            8 => code = r.u32()?,
+            _ => return None,
+        }
+    }
+    match mtype {
+        2 => text,
+        3 => Some(format!("exc:{code}:{}", text.unwrap_or_default())),
+        _ => None,
+    }
+}
+
+struct Rd<'a>(&'a [u8]);
+
+impl Rd<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
+/// The `meltemi` controller binary (debug), built on first use into the same target dir (a test
+/// of another crate cannot use `CARGO_BIN_EXE_meltemi`).
+pub fn meltemi_binary() -> io::Result<PathBuf> {
+    let bin = crate::artifacts::target_dir().join("debug").join("meltemi");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "meltemi-controller",
+            "--bin",
+            "meltemi",
+        ])
+        .current_dir(crate::workspace_root())
+        .status()?;
+    if !status.success() {
+        return Err(io::Error::other("cargo build -p meltemi-controller failed"));
+    }
+    if !bin.is_file() {
+        return Err(io::Error::other(format!(
+            "{} missing after the build",
+            bin.display()
+        )));
+    }
+    Ok(bin)
+}
+
+/// `yaml` (a block-style document, as `meltemi bootstrap` prints it) without its top-level
+/// `key:` section: the rig adds its own `admin:` on a free port.
+pub fn without_top_level(yaml: &str, key: &str) -> String {
+    let head = format!("{key}:");
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in yaml.lines() {
+        let top = !line.starts_with(' ') && !line.starts_with('-') && !line.is_empty();
+        if top {
+            skipping = line == head || line.starts_with(&format!("{head} "));
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_top_level;
+
+    #[test]
+    fn drops_one_top_level_section() {
+        let y =
+            "node:\n  id: a\nadmin:\n  address:\n    x: 1\nstatic_resources:\n  listeners: []\n";
+        assert_eq!(
+            without_top_level(y, "admin"),
+            "node:\n  id: a\nstatic_resources:\n  listeners: []\n"
+        );
+        assert_eq!(without_top_level("admin: {}\nb: 1\n", "admin"), "b: 1\n");
+    }
+}
