@@ -3,6 +3,10 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use meltemi_controller::render::render_all;
 
+/// The allocator of the `meltemi` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "scale_inputs.rs"]
 mod scale_inputs;
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
+pub use crate::mtls::TwinCluster;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
@@ -236,5 +238,55 @@ pub struct ClusterMatch {
 pub struct Patch {
     /// INSERT_BEFORE, ADD, MERGE, REPLACE, REMOVE.
     pub operation: String,
-    pub value: serde_json::Value,
+    pub value: PatchValue,
+}
+
+/// A patch value: Envoy configuration as JSON, or a bridge twin cluster kept typed. A render
+/// builds 10 twins per routed service; typed, their TLS context is shared by all of them instead
+/// of being a JSON tree built and freed per twin. Both serialise to the same JSON and YAML;
+/// reading a patch back (from the API server) always gives `Json`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum PatchValue {
+    Json(serde_json::Value),
+    Twin(Box<TwinCluster>),
+}
+
+impl Default for PatchValue {
+    fn default() -> Self {
+        PatchValue::Json(serde_json::Value::Null)
+    }
+}
+
+impl From<serde_json::Value> for PatchValue {
+    fn from(v: serde_json::Value) -> Self {
+        PatchValue::Json(v)
+    }
+}
+
+impl PatchValue {
+    /// The value as a JSON tree (what the API server stores).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            PatchValue::Json(v) => v.clone(),
+            PatchValue::Twin(t) => serde_json::to_value(t).unwrap_or_default(),
+        }
+    }
+}
+
+/// Equal when their JSON is: a typed twin equals the same cluster read back as JSON.
+impl PartialEq for PatchValue {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PatchValue::Json(a), PatchValue::Json(b)) => a == b,
+            (PatchValue::Twin(a), PatchValue::Twin(b)) => a == b,
+            _ => self.to_json() == other.to_json(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PatchValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(PatchValue::Json)
+    }
 }

@@ -14,6 +14,10 @@ use meltemi_controller::serve::Shared;
 use meltemi_controller::validate::{validate, Severity};
 use meltemi_controller::{crd, mesh_bootstrap, reconcile, serve};
 
+/// mimalloc: a render allocates and frees millions of small JSON nodes across threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "meltemi",

@@ -13,8 +13,10 @@
 //! subject alt names of auto mTLS (istiod fills in the endpoints' service accounts, which we do not
 //! watch) are left empty, so the peer is checked against the mesh root only.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::istio::{ClientTls, DestinationRuleSpec, TrafficPolicy};
@@ -29,11 +31,123 @@ pub enum Transport {
     /// No transport socket: plaintext.
     Plain,
     /// `transport_socket_matches`: mTLS to endpoints labelled `tlsMode: istio`, plaintext otherwise.
-    Auto(Value),
+    Auto(TlsSocket),
     /// `transport_socket`: always mTLS.
-    IstioMutual(Value),
+    IstioMutual(TlsSocket),
     /// A TLS mode the twins do not implement; the twin stays plaintext.
     Unsupported(String),
+}
+
+// The typed twin: fields in the order of their names, as a JSON object's keys are, so the output
+// is the one a `Value` tree of the same content gives, byte for byte.
+
+/// A bridge twin cluster (`meltemi-bridge|<istio cluster>`), the value of its `CLUSTER` patch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TwinCluster {
+    pub connect_timeout: &'static str,
+    pub eds_cluster_config: EdsClusterConfig,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket: Option<TlsSocket>,
+    /// The mTLS match, then the shared plaintext one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket_matches: Option<(SocketMatch, &'static Value)>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub upstream_config: Value,
+}
+
+/// Istio's EDS service `service_name` over ADS.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EdsClusterConfig {
+    pub eds_config: &'static Value,
+    pub service_name: String,
+}
+
+/// The `tlsMode: istio` entry of `transport_socket_matches`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SocketMatch {
+    #[serde(rename = "match")]
+    pub match_: &'static Value,
+    pub name: &'static str,
+    pub transport_socket: TlsSocket,
+}
+
+/// `envoy.transport_sockets.tls` with Istio's upstream context.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TlsSocket {
+    pub name: &'static str,
+    pub typed_config: UpstreamTlsContext,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UpstreamTlsContext {
+    #[serde(rename = "@type")]
+    pub type_url: &'static str,
+    /// Shared by every twin unless a DestinationRule names subject alt names.
+    pub common_tls_context: Cow<'static, Value>,
+    pub sni: String,
+}
+
+impl TwinCluster {
+    /// The twin named `name` of Istio cluster `cluster` with `upstream_config` and `transport`.
+    pub fn new(name: String, cluster: &str, upstream_config: Value, transport: Transport) -> Self {
+        static EDS: OnceLock<Value> = OnceLock::new();
+        let eds_config = EDS.get_or_init(|| {
+            obj([
+                ("ads", Value::Object(Default::default())),
+                ("resource_api_version", "V3".into()),
+            ])
+        });
+        let (transport_socket, transport_socket_matches) = match transport {
+            Transport::Auto(socket) => (None, Some(auto_matches(socket))),
+            Transport::IstioMutual(socket) => (Some(socket), None),
+            Transport::Plain | Transport::Unsupported(_) => (None, None),
+        };
+        TwinCluster {
+            connect_timeout: "10s",
+            eds_cluster_config: EdsClusterConfig {
+                eds_config,
+                service_name: cluster.to_string(),
+            },
+            name,
+            transport_socket,
+            transport_socket_matches,
+            kind: "EDS",
+            upstream_config,
+        }
+    }
+}
+
+/// Auto mTLS: `socket` to endpoints labelled `tlsMode: istio`, plaintext to the others.
+fn auto_matches(socket: TlsSocket) -> (SocketMatch, &'static Value) {
+    static ISTIO: OnceLock<Value> = OnceLock::new();
+    static PLAIN: OnceLock<Value> = OnceLock::new();
+    let istio = SocketMatch {
+        match_: ISTIO.get_or_init(|| obj([("tlsMode", "istio".into())])),
+        name: "tlsMode-istio",
+        transport_socket: socket,
+    };
+    let plain = PLAIN.get_or_init(|| {
+        obj([
+            ("name", "tlsMode-disabled".into()),
+            ("match", Value::Object(Default::default())),
+            (
+                "transport_socket",
+                obj([
+                    ("name", "envoy.transport_sockets.raw_buffer".into()),
+                    (
+                        "typed_config",
+                        obj([(
+                            "@type",
+                            "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer".into(),
+                        )]),
+                    ),
+                ]),
+            ),
+        ])
+    });
+    (istio, plain)
 }
 
 /// The client TLS a DestinationRule sets for `port` and `subset` of its host. The most specific
@@ -82,31 +196,7 @@ pub fn transport(
 ) -> Transport {
     match tls.map(|t| t.mode.as_str()) {
         None if auto_mtls && !mesh_external => {
-            let socket = tls_socket(sni(port, subset, host), &[]);
-            Transport::Auto(Value::Array(vec![
-                obj([
-                    ("name", "tlsMode-istio".into()),
-                    ("match", obj([("tlsMode", "istio".into())])),
-                    ("transport_socket", socket),
-                ]),
-                obj([
-                    ("name", "tlsMode-disabled".into()),
-                    ("match", Value::Object(Default::default())),
-                    (
-                        "transport_socket",
-                        obj([
-                            ("name", "envoy.transport_sockets.raw_buffer".into()),
-                            (
-                                "typed_config",
-                                obj([(
-                                    "@type",
-                                    "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer".into(),
-                                )]),
-                            ),
-                        ]),
-                    ),
-                ]),
-            ]))
+            Transport::Auto(tls_socket(sni(port, subset, host), &[]))
         }
         None | Some("DISABLE") => Transport::Plain,
         Some("ISTIO_MUTUAL") => {
@@ -123,11 +213,12 @@ pub fn transport(
 }
 
 /// `envoy.transport_sockets.tls` with Istio's upstream context.
-fn tls_socket(sni: String, sans: &[String]) -> Value {
-    let mut common = common_tls_context().clone();
+fn tls_socket(sni: String, sans: &[String]) -> TlsSocket {
+    let mut common = Cow::Borrowed(common_tls_context());
     if !sans.is_empty() {
-        if let Some(v) =
-            common.pointer_mut("/combined_validation_context/default_validation_context")
+        if let Some(v) = common
+            .to_mut()
+            .pointer_mut("/combined_validation_context/default_validation_context")
         {
             *v = obj([(
                 "match_subject_alt_names",
@@ -139,24 +230,18 @@ fn tls_socket(sni: String, sans: &[String]) -> Value {
             )]);
         }
     }
-    obj([
-        ("name", "envoy.transport_sockets.tls".into()),
-        (
-            "typed_config",
-            obj([
-                (
-                    "@type",
-                    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-                        .into(),
-                ),
-                ("common_tls_context", common),
-                ("sni", sni.into()),
-            ]),
-        ),
-    ])
+    TlsSocket {
+        name: "envoy.transport_sockets.tls",
+        typed_config: UpstreamTlsContext {
+            type_url:
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            common_tls_context: common,
+            sni,
+        },
+    }
 }
 
-/// The part that is the same for every cluster, built once (the render clones it per twin).
+/// The part that is the same for every cluster, built once and shared by the twins.
 fn common_tls_context() -> &'static Value {
     static COMMON: OnceLock<Value> = OnceLock::new();
     COMMON.get_or_init(|| {
@@ -286,6 +371,6 @@ mod tests {
         ) else {
             panic!("ISTIO_MUTUAL is mTLS even for mesh-external hosts");
         };
-        assert_eq!(s["typed_config"]["sni"], "outbound_.20880_.v1_.a.b");
+        assert_eq!(s.typed_config.sni, "outbound_.20880_.v1_.a.b");
     }
 }

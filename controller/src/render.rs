@@ -11,7 +11,7 @@ use crate::crd::MetaRouter;
 use crate::inputs::{Adapter, AdapterChoice, Inputs, Settings};
 use crate::istio::{
     ConfigPatch, DestinationRuleSpec, EnvoyFilter, EnvoyFilterSpec, FilterChainMatch, FilterMatch,
-    ListenerMatch, Patch, PatchMatch, WorkloadSelector,
+    ListenerMatch, Patch, PatchMatch, PatchValue, WorkloadSelector,
 };
 use crate::model::{service_ports, ServicePort};
 use crate::mtls::{self, Transport};
@@ -324,34 +324,12 @@ fn bridge_cluster_patch(
     settings: &Settings,
     transport: Transport,
 ) -> ConfigPatch {
-    let eds_config = obj([
-        ("ads", Value::Object(Default::default())),
-        ("resource_api_version", "V3".into()),
-    ]);
-    let mut value = obj([
-        ("name", format!("{BRIDGE_PREFIX}{cluster}").into()),
-        ("type", "EDS".into()),
-        ("connect_timeout", "10s".into()),
-        (
-            "eds_cluster_config",
-            obj([("service_name", cluster.into()), ("eds_config", eds_config)]),
-        ),
-        (
-            "upstream_config",
-            bridge_upstream(protocol, cluster, settings, true),
-        ),
-    ]);
-    if let Value::Object(m) = &mut value {
-        match transport {
-            Transport::Auto(matches) => {
-                m.insert("transport_socket_matches".into(), matches);
-            }
-            Transport::IstioMutual(socket) => {
-                m.insert("transport_socket".into(), socket);
-            }
-            Transport::Plain | Transport::Unsupported(_) => {}
-        }
-    }
+    let value = mtls::TwinCluster::new(
+        format!("{BRIDGE_PREFIX}{cluster}"),
+        cluster,
+        bridge_upstream(protocol, cluster, settings, true),
+        transport,
+    );
     ConfigPatch {
         apply_to: "CLUSTER".into(),
         match_: PatchMatch {
@@ -360,7 +338,7 @@ fn bridge_cluster_patch(
         },
         patch: Patch {
             operation: "ADD".into(),
-            value,
+            value: PatchValue::Twin(Box::new(value)),
         },
     }
 }
@@ -388,7 +366,7 @@ fn before_tcp_proxy(context: &str, listener: ListenerMatch, value: Value) -> Con
         },
         patch: Patch {
             operation: "INSERT_BEFORE".into(),
-            value,
+            value: value.into(),
         },
     }
 }
@@ -885,7 +863,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                     },
                     patch: Patch {
                         operation: "INSERT_BEFORE".into(),
-                        value: filter_value(in_adapter, &in_cfg, settings, true),
+                        value: filter_value(in_adapter, &in_cfg, settings, true).into(),
                     },
                 };
                 let in_name = object_name(format!(

@@ -179,7 +179,7 @@ fn proxy_with_patches(inputs: &Inputs, context: impl Fn(&str) -> bool) -> Value 
                             "stat_prefix": "t", "cluster": "outbound|1||upstream"}},
                     ]}],
                 })),
-                "CLUSTER" => clusters.push(p.patch.value.clone()),
+                "CLUSTER" => clusters.push(p.patch.value.to_json()),
                 other => panic!("unexpected patch {other}"),
             }
         }
