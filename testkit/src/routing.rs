@@ -6,7 +6,7 @@
 use crate::{free_port, venv_python, wait_for, Process, TempDir};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -173,6 +173,96 @@ pub fn without_top_level(yaml: &str, key: &str) -> String {
     }
     out
 }
+
+/// The demo service `calc.demo.svc.cluster.local` (ServiceEntry, one 127.0.0.1 endpoint per
+/// version, listener on `listen`) and its subsets `v1`/`v2` (DestinationRule), as `service.yaml`.
+pub fn write_calc_service(dir: &Path, listen: u16, p1: u16, p2: u16) -> io::Result<()> {
+    let yaml = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: calc
+  namespace: demo
+  annotations: {{meltemi.io/listen-port: "{listen}"}}
+spec:
+  hosts: [calc.demo.svc.cluster.local]
+  ports:
+    - number: 9090
+      name: tcp-thrift
+      protocol: TCP
+  resolution: STATIC
+  endpoints:
+    - address: 127.0.0.1
+      ports: {{tcp-thrift: {p1}}}
+      labels: {{version: v1}}
+    - address: 127.0.0.1
+      ports: {{tcp-thrift: {p2}}}
+      labels: {{version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: calc
+  namespace: demo
+spec:
+  host: calc.demo.svc.cluster.local
+  subsets:
+    - name: v1
+      labels: {{version: v1}}
+    - name: v2
+      labels: {{version: v2}}
+"#
+    );
+    std::fs::write(dir.join("service.yaml"), yaml)
+}
+
+/// The MetaRouter of `calc` with one route `name` to `weights` (subset, percent; a single
+/// destination carries no weight), written atomically (write, then rename) as `router.yaml`.
+/// Returns the YAML.
+pub fn write_calc_router(dir: &Path, name: &str, weights: &[(&str, u32)]) -> io::Result<String> {
+    let dests: String = weights
+        .iter()
+        .map(|(subset, w)| {
+            let weight = if weights.len() > 1 {
+                format!("          weight: {w}\n")
+            } else {
+                String::new()
+            };
+            format!(
+                "        - destination: {{host: calc.demo.svc.cluster.local, subset: {subset}}}\n{weight}"
+            )
+        })
+        .collect();
+    let yaml = format!(
+        r#"apiVersion: metaprotocol.aeraki.io/v1alpha1
+kind: MetaRouter
+metadata:
+  name: calc
+  namespace: demo
+spec:
+  hosts: [calc.demo.svc.cluster.local]
+  routes:
+    - name: {name}
+      route:
+{dests}"#
+    );
+    let tmp = dir.join("router.yaml.tmp");
+    std::fs::write(&tmp, &yaml)?;
+    std::fs::rename(&tmp, dir.join("router.yaml"))?;
+    Ok(yaml)
+}
+
+/// The route-discovery render flags shared by `meltemi serve-routes` and `meltemi bootstrap`
+/// (the `.so`, a 1 s refresh, outbound only).
+pub const ROUTE_DISCOVERY_FLAGS: &[&str] = &[
+    "--adapter",
+    "module",
+    "--route-discovery-cluster",
+    "meltemi-routes",
+    "--route-refresh-ms",
+    "1000",
+    "--no-inbound",
+];
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ mod common;
 
 use common::{bridge_cluster, meltemi_binary, thrift_server, wait_listening, ThriftConn};
 use meltemi_testkit::config::{bootstrap, Filter};
+use meltemi_testkit::routing::{write_calc_router, write_calc_service, ROUTE_DISCOVERY_FLAGS};
 use meltemi_testkit::{free_port, Envoy, EnvoyOptions, Process, TempDir};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,76 +25,14 @@ use std::time::{Duration, Instant};
 const REFRESH_MS: u64 = 1000;
 
 fn manifests(dir: &std::path::Path, listen: u16, p1: u16, p2: u16, subset: &str) {
-    let yaml = format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: calc
-  namespace: demo
-  annotations: {{meltemi.io/listen-port: "{listen}"}}
-spec:
-  hosts: [calc.demo.svc.cluster.local]
-  ports:
-    - number: 9090
-      name: tcp-thrift
-      protocol: TCP
-  resolution: STATIC
-  endpoints:
-    - address: 127.0.0.1
-      ports: {{tcp-thrift: {p1}}}
-      labels: {{version: v1}}
-    - address: 127.0.0.1
-      ports: {{tcp-thrift: {p2}}}
-      labels: {{version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: calc
-  namespace: demo
-spec:
-  host: calc.demo.svc.cluster.local
-  subsets:
-    - name: v1
-      labels: {{version: v1}}
-    - name: v2
-      labels: {{version: v2}}
-"#
-    );
-    std::fs::write(dir.join("service.yaml"), yaml).unwrap();
+    write_calc_service(dir, listen, p1, p2).unwrap();
     write_router(dir, subset);
 }
 
-/// The MetaRouter (its own file, rewritten atomically: write then rename).
+/// The MetaRouter: one route `all` to `subset`.
 fn write_router(dir: &std::path::Path, subset: &str) {
-    let yaml = format!(
-        r#"apiVersion: metaprotocol.aeraki.io/v1alpha1
-kind: MetaRouter
-metadata:
-  name: calc
-  namespace: demo
-spec:
-  hosts: [calc.demo.svc.cluster.local]
-  routes:
-    - name: all
-      route:
-        - destination: {{host: calc.demo.svc.cluster.local, subset: {subset}}}
-"#
-    );
-    let tmp = dir.join("router.yaml.tmp");
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(&tmp, dir.join("router.yaml")).unwrap();
+    write_calc_router(dir, "all", &[(subset, 100)]).unwrap();
 }
-
-const RENDER: &[&str] = &[
-    "--adapter",
-    "module",
-    "--route-discovery-cluster",
-    "meltemi-routes",
-    "--route-refresh-ms",
-    "1000",
-    "--no-inbound",
-];
 
 fn stat_ending(envoy: &Envoy, suffix: &str) -> Option<u64> {
     envoy
@@ -120,7 +59,7 @@ fn a_route_change_reaches_a_live_connection_without_draining_it() {
     cmd.arg("serve-routes")
         .arg("-f")
         .arg(&manifests_dir)
-        .args(RENDER)
+        .args(ROUTE_DISCOVERY_FLAGS)
         .args(["--listen", &format!("127.0.0.1:{routes_port}")])
         .args(["--poll-ms", "100"]);
     let _routes = Process::spawn("serve-routes", cmd, dir.path().join("serve-routes.log")).unwrap();
@@ -131,7 +70,7 @@ fn a_route_change_reaches_a_live_connection_without_draining_it() {
         .arg("bootstrap")
         .arg("-f")
         .arg(&manifests_dir)
-        .args(RENDER)
+        .args(ROUTE_DISCOVERY_FLAGS)
         .args(["--routes-address", &format!("127.0.0.1:{routes_port}")])
         .output()
         .unwrap();

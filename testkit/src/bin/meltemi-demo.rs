@@ -11,14 +11,14 @@
 
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::routing::{
-    await_listening, meltemi_binary, version_server, without_top_level,
+    await_listening, meltemi_binary, version_server, without_top_level, write_calc_router,
+    write_calc_service, ROUTE_DISCOVERY_FLAGS,
 };
 use meltemi_testkit::{
     free_port, prometheus_samples, redis_cli, Envoy, EnvoyOptions, Process, RedisServer, TempDir,
     ThriftConn,
 };
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -91,88 +91,6 @@ fn observe_redis() -> Res {
     Ok(())
 }
 
-/// The route-discovery render flags shared by `serve-routes` and `bootstrap`.
-const RENDER: &[&str] = &[
-    "--adapter",
-    "module",
-    "--route-discovery-cluster",
-    "meltemi-routes",
-    "--route-refresh-ms",
-    "1000",
-    "--no-inbound",
-    "--istio-metrics",
-];
-
-/// The service (ServiceEntry, one endpoint per version) and its subsets (DestinationRule).
-fn write_service(dir: &Path, listen: u16, p1: u16, p2: u16) -> std::io::Result<()> {
-    let yaml = format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: calc
-  namespace: demo
-  annotations: {{meltemi.io/listen-port: "{listen}"}}
-spec:
-  hosts: [calc.demo.svc.cluster.local]
-  ports:
-    - number: 9090
-      name: tcp-thrift
-      protocol: TCP
-  resolution: STATIC
-  endpoints:
-    - address: 127.0.0.1
-      ports: {{tcp-thrift: {p1}}}
-      labels: {{version: v1}}
-    - address: 127.0.0.1
-      ports: {{tcp-thrift: {p2}}}
-      labels: {{version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: calc
-  namespace: demo
-spec:
-  host: calc.demo.svc.cluster.local
-  subsets:
-    - name: v1
-      labels: {{version: v1}}
-    - name: v2
-      labels: {{version: v2}}
-"#
-    );
-    std::fs::write(dir.join("service.yaml"), yaml)
-}
-
-/// The MetaRouter with `weights` (subset, percent), written atomically (write, then rename).
-fn write_router(dir: &Path, weights: &[(&str, u32)]) -> std::io::Result<String> {
-    let dests: String = weights
-        .iter()
-        .map(|(subset, w)| {
-            format!(
-                "        - destination: {{host: calc.demo.svc.cluster.local, subset: {subset}}}\n          weight: {w}\n"
-            )
-        })
-        .collect();
-    let yaml = format!(
-        r#"apiVersion: metaprotocol.aeraki.io/v1alpha1
-kind: MetaRouter
-metadata:
-  name: calc
-  namespace: demo
-spec:
-  hosts: [calc.demo.svc.cluster.local]
-  routes:
-    - name: split
-      route:
-{dests}"#
-    );
-    let tmp = dir.join("router.yaml.tmp");
-    std::fs::write(&tmp, &yaml)?;
-    std::fs::rename(&tmp, dir.join("router.yaml"))?;
-    Ok(yaml)
-}
-
 fn route_thrift() -> Res {
     let dir = TempDir::new("demo-routes")?;
     let (_v1, p1) = version_server(&dir, "v1")?;
@@ -181,8 +99,8 @@ fn route_thrift() -> Res {
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests)?;
     let listen = free_port();
-    write_service(&manifests, listen, p1, p2)?;
-    let router = write_router(&manifests, &[("v1", 90), ("v2", 10)])?;
+    write_calc_service(&manifests, listen, p1, p2)?;
+    let router = write_calc_router(&manifests, "split", &[("v1", 90), ("v2", 10)])?;
     println!(
         "\nMetaRouter ({}):",
         manifests.join("router.yaml").display()
@@ -197,7 +115,8 @@ fn route_thrift() -> Res {
     cmd.arg("serve-routes")
         .arg("-f")
         .arg(&manifests)
-        .args(RENDER)
+        .args(ROUTE_DISCOVERY_FLAGS)
+        .arg("--istio-metrics")
         .args(["--listen", &format!("127.0.0.1:{routes_port}")])
         .args(["--poll-ms", "100"]);
     let routes = Process::spawn("serve-routes", cmd, dir.path().join("serve-routes.log"))?;
@@ -211,7 +130,8 @@ fn route_thrift() -> Res {
         .arg("bootstrap")
         .arg("-f")
         .arg(&manifests)
-        .args(RENDER)
+        .args(ROUTE_DISCOVERY_FLAGS)
+        .arg("--istio-metrics")
         .args(["--routes-address", &format!("127.0.0.1:{routes_port}")])
         .output()?;
     if !out.status.success() {
@@ -250,7 +170,7 @@ fn route_thrift() -> Res {
     }
 
     // The change, while the same connection keeps calling.
-    write_router(&manifests, &[("v2", 100)])?;
+    write_calc_router(&manifests, "split", &[("v2", 100)])?;
     let written = Instant::now();
     println!("\nMetaRouter rewritten: 100 % to v2 (the connection keeps calling)");
     let (mut calls, mut run, mut run_start) = (0u64, 0u64, Duration::ZERO);
