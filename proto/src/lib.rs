@@ -337,7 +337,7 @@ pub struct ServiceRoutes {
     #[prost(message, repeated, tag = "2")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
-    /// Shared by every request of the service, checked before the routes.
+    /// One bucket shared by every request of the service whose route has no limit of its own.
     #[prost(message, optional, tag = "3")]
     #[serde(alias = "rate_limit", skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<LocalRateLimit>,

@@ -44,7 +44,8 @@ pub struct Routing {
     /// The table's version (route discovery replaces a table only by a higher one).
     pub version: u64,
     /// Token buckets, shared by every connection of the listener on every worker (so a limit
-    /// of N admits exactly N per window). A new table starts with full buckets.
+    /// of N admits exactly N per window). A table from route discovery carries the buckets of
+    /// the routes it keeps by name (`Limiters::carried`); new routes start full.
     pub limiters: Mutex<Limiters>,
     /// Per route, then the default route last.
     pub route_stats: Vec<RouteStats>,

@@ -21,7 +21,7 @@
 
 use crate::config::{Routing, StatBook};
 use crate::host::{ConfigStats, CounterId, GaugeId, Level};
-use meltemi_engine::route::{RouteTable, RpcProtocol};
+use meltemi_engine::route::{Limiters, RouteTable, RpcProtocol};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -221,7 +221,7 @@ impl Discovery {
     pub fn offer(&self, body: &[u8], sink: &mut dyn RdsSink) -> Update {
         match self.compile(body) {
             Ok(None) => Update::NotModified,
-            Ok(Some(routing)) => {
+            Ok(Some(mut routing)) => {
                 let v = routing.version;
                 {
                     let mut cur = lock(&self.current);
@@ -229,6 +229,14 @@ impl Discovery {
                     if v <= cur.version {
                         return Update::NotModified;
                     }
+                    // Routes kept by name keep their token buckets (no fresh burst per update).
+                    let carried = Limiters::carried(
+                        &routing.table,
+                        &cur.table,
+                        &lock(&cur.limiters),
+                        crate::filter::now_ns(),
+                    );
+                    routing.limiters = Mutex::new(carried);
                     *cur = Arc::new(routing);
                     self.version.store(v, Ordering::Release);
                 }
@@ -480,6 +488,44 @@ mod tests {
             let c3 = Config::parse(other.as_bytes(), &mut FakeRegistry::default()).unwrap();
             assert_eq!(c3.discovery.as_ref().unwrap().version(), 0);
         }
+    }
+
+    #[test]
+    fn a_newer_table_keeps_the_token_buckets_of_the_routes_it_keeps() {
+        let (c, _reg) = setup();
+        let d = c.discovery.as_ref().unwrap();
+        let mut s = Sink::default();
+        let limited = |v: u64, max: u32| {
+            table(v, "outbound|9090||calc").replace(
+                r#""action""#,
+                &format!(
+                    r#""rateLimit":{{"tokenBucket":{{"maxTokens":{max},"fillIntervalMs":600000}}}},"action""#
+                ),
+            )
+        };
+        assert_eq!(
+            d.offer(limited(5, 3).as_bytes(), &mut s),
+            Update::Swapped(5)
+        );
+        let take = |n: usize| {
+            let cur = d.current();
+            let now = crate::filter::now_ns();
+            let mut lim = cur.limiters.lock().unwrap();
+            (0..n).filter(|_| lim.take(&cur.table, 0, now)).count()
+        };
+        assert_eq!(take(2), 2);
+        // Version 6, same route: one token left, not a fresh three.
+        assert_eq!(
+            d.offer(limited(6, 3).as_bytes(), &mut s),
+            Update::Swapped(6)
+        );
+        assert_eq!(take(5), 1);
+        // A larger bucket keeps what was left (empty) rather than refilling.
+        assert_eq!(
+            d.offer(limited(7, 10).as_bytes(), &mut s),
+            Update::Swapped(7)
+        );
+        assert_eq!(take(5), 0);
     }
 
     #[test]

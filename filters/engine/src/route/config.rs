@@ -134,6 +134,10 @@ pub struct RawBucket {
     #[serde(default)]
     pub tokens_per_fill: Option<u32>,
     pub fill_interval_ms: u64,
+    /// Routes whose buckets carry the same key share one bucket (a service-wide limit spread
+    /// over the service's routes); their settings must be equal.
+    #[serde(default)]
+    pub shared: Option<String>,
 }
 
 /// Mirroring.
@@ -236,6 +240,7 @@ impl RouteTable {
         };
         let mut routes = Vec::new();
         let mut buckets = Vec::new();
+        let mut shared_buckets: HashMap<String, usize> = HashMap::new();
         let mut by_service = HashMap::new();
         let mut any_service = None;
         let mut names = std::collections::HashSet::new();
@@ -293,12 +298,27 @@ impl RouteTable {
                                 "max_tokens and fill_interval_ms must be > 0",
                             ));
                         }
-                        buckets.push(Bucket {
+                        let bucket = Bucket {
                             max_tokens: l.max_tokens,
                             tokens_per_fill: l.tokens_per_fill.unwrap_or(l.max_tokens),
                             fill_interval_ns: l.fill_interval_ms.saturating_mul(1_000_000),
-                        });
-                        Some(buckets.len() - 1)
+                        };
+                        match l.shared.as_ref().and_then(|k| shared_buckets.get(k)) {
+                            Some(&i) if buckets[i] == bucket => Some(i),
+                            Some(_) => {
+                                return Err(err(
+                                    format!("{rf}.rate_limit.shared"),
+                                    "buckets sharing a key must have equal settings",
+                                ))
+                            }
+                            None => {
+                                buckets.push(bucket);
+                                if let Some(k) = &l.shared {
+                                    shared_buckets.insert(k.clone(), buckets.len() - 1);
+                                }
+                                Some(buckets.len() - 1)
+                            }
+                        }
                     }
                 };
                 let mirror = match &r.mirror {

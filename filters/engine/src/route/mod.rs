@@ -306,27 +306,74 @@ impl Limiters {
         }
     }
 
-    /// Takes one token of bucket `i` at `now_ns`; false when empty (or `i` unknown).
-    pub fn take(&mut self, table: &RouteTable, i: usize, now_ns: u64) -> bool {
+    /// Buckets for `table` that continue `old`'s (the buckets of `old_table`) where a route
+    /// keeps its name: a route table update must not hand every limited route a fresh burst.
+    /// A carried bucket keeps its tokens (capped at the new `max_tokens`) and, when its fill
+    /// interval is unchanged, its fill clock; a route new by name starts full.
+    pub fn carried(
+        table: &RouteTable,
+        old_table: &RouteTable,
+        old: &Limiters,
+        now_ns: u64,
+    ) -> Self {
+        let mut fresh = Limiters::new(table, now_ns);
+        let mut prev = old.clone();
+        for r in &table.routes {
+            let Some(i) = r.limiter else { continue };
+            let Some(j) = old_table
+                .routes
+                .iter()
+                .find(|o| o.name == r.name)
+                .and_then(|o| o.limiter)
+            else {
+                continue;
+            };
+            // Bring the old bucket up to date first (fills due until now).
+            prev.refill(old_table, j, now_ns);
+            let (Some(b), Some(ob), Some(&t), Some(&last)) = (
+                table.buckets.get(i),
+                old_table.buckets.get(j),
+                prev.tokens.get(j),
+                prev.last_fill_ns.get(j),
+            ) else {
+                continue;
+            };
+            fresh.tokens[i] = t.min(b.max_tokens);
+            if b.fill_interval_ns == ob.fill_interval_ns {
+                fresh.last_fill_ns[i] = last;
+            }
+        }
+        fresh
+    }
+
+    /// Adds the fills of bucket `i` due by `now_ns`.
+    fn refill(&mut self, table: &RouteTable, i: usize, now_ns: u64) {
         let (Some(b), Some(t), Some(last)) = (
             table.buckets.get(i),
             self.tokens.get_mut(i),
             self.last_fill_ns.get_mut(i),
         ) else {
-            return false;
+            return;
         };
         let elapsed = now_ns.saturating_sub(*last);
-        if elapsed >= b.fill_interval_ns {
+        if b.fill_interval_ns > 0 && elapsed >= b.fill_interval_ns {
             let fills = elapsed / b.fill_interval_ns;
             let add = fills.saturating_mul(u64::from(b.tokens_per_fill));
             *t = (u64::from(*t) + add).min(u64::from(b.max_tokens)) as u32;
             *last += fills * b.fill_interval_ns;
         }
-        if *t == 0 {
-            return false;
+    }
+
+    /// Takes one token of bucket `i` at `now_ns`; false when empty (or `i` unknown).
+    pub fn take(&mut self, table: &RouteTable, i: usize, now_ns: u64) -> bool {
+        self.refill(table, i, now_ns);
+        match self.tokens.get_mut(i) {
+            Some(t) if *t > 0 => {
+                *t -= 1;
+                true
+            }
+            _ => false,
         }
-        *t -= 1;
-        true
     }
 }
 

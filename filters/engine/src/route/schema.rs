@@ -90,14 +90,18 @@ pub fn from_proto(t: &RouteTable) -> Result<RawRouting, RouteError> {
                         .collect(),
                 },
             };
-            // A route's own limit, else the service-wide one (applied per route here).
+            // A route's own limit, else the service-wide one: one bucket (and one per
+            // condition) shared by every route of the service that has no limit of its own.
+            let service_wide = r.rate_limit.is_none();
             let limit = r.rate_limit.as_ref().or(s.rate_limit.as_ref());
-            let bucket = |b: &meltemi_proto::TokenBucket| RawBucket {
+            let bucket = |b: &meltemi_proto::TokenBucket, part: &str| RawBucket {
                 max_tokens: b.max_tokens,
-                tokens_per_fill: (b.tokens_per_fill > 0).then_some(b.tokens_per_fill),
+                // Envoy's token bucket: an unset tokens_per_fill is 1.
+                tokens_per_fill: Some(b.tokens_per_fill.max(1)),
                 fill_interval_ms: u64::from(b.fill_interval_ms),
+                shared: service_wide.then(|| format!("service {} {part}", s.name)),
             };
-            let rate_limit = limit.and_then(|l| l.token_bucket.as_ref().map(bucket));
+            let rate_limit = limit.and_then(|l| l.token_bucket.as_ref().map(|b| bucket(b, "all")));
             let timeout_ms = (r.timeout_ms > 0).then_some(u64::from(r.timeout_ms));
             let retries = r.retry.as_ref().map_or(0, |x| x.attempts);
             let idempotent_methods: Vec<String> = r
@@ -153,7 +157,7 @@ pub fn from_proto(t: &RouteTable) -> Result<RawRouting, RouteError> {
                     name: Some(format!("{base_name}_limit{ci}")),
                     matches: m,
                     route: action.clone(),
-                    rate_limit: c.token_bucket.as_ref().map(bucket),
+                    rate_limit: c.token_bucket.as_ref().map(|b| bucket(b, &format!("{ci}"))),
                     mirror: mirror.clone(),
                     timeout_ms,
                     retries,
@@ -248,6 +252,46 @@ mod tests {
         assert!(routes[1].matches.method.is_none());
         assert_eq!(routes[1].rate_limit.as_ref().unwrap().max_tokens, 10);
         crate::route::RouteTable::compile(&r).expect("compiles");
+    }
+
+    #[test]
+    fn a_service_wide_limit_is_one_bucket_for_every_route_without_its_own() {
+        // Two routes of S without limits of their own, one with: the service's 3 tokens are
+        // shared by "a" and "b" (Aeraki's MetaRouter localRateLimit is per service), "own"
+        // has its own; an unset tokensPerFill fills 1 (Envoy's token bucket).
+        let t = RouteTable::from_json(
+            r#"{"primaryCluster":"p","services":[{"name":"S",
+                "rateLimit":{"tokenBucket":{"maxTokens":3,"fillIntervalMs":1000}},
+                "routes":[
+                {"name":"a","match":{"method":{"exact":"a"}},"action":{"cluster":"p"}},
+                {"name":"own","match":{"method":{"exact":"o"}},"action":{"cluster":"p"},
+                 "rateLimit":{"tokenBucket":{"maxTokens":1,"fillIntervalMs":1000}}},
+                {"name":"b","action":{"cluster":"p"}}]}]}"#,
+        )
+        .unwrap();
+        let table = crate::route::RouteTable::compile(&from_proto(&t).unwrap()).unwrap();
+        let by = |n: &str| {
+            table
+                .routes
+                .iter()
+                .find(|r| r.name == n)
+                .unwrap()
+                .limiter
+                .unwrap()
+        };
+        assert_eq!(by("a"), by("b"));
+        assert_ne!(by("a"), by("own"));
+        assert_eq!(table.buckets.len(), 2);
+        assert_eq!(table.buckets[by("a")].tokens_per_fill, 1);
+        let mut lim = crate::route::Limiters::new(&table, 0);
+        let admitted = ["a", "b", "a", "b", "a", "b"]
+            .iter()
+            .filter(|n| lim.take(&table, by(n), 5))
+            .count();
+        assert_eq!(admitted, 3, "the service's 3 tokens, not 3 per route");
+        // One fill of 1 token a second later.
+        assert!(lim.take(&table, by("b"), 1_000_000_000));
+        assert!(!lim.take(&table, by("a"), 1_000_000_001));
     }
 
     #[test]

@@ -160,6 +160,45 @@ fn token_bucket_admits_max_then_refills_per_interval() {
 }
 
 #[test]
+fn a_new_table_carries_the_buckets_of_routes_it_keeps_by_name() {
+    let old = table(T);
+    let mut lim = Limiters::new(&old, 0);
+    // Spend two of "limited"'s three tokens.
+    let i = old.routes.iter().find(|r| r.name == "limited").unwrap();
+    let bi = i.limiter.unwrap();
+    assert!(lim.take(&old, bi, 0) && lim.take(&old, bi, 1));
+    let take_all = |t: &RouteTable, l: &mut Limiters, name: &str, now: u64| {
+        let b = t
+            .routes
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap()
+            .limiter
+            .unwrap();
+        (0..10).filter(|_| l.take(t, b, now)).count()
+    };
+    // Same table again (a version bump with other routes changed): one token left, not three.
+    let same = table(T);
+    let mut carried = Limiters::carried(&same, &old, &lim, 2);
+    assert_eq!(take_all(&same, &mut carried, "limited", 2), 1);
+    // The fill clock carried too: the next fill is due at 1 s after the old start, not after
+    // the swap.
+    assert_eq!(take_all(&same, &mut carried, "limited", 999_999_999), 0);
+    assert_eq!(take_all(&same, &mut carried, "limited", 1_000_000_000), 3);
+    // A smaller max caps what is carried; a new route name starts full.
+    let smaller = table(&T.replace(
+        r#""max_tokens": 3, "fill_interval_ms": 1000"#,
+        r#""max_tokens": 1, "fill_interval_ms": 5000"#,
+    ));
+    let fresh_lim = Limiters::new(&old, 0);
+    let mut capped = Limiters::carried(&smaller, &old, &fresh_lim, 3);
+    assert_eq!(take_all(&smaller, &mut capped, "limited", 3), 1);
+    let renamed = table(&T.replace(r#""name": "limited""#, r#""name": "limited2""#));
+    let mut renamed_lim = Limiters::carried(&renamed, &old, &lim, 3);
+    assert_eq!(take_all(&renamed, &mut renamed_lim, "limited2", 3), 3);
+}
+
+#[test]
 fn bad_configs_are_refused_with_field_paths() {
     for (json, needle) in [
         (
