@@ -527,6 +527,7 @@ fn route_table(
         version,
         services,
         primary_cluster: sp.cluster(""),
+        retry_budget: None,
     };
     (Some(table), contributors)
 }
@@ -590,6 +591,7 @@ fn listener_config(
                 version: 0,
                 services: Vec::new(),
                 primary_cluster: t.primary_cluster.clone(),
+                retry_budget: None,
             });
             config.route_discovery = Some(pb::RouteDiscovery {
                 cluster: cluster.clone(),

@@ -76,6 +76,7 @@ impl RouteStore {
                 version,
                 services,
                 primary_cluster,
+                retry_budget: None,
             };
             entry.json = Arc::new(entry.table.to_json());
             changed.push(key);
@@ -311,6 +312,7 @@ mod tests {
         RouteTable {
             version: 3,
             primary_cluster: "outbound|1||p".into(),
+            retry_budget: None,
             services: vec![ServiceRoutes {
                 name: "*".into(),
                 routes: vec![Route {

@@ -320,6 +320,24 @@ pub struct RouteTable {
     #[prost(string, tag = "3")]
     #[serde(alias = "primary_cluster", skip_serializing_if = "String::is_empty")]
     pub primary_cluster: String,
+    /// Bounds retries across the listener; absent: 20 % and 3 (Envoy's defaults).
+    #[prost(message, optional, tag = "4")]
+    #[serde(alias = "retry_budget", skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
+}
+
+/// A retry starts only while the retries in flight stay under
+/// max(`min_retry_concurrency`, `budget_percent` % of the detours in flight).
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RetryBudget {
+    /// 0..=100.
+    #[prost(double, tag = "1")]
+    #[serde(alias = "budget_percent")]
+    pub budget_percent: f64,
+    #[prost(uint32, tag = "2")]
+    #[serde(alias = "min_retry_concurrency")]
+    pub min_retry_concurrency: u32,
 }
 
 /// The prefix of the bridge twin of a cluster: a detoured request to cluster `c` is sent by
@@ -899,6 +917,14 @@ impl Validator<'_> {
     }
 
     fn route_table(&mut self, path: &str, t: &RouteTable) {
+        if let Some(b) = &t.retry_budget {
+            if !(0.0..=100.0).contains(&b.budget_percent) {
+                self.err(
+                    format!("{path}.retryBudget.budgetPercent"),
+                    "must be within 0..=100",
+                );
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in t.services.iter().enumerate() {
             let sp = format!("{path}.services[{i}]");
@@ -1064,6 +1090,7 @@ mod tests {
             routes: Some(RouteTable {
                 version: 7,
                 primary_cluster: "outbound|20880|v1|demo".into(),
+                retry_budget: None,
                 services: vec![ServiceRoutes {
                     name: "org.apache.dubbo.samples.basic.api.DemoService".into(),
                     routes: vec![

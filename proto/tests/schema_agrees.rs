@@ -35,6 +35,10 @@ fn full() -> Config {
         routes: Some(RouteTable {
             version: u64::MAX - 1,
             primary_cluster: "calc-v1".into(),
+            retry_budget: Some(RetryBudget {
+                budget_percent: 25.5,
+                min_retry_concurrency: 4,
+            }),
             services: vec![ServiceRoutes {
                 name: "Calc".into(),
                 routes: vec![Route {

@@ -21,6 +21,7 @@ use meltemi_engine::{Engine, FilterConfig, MetricId, MetricKind};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Counters of one route (index `routes.len()` of [`Routing::route_stats`] is the default).
@@ -32,6 +33,8 @@ pub struct RouteStats {
     pub mirrored: CounterId,
     pub timeouts: CounterId,
     pub retries: CounterId,
+    /// Retries not started: the retry budget was spent (the client got the error reply).
+    pub retry_overflow: CounterId,
     pub errors: CounterId,
 }
 
@@ -51,6 +54,41 @@ pub struct Routing {
     pub route_stats: Vec<RouteStats>,
     /// Requests sent to each destination cluster (index = cluster index).
     pub dest_requests: Vec<CounterId>,
+    /// Detours (not mirrors) and, of them, retries in flight on every worker: the retry
+    /// budget's inputs (see [`InFlight`]).
+    pub detours_active: AtomicU64,
+    pub retries_active: AtomicU64,
+}
+
+/// One detour attempt in flight, counted in its table's [`Routing::detours_active`] (and
+/// `retries_active` for a retry) until dropped: however the attempt ends (answer, failure,
+/// cancel on close), the counts come down.
+#[derive(Debug)]
+pub struct InFlight {
+    routing: Arc<Routing>,
+    retry: bool,
+}
+
+impl InFlight {
+    pub fn new(routing: &Arc<Routing>, retry: bool) -> InFlight {
+        routing.detours_active.fetch_add(1, Ordering::Relaxed);
+        if retry {
+            routing.retries_active.fetch_add(1, Ordering::Relaxed);
+        }
+        InFlight {
+            routing: Arc::clone(routing),
+            retry,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.routing.detours_active.fetch_sub(1, Ordering::Relaxed);
+        if self.retry {
+            self.routing.retries_active.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Routing {
@@ -90,6 +128,7 @@ impl StatBook {
                 mirrored: c("mirrored")?,
                 timeouts: c("timeouts")?,
                 retries: c("retries")?,
+                retry_overflow: c("retry_overflow")?,
                 errors: c("errors")?,
             })
         };
@@ -161,6 +200,8 @@ impl StatBook {
             version,
             route_stats,
             dest_requests,
+            detours_active: AtomicU64::new(0),
+            retries_active: AtomicU64::new(0),
         }
     }
 }

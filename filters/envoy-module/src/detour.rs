@@ -13,7 +13,7 @@
 //!   at once when the stream is between frames, else held and put into the write buffer at the
 //!   next boundary (`prepend`/`append_write_buffer`).
 
-use crate::config::{Config, Routing};
+use crate::config::{Config, InFlight, Routing};
 use crate::host::{CalloutOutcome, Direction, Level, NetworkHost};
 use meltemi_codec::{Decoded, Limits};
 use meltemi_engine::route::{
@@ -21,6 +21,7 @@ use meltemi_engine::route::{
 };
 use meltemi_engine::DecodeFailure;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Where the bytes the client sees and sends are reported (the observability session).
@@ -48,6 +49,11 @@ struct Pending {
     timeout_ms: u64,
     /// A mirror copy: the answer is dropped.
     mirror: bool,
+    /// This attempt in its table's retry-budget counts (not for mirrors); `None` until the
+    /// callout starts.
+    slot: Option<InFlight>,
+    /// This attempt is a retry.
+    retry: bool,
 }
 
 /// One connection's routing state.
@@ -210,6 +216,8 @@ impl Detour {
                         retries_left: 0,
                         timeout_ms: d.timeout_ms,
                         mirror: true,
+                        slot: None,
+                        retry: false,
                     },
                 );
             }
@@ -232,6 +240,8 @@ impl Detour {
                             retries_left: d.retries,
                             timeout_ms: d.timeout_ms,
                             mirror: false,
+                            slot: None,
+                            retry: false,
                         },
                     );
                 }
@@ -240,11 +250,14 @@ impl Detour {
         ReadOutcome::Continue
     }
 
-    fn start(&mut self, host: &mut impl NetworkHost, obs: &mut impl Observer, p: Pending) {
+    fn start(&mut self, host: &mut impl NetworkHost, obs: &mut impl Observer, mut p: Pending) {
         let routing = Arc::clone(&p.routing);
         let Some(cluster) = routing.table.clusters.get(usize::from(p.cluster)) else {
             return;
         };
+        if !p.mirror {
+            p.slot = Some(InFlight::new(&routing, p.retry));
+        }
         let headers: [(&str, &[u8]); 4] = [
             (":method", b"POST"),
             (":path", b"/meltemi/route"),
@@ -303,11 +316,21 @@ impl Detour {
         } else {
             Failure::Unavailable
         };
+        // This attempt is over: out of the budget's counts before asking it for a retry.
+        p.slot = None;
         if p.retries_left > 0 {
-            p.retries_left -= 1;
-            host.increment_counter(stats.retries, 1);
-            self.start(host, obs, p);
-            return;
+            let budget = routing.table.retry_budget;
+            if budget.allows(
+                routing.retries_active.load(Ordering::Relaxed),
+                routing.detours_active.load(Ordering::Relaxed),
+            ) {
+                p.retries_left -= 1;
+                p.retry = true;
+                host.increment_counter(stats.retries, 1);
+                self.start(host, obs, p);
+                return;
+            }
+            host.increment_counter(stats.retry_overflow, 1);
         }
         host.increment_counter(stats.errors, 1);
         let mut out = Vec::new();

@@ -1,6 +1,7 @@
 //! Routing policies in the real Envoy 1.40, on Thrift (Apache Thrift's Python library, one
 //! client connection per call): mirroring a share to a mirror backend, per-request timeout,
-//! bounded retries for idempotent methods, circuit breaking as an error reply, and a client
+//! bounded retries for idempotent methods and the retry budget, circuit breaking as an error
+//! reply, and a client
 //! that closes with detours in flight. The module sits before `tcp_proxy` (cluster `v1`, the
 //! primary); the other clusters' upstream is the module's HTTP-to-TCP bridge.
 //! Server behaviour by method name (`testkit/clients/route_thrift.py`): `sleep*` answers after
@@ -62,6 +63,11 @@ const CASES: &[(&str, &str)] = &[
         "retry",
         r#"{"primary_cluster":"v1","services":[{"service":"*","routes":[
             {"name":"r","route":{"cluster":"v2"},"timeout_ms":2000,"retries":2,"idempotent_methods":["flakyGet","sleepGet"]}]}]}"#,
+    ),
+    (
+        "budget",
+        r#"{"primary_cluster":"v1","retry_budget":{"budget_percent":0,"min_retry_concurrency":2},"services":[{"service":"*","routes":[
+            {"name":"b","route":{"cluster":"v2"},"timeout_ms":300,"retries":2,"idempotent_methods":["sleepGet"]}]}]}"#,
     ),
     (
         "breaker",
@@ -177,6 +183,22 @@ fn mirror_timeout_retries_circuit_breaker_and_cancel() {
     assert_eq!(seen(&v2, "flakyPut"), 1, "one attempt");
     assert_eq!(stat("retry", "route.r.retries"), Some(1));
     assert_eq!(stat("retry", "route.r.errors"), Some(1));
+
+    // --- Retry budget (at most 2 retries in flight on the listener): 20 sleeping idempotent
+    // requests pipelined in one write time out together after 300 ms; 2 are retried, the 18
+    // others get the timeout error at once (`retry_overflow`), not a retry storm. The 2 retries
+    // time out 300 ms later and are retried once more (each retry slot is free again when its
+    // attempt ends); those time out too. Without the budget: 40 retries.
+    let got = call(port("budget"), 20, "sleepGet", &["--pipe"]);
+    assert_eq!(
+        got,
+        BTreeMap::from([("exc:6:meltemi: upstream timeout".into(), 20)])
+    );
+    assert_eq!(stat("budget", "route.b.retries"), Some(4));
+    assert_eq!(stat("budget", "route.b.retry_overflow"), Some(18));
+    assert_eq!(stat("budget", "route.b.timeouts"), Some(24));
+    assert_eq!(stat("budget", "route.b.errors"), Some(20));
+    assert_eq!(stat("retry", "route.r.retry_overflow"), Some(0));
 
     // --- Circuit breaking: cluster `cb` allows 1 request (1 pending, 1 connection); 4 sleeping
     // requests pipelined on one connection in one write (so the 4 detours start together): the

@@ -1,7 +1,10 @@
 //! The `routing` section of the filter JSON and its compilation into a [`RouteTable`].
 //! Unknown fields are refused everywhere; every error names the field path.
 
-use super::{Action, Bucket, ClusterIdx, Mirror, Route, RouteTable, StrMatch, DEFAULT_TIMEOUT_MS};
+use super::{
+    Action, Bucket, ClusterIdx, Mirror, RetryBudget, Route, RouteTable, StrMatch,
+    DEFAULT_TIMEOUT_MS,
+};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -43,6 +46,30 @@ pub struct RawRouting {
     /// Fixed RNG seed (tests); otherwise the adapter seeds each connection.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Bounds retries across the listener (default: Envoy's 20 % and 3).
+    #[serde(default)]
+    pub retry_budget: Option<RawRetryBudget>,
+}
+
+/// A retry starts only while the retries in flight stay under
+/// max(`min_retry_concurrency`, `budget_percent` % of the detours in flight).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBudget {
+    #[serde(default = "default_budget_percent")]
+    pub budget_percent: f64,
+    #[serde(default = "default_min_retry_concurrency")]
+    pub min_retry_concurrency: u32,
+}
+
+impl Eq for RawRetryBudget {}
+
+fn default_budget_percent() -> f64 {
+    RetryBudget::default().percent
+}
+
+fn default_min_retry_concurrency() -> u32 {
+    RetryBudget::default().min_concurrency
 }
 
 /// One service's routes.
@@ -370,6 +397,19 @@ impl RouteTable {
                 ));
             }
         }
+        let retry_budget = match &raw.retry_budget {
+            None => RetryBudget::default(),
+            Some(b) if (0.0..=100.0).contains(&b.budget_percent) => RetryBudget {
+                percent: b.budget_percent,
+                min_concurrency: b.min_retry_concurrency,
+            },
+            Some(_) => {
+                return Err(err(
+                    "routing.retry_budget.budget_percent",
+                    "must be within 0..=100",
+                ))
+            }
+        };
         Ok(RouteTable {
             clusters: b.clusters,
             routes,
@@ -378,6 +418,7 @@ impl RouteTable {
             default,
             buckets,
             seed: raw.seed,
+            retry_budget,
         })
     }
 }

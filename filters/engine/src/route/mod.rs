@@ -192,6 +192,38 @@ pub struct RouteTable {
     pub buckets: Vec<Bucket>,
     /// The seed configured for tests (`None`: the adapter picks one per connection).
     pub seed: Option<u64>,
+    /// How many retries may be in flight.
+    pub retry_budget: RetryBudget,
+}
+
+/// Envoy's cluster retry budget, applied by the adapter to the detours of a table: a retry
+/// starts only while the retries in flight stay under
+/// max(`min_concurrency`, `percent` % of the detours in flight).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    /// 0..=100.
+    pub percent: f64,
+    /// Retries in flight always allowed.
+    pub min_concurrency: u32,
+}
+
+impl Default for RetryBudget {
+    /// Envoy's defaults (`RetryBudget` in `circuit_breakers`): 20 % and 3.
+    fn default() -> Self {
+        RetryBudget {
+            percent: 20.0,
+            min_concurrency: 3,
+        }
+    }
+}
+
+impl RetryBudget {
+    /// Whether one more retry may start with `retries` retries and `active` detours in flight
+    /// (neither counting the one that asks).
+    pub fn allows(&self, retries: u64, active: u64) -> bool {
+        let share = (active as f64 * self.percent / 100.0) as u64;
+        retries < share.max(u64::from(self.min_concurrency))
+    }
 }
 
 impl RouteTable {

@@ -189,6 +189,13 @@ pub fn from_proto(t: &RouteTable) -> Result<RawRouting, RouteError> {
         services,
         default: None,
         seed: None,
+        retry_budget: t
+            .retry_budget
+            .as_ref()
+            .map(|b| super::config::RawRetryBudget {
+                budget_percent: b.budget_percent,
+                min_retry_concurrency: b.min_retry_concurrency,
+            }),
     })
 }
 

@@ -199,6 +199,29 @@ fn a_new_table_carries_the_buckets_of_routes_it_keeps_by_name() {
 }
 
 #[test]
+fn the_retry_budget_is_envoys_max_of_share_and_minimum() {
+    let t = table(T);
+    // Envoy's defaults: 20 % of the detours in flight, at least 3.
+    assert_eq!(t.retry_budget, RetryBudget::default());
+    let b = t.retry_budget;
+    assert!(b.allows(2, 0) && !b.allows(3, 0));
+    assert!(!b.allows(3, 19), "20 % of 19 is 3.8: still 3");
+    assert!(b.allows(3, 20) && !b.allows(4, 20));
+    let strict = table(&T.replacen(
+        r#""primary_cluster": "v1","#,
+        r#""primary_cluster": "v1", "retry_budget": {"budget_percent": 0, "min_retry_concurrency": 2},"#,
+        1,
+    ));
+    assert!(strict.retry_budget.allows(1, 1000) && !strict.retry_budget.allows(2, 1000));
+    let bad = compile_err(&T.replacen(
+        r#""primary_cluster": "v1","#,
+        r#""primary_cluster": "v1", "retry_budget": {"budget_percent": 101},"#,
+        1,
+    ));
+    assert!(bad.contains("routing.retry_budget.budget_percent"), "{bad}");
+}
+
+#[test]
 fn bad_configs_are_refused_with_field_paths() {
     for (json, needle) in [
         (
