@@ -3,15 +3,18 @@
 
 serve PORT NAME
     A threaded server on 127.0.0.1:PORT whose every method (`Calc:<method>` multiplexed or bare)
-    returns the string NAME (its version). Framed binary and THeader clients alike (THeader
-    protocol factory: it answers in the client's format). Prints "ready" once listening.
-call PORT N METHOD [--header] [--hdr K=V ...] [--service S]
+    returns the string NAME (its version). THeader, framed and unframed (buffered) clients, binary
+    or compact, alike (THeader protocol factory: it answers in the client's format). Prints
+    "ready" once listening.
+call PORT N METHOD [--header] [--hdr K=V ...] [--service S] [--buffered] [--compact]
     ONE connection, N sequential calls of METHOD returning a string; prints a JSON object of
     answer -> count; a TApplicationException counts as "exc:<type>:<message>". METHOD may be a
     comma-separated list, used in turn; the pseudo-method `_pause` sleeps 0.6 s client-side.
     With --pipe the N requests are written at once (one socket write), then the N answers are
     read (in any order, each matched to its seqid). With --time the object also has "ms": the calls' wall
-    time in milliseconds (connection set-up excluded).
+    time in milliseconds (connection set-up excluded). The transport is framed unless --header
+    (THeader) or --buffered (unframed, `TBufferedTransport`); the protocol is binary unless
+    --compact (`TCompactProtocol`).
 fire PORT N METHOD [--wait]
     ONE connection: writes N calls of METHOD (a comma-separated list is used in turn) at once
     and closes it without reading; with --wait it reads until the peer closes instead and
@@ -27,7 +30,7 @@ import sys
 import threading
 import time
 
-from thrift.protocol import TBinaryProtocol, THeaderProtocol, TMultiplexedProtocol
+from thrift.protocol import TBinaryProtocol, TCompactProtocol, THeaderProtocol, TMultiplexedProtocol
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport import THeaderTransport, TSocket, TTransport
 
@@ -76,7 +79,8 @@ def serve(port, name):
     proc = Processor(name)
     ct = THeaderTransport.THeaderClientType
     pf = THeaderProtocol.THeaderProtocolFactory(
-        allowed_client_types=(ct.HEADERS, ct.FRAMED_BINARY, ct.UNFRAMED_BINARY))
+        allowed_client_types=(ct.HEADERS, ct.FRAMED_BINARY, ct.UNFRAMED_BINARY,
+                              ct.FRAMED_COMPACT, ct.UNFRAMED_COMPACT))
     print("ready", flush=True)
 
     def one(conn):
@@ -190,7 +194,8 @@ def fire(port, n, method, wait):
     print(json.dumps({"bytes": got}))
 
 
-def call(port, n, method, header, hdrs, service, piped=False, timed=False):
+def call(port, n, method, header, hdrs, service, piped=False, timed=False, buffered=False,
+         compact=False):
     sock = TSocket.TSocket("127.0.0.1", port)
     sock.setTimeout(10000)
     if header:
@@ -199,8 +204,14 @@ def call(port, n, method, header, hdrs, service, piped=False, timed=False):
             THeaderTransport.THeaderSubprotocolID.BINARY)
         p = HeaderProto(trans, hdrs)
     else:
-        trans = TTransport.TFramedTransport(sock)
-        p = TBinaryProtocol.TBinaryProtocol(trans)
+        if buffered:
+            trans = TTransport.TBufferedTransport(sock)
+        else:
+            trans = TTransport.TFramedTransport(sock)
+        if compact:
+            p = TCompactProtocol.TCompactProtocol(trans)
+        else:
+            p = TBinaryProtocol.TBinaryProtocol(trans)
     if service:
         p = TMultiplexedProtocol.TMultiplexedProtocol(p, service)
     trans.open()
@@ -235,6 +246,7 @@ def main():
         fire(port, n, method, "--wait" in sys.argv[5:])
         return
     header, hdrs, service, piped, timed = False, {}, None, False, False
+    buffered, compact = False, False
     rest = sys.argv[5:]
     i = 0
     while i < len(rest):
@@ -244,6 +256,10 @@ def main():
             piped = True
         elif rest[i] == "--time":
             timed = True
+        elif rest[i] == "--buffered":
+            buffered = True
+        elif rest[i] == "--compact":
+            compact = True
         elif rest[i] == "--hdr":
             k, v = rest[i + 1].split("=", 1)
             hdrs[k] = v
@@ -252,7 +268,7 @@ def main():
             service = rest[i + 1]
             i += 1
         i += 1
-    call(port, n, method, header, hdrs, service, piped, timed)
+    call(port, n, method, header, hdrs, service, piped, timed, buffered, compact)
 
 
 if __name__ == "__main__":

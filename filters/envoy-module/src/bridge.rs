@@ -351,6 +351,51 @@ mod tests {
         assert_eq!((h.responses[0].0, &h.responses[0].2), (200, &answer));
     }
 
+    /// Unframed Thrift (`TBufferedTransport`), binary and compact: each captured call is
+    /// answered with its whole reply, however the reply is cut; the oneway `log` at once with
+    /// an empty body.
+    #[test]
+    fn unframed_thrift_replies_are_counted() {
+        use crate::host::fake::thrift_capture;
+        for case in ["binary-unframed", "compact-unframed"] {
+            let calls = thrift_capture(&format!("{case}.c2s.bin"));
+            let replies = thrift_capture(&format!("{case}.s2c.bin"));
+            assert_eq!((calls.len(), replies.len()), (8, 7), "{case}");
+            // Calls 0..4 are answered by replies 0..4; call 4 is the oneway `log`.
+            for (call, reply) in calls[..4].iter().zip(&replies[..4]) {
+                for cut in [0, 1, reply.len() / 2, reply.len() - 1] {
+                    let mut b = Bridge::with_config(&BridgeConfig {
+                        protocol: "thrift".into(),
+                        stat_prefix: None,
+                    });
+                    let mut h = FakeBridgeHost {
+                        request: vec![call.clone()],
+                        ..Default::default()
+                    };
+                    b.on_encode_data(&mut h, true);
+                    h.response = vec![reply[..cut].to_vec()];
+                    b.on_upstream_data(&mut h, false);
+                    assert!(h.responses.is_empty(), "{case}: cut at {cut}");
+                    h.response = vec![reply[cut..].to_vec()];
+                    b.on_upstream_data(&mut h, false);
+                    assert_eq!(h.responses.len(), 1, "{case}: cut at {cut}");
+                    assert_eq!((h.responses[0].0, &h.responses[0].2), (200, reply));
+                }
+            }
+            let mut b = Bridge::with_config(&BridgeConfig {
+                protocol: "thrift".into(),
+                stat_prefix: None,
+            });
+            let mut h = FakeBridgeHost {
+                request: vec![calls[4].clone()],
+                ..Default::default()
+            };
+            b.on_encode_data(&mut h, true);
+            assert_eq!(h.responses.len(), 1, "{case}: oneway");
+            assert_eq!((h.responses[0].0, h.responses[0].2.len()), (200, 0));
+        }
+    }
+
     #[test]
     fn config() {
         assert_eq!(BridgeConfig::parse(b"").unwrap().protocol, "redis");

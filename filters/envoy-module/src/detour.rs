@@ -8,7 +8,8 @@
 //!   connection's buffer limit would deadlock).
 //! - Detour: a frame routed elsewhere is sent by HTTP callout to its cluster, whose upstream is
 //!   this module's bridge; rate-limited frames get the protocol's error locally.
-//! - Write: upstream->client frame boundaries are tracked from length prefixes; an answer (a
+//! - Write: upstream->client frame boundaries are tracked from length prefixes (unframed Thrift:
+//!   by walking each reply, holding only a reply cut by a chunk); an answer (a
 //!   callout's, or a local error) is written only between whole frames of the primary stream:
 //!   at once when the stream is between frames, else held and put into the write buffer at the
 //!   next boundary (`prepend`/`append_write_buffer`).
@@ -87,17 +88,18 @@ impl Detour {
     pub fn new(config: &Config, routing: &Routing, connection_id: u64) -> Self {
         let seed = routing.table.seed.unwrap_or_else(crate::filter::now_ns)
             ^ connection_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let limits = Limits {
+            max_frame: config.engine.config.max_frame_bytes,
+            ..Limits::default()
+        };
         Detour {
             carry: Vec::new(),
             rng: SplitMix64::new(seed),
-            up: Boundary::default(),
+            up: Boundary::new(limits),
             held: Vec::new(),
             pending: HashMap::new(),
             closed: false,
-            limits: Limits {
-                max_frame: config.engine.config.max_frame_bytes,
-                ..Limits::default()
-            },
+            limits,
         }
     }
 
@@ -552,5 +554,72 @@ mod tests {
         h.upstream = vec![resp[10..].to_vec()];
         f.on_write(&mut h, resp.len() - 10, false);
         assert_eq!(h.upstream.concat(), [&resp[10..], &answer[..]].concat());
+    }
+
+    /// Unframed Thrift (`TBufferedTransport`, compact): `add` is detoured, `ping` rate limited
+    /// after one; the answers are unframed and wait until the primary stream's unframed reply
+    /// (walked by its struct, no length) is whole.
+    #[test]
+    fn unframed_thrift_answers_wait_for_the_end_of_an_unframed_reply() {
+        use crate::host::fake::thrift_capture;
+        use meltemi_codec::{thrift, Decoded, Limits};
+        let (calls, replies) = (
+            thrift_capture("compact-unframed.c2s.bin"),
+            thrift_capture("compact-unframed.s2c.bin"),
+        );
+        let mut reg = FakeRegistry::default();
+        let cfg = Arc::new(
+            crate::config::Config::parse(
+                br#"{"protocol":"thrift","stat_prefix":"t","routing":{"primary_cluster":"v1","services":[{"service":"*","routes":[
+                  {"name":"a","match":{"method":{"exact":"add"}},"route":{"cluster":"v2"}},
+                  {"name":"p","match":{"method":{"exact":"ping"}},"route":{"cluster":"v1"},"rate_limit":{"max_tokens":1,"fill_interval_ms":600000}}
+                ]}]}}"#,
+                &mut reg,
+            )
+            .unwrap(),
+        );
+        let mut f = Filter::new(cfg);
+        let mut h = FakeNetworkHost::default();
+        f.on_new_connection(&mut h);
+        // add (detour), get (primary, cut in two reads), ping (primary), ping (rate limited).
+        let stream = [&calls[0][..], &calls[1], &calls[3], &calls[3]].concat();
+        let cut = calls[0].len() + 5;
+        for part in [&stream[..cut], &stream[cut..]] {
+            h.downstream = vec![part.to_vec()];
+            assert_eq!(f.on_read(&mut h, part.len(), false), Flow::Continue);
+        }
+        assert_eq!(h.callouts.len(), 1);
+        assert_eq!(h.callouts[0].body, calls[0]);
+        assert_eq!(counter(&reg, &h, "thrift.t.route.p.rate_limited"), 1);
+        // The rate-limit answer went out at once (no primary reply started): unframed compact.
+        let err = std::mem::take(&mut h.written_to_client);
+        let Ok(Decoded::Frame { frame, used }) = thrift::decode_response(&err, &Limits::default())
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(used, err.len());
+        assert_eq!(
+            (frame.transport, frame.protocol),
+            (thrift::Transport::Unframed, thrift::Protocol::Compact)
+        );
+        // The primary reply to `get` (seqid 2) arrives cut; the detour's answer waits for it.
+        let get = &replies[1];
+        h.upstream = vec![get[..3].to_vec()];
+        f.on_write(&mut h, 3, false);
+        f.on_callout_done(
+            &mut h,
+            1,
+            CalloutOutcome::Success,
+            Some(b"200"),
+            &[&replies[0]],
+        );
+        assert!(
+            h.written_to_client.is_empty(),
+            "held inside an unframed reply"
+        );
+        h.upstream = vec![get[3..].to_vec()];
+        f.on_write(&mut h, get.len() - 3, false);
+        assert_eq!(h.upstream.concat(), [&get[3..], &replies[0][..]].concat());
+        assert_eq!(counter(&reg, &h, "thrift.t.route.a.detoured"), 1);
     }
 }

@@ -926,4 +926,27 @@ pub mod fake {
             ));
         }
     }
+
+    /// The messages of a captured Thrift stream (`filters/codec/testdata/thrift/<name>`), one
+    /// whole message (framed or unframed) each.
+    #[cfg(test)]
+    pub fn thrift_capture(name: &str) -> Vec<Vec<u8>> {
+        use meltemi_codec::{thrift, Decoded, Limits};
+        let p = format!(
+            "{}/../codec/testdata/thrift/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let stream = std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        let mut out = Vec::new();
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let Ok(Decoded::Frame { used, .. }) = thrift::decode_request(rest, &Limits::default())
+            else {
+                panic!("{p}: not a whole message at {}", stream.len() - rest.len())
+            };
+            out.push(rest[..used].to_vec());
+            rest = &rest[used..];
+        }
+        out
+    }
 }

@@ -395,3 +395,175 @@ fn boundary_tracks_frames_across_every_split() {
     let twice = [out.clone(), out].concat();
     assert_eq!(c.feed(RpcProtocol::Dubbo, &twice), 2);
 }
+
+fn capture(name: &str) -> Vec<u8> {
+    let p = format!(
+        "{}/../codec/testdata/thrift/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// Ends of the unframed messages of a captured stream, as the codec reads them.
+fn unframed_ends(stream: &[u8], p: meltemi_codec::thrift::Protocol) -> Vec<usize> {
+    let limits = meltemi_codec::Limits::default();
+    let mut ends = Vec::new();
+    let mut off = 0;
+    while off < stream.len() {
+        let r = meltemi_codec::thrift::decode_unframed(&stream[off..], p, &limits).unwrap();
+        let meltemi_codec::Decoded::Frame { used, .. } = r else {
+            panic!("{r:?} at {off}")
+        };
+        off += used;
+        ends.push(off);
+    }
+    ends
+}
+
+const UNFRAMED: [(&str, meltemi_codec::thrift::Protocol); 2] = [
+    ("binary-unframed", meltemi_codec::thrift::Protocol::Binary),
+    ("compact-unframed", meltemi_codec::thrift::Protocol::Compact),
+];
+
+/// Unframed replies (Apache Thrift's `TBufferedTransport`, strict binary and compact): the
+/// seven captured replies (success, declared exception, void, `TApplicationException`, an
+/// 8 KB struct) are found byte by byte, all in one chunk, and split into two chunks at every
+/// byte (inside the 8 KB reply at every 31st byte and its first and last 64: each split decodes
+/// it whole again, and byte by byte already cuts it everywhere).
+#[test]
+fn unframed_replies_are_framed_at_every_split() {
+    for (case, p) in UNFRAMED {
+        let stream = capture(&format!("{case}.s2c.bin"));
+        let ends = unframed_ends(&stream, p);
+        assert_eq!(ends.len(), 7, "{case}");
+        let (echo_start, echo_end) = (ends[4], ends[5]);
+        let sampled = |i: usize| i < echo_start + 64 || i + 64 > echo_end || i.is_multiple_of(31);
+        for i in (0..=stream.len()).filter(|&i| sampled(i)) {
+            let mut b = Boundary::default();
+            let first = b.feed(RpcProtocol::Thrift, &stream[..i]);
+            assert_eq!(
+                b.at_boundary(),
+                i == 0 || ends.contains(&i),
+                "{case} at {i}"
+            );
+            assert_eq!(first, ends.iter().filter(|&&e| e <= i).count() as u64);
+            let second = b.feed(RpcProtocol::Thrift, &stream[i..]);
+            assert!(b.at_boundary() && !b.lost(), "{case} split at {i}");
+            assert_eq!(first + second, 7, "{case} split at {i}");
+        }
+        let mut b = Boundary::default();
+        let mut c = ResponseCounter::default();
+        for (i, byte) in stream.iter().enumerate() {
+            b.feed(RpcProtocol::Thrift, std::slice::from_ref(byte));
+            c.feed(RpcProtocol::Thrift, std::slice::from_ref(byte));
+            assert_eq!(b.at_boundary(), ends.contains(&(i + 1)), "{case} byte {i}");
+        }
+        assert_eq!(c.frames, 7, "{case}");
+        assert!(!c.broken());
+        let mut c = ResponseCounter::default();
+        assert_eq!(c.feed(RpcProtocol::Thrift, &stream), 7, "{case}");
+    }
+}
+
+/// Unframed requests are routed one message at a time (the oneway `log` expects no answer), and
+/// a local error answers each call in its own transport and protocol: an unframed
+/// `TApplicationException` that a reply stream's tracker frames like any reply.
+#[test]
+fn unframed_requests_route_and_get_unframed_error_replies() {
+    use meltemi_codec::thrift::{decode_unframed, ReplyStatus, Transport};
+    let t = table(T);
+    let limits = meltemi_codec::Limits::default();
+    for (case, p) in UNFRAMED {
+        let stream = capture(&format!("{case}.c2s.bin"));
+        let mut rng = SplitMix64::new(5);
+        let (mut off, mut two_way, mut errors) = (0, 0, Vec::new());
+        while off < stream.len() {
+            let rest = &stream[off..];
+            let r = route_request(RpcProtocol::Thrift, &t, rest, &limits, &mut rng, |_| true);
+            let Ok(meltemi_codec::Decoded::Frame { frame, used }) = r else {
+                panic!("{case} at {off}: {r:?}")
+            };
+            // Every prefix of the message needs more.
+            for cut in [0, 1, used / 2, used - 1] {
+                let r = route_request(
+                    RpcProtocol::Thrift,
+                    &t,
+                    &rest[..cut],
+                    &limits,
+                    &mut rng,
+                    |_| true,
+                );
+                assert!(
+                    matches!(r, Ok(meltemi_codec::Decoded::NeedMore(_))),
+                    "{case} {off}+{cut}"
+                );
+            }
+            two_way += u64::from(frame.two_way);
+            if frame.two_way {
+                assert!(encode_failure(
+                    RpcProtocol::Thrift,
+                    &rest[..used],
+                    &limits,
+                    Failure::Timeout,
+                    &mut errors
+                ));
+            }
+            off += used;
+        }
+        assert_eq!(two_way, 7, "{case}: 8 messages, one oneway");
+        let mut b = Boundary::default();
+        assert_eq!(b.feed(RpcProtocol::Thrift, &errors), 7, "{case}");
+        assert!(b.at_boundary());
+        let meltemi_codec::Decoded::Frame { frame, used } =
+            decode_unframed(&errors, p, &limits).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((frame.transport, frame.protocol), (Transport::Unframed, p));
+        let m = frame.message.unwrap();
+        assert_eq!((m.name, m.seq_id), ("add", 1));
+        let Some(ReplyStatus::AppException(x)) = m.reply else {
+            panic!("{m:?}")
+        };
+        assert_eq!(x.message, Some(&b"meltemi: upstream timeout"[..]));
+        assert_eq!(x.kind.as_i32(), 6);
+        assert!(used < errors.len());
+    }
+}
+
+/// Broken unframed replies lose the stream (never a panic, never at a boundary again): bad
+/// structure, a reply past the frame limit while it is still arriving, and an unframed reply on
+/// a stream that started framed.
+#[test]
+fn broken_unframed_replies_lose_the_stream() {
+    let stream = capture("binary-unframed.s2c.bin");
+    let ends = unframed_ends(&stream, meltemi_codec::thrift::Protocol::Binary);
+    // The first reply's first field type made unknown (byte after name and seqid).
+    let mut bad = stream.clone();
+    let name_len = u32::from_be_bytes([bad[4], bad[5], bad[6], bad[7]]) as usize;
+    bad[8 + name_len + 4] = 0x7f;
+    let mut c = ResponseCounter::default();
+    assert_eq!(c.feed(RpcProtocol::Thrift, &bad), 0);
+    assert!(c.broken());
+    // The echo reply (8 KB) is past a 4 KB limit before it is whole.
+    let limits = meltemi_codec::Limits {
+        max_frame: 4096,
+        ..meltemi_codec::Limits::default()
+    };
+    let mut b = Boundary::new(limits);
+    let echo_end = ends[5];
+    assert_eq!(b.feed(RpcProtocol::Thrift, &stream[..echo_end - 1000]), 5);
+    assert!(b.lost() && !b.at_boundary());
+    assert_eq!(b.feed(RpcProtocol::Thrift, &stream[echo_end - 1000..]), 0);
+    // Framed first, then an unframed reply.
+    let mut b = Boundary::default();
+    let framed = thrift_call("a", 1, 2);
+    assert_eq!(b.feed(RpcProtocol::Thrift, &framed), 1);
+    b.feed(RpcProtocol::Thrift, &stream[..ends[0]]);
+    assert!(b.lost());
+    // Unframed first, then a frame length.
+    let mut b = Boundary::default();
+    assert_eq!(b.feed(RpcProtocol::Thrift, &stream[..ends[0]]), 1);
+    b.feed(RpcProtocol::Thrift, &framed);
+    assert!(b.lost());
+}

@@ -3,13 +3,14 @@
 
 use super::{Attributes, Decision, Request, RouteTable, SplitMix64, Target};
 use crate::config::Protocol;
+use crate::framer::Framer;
 use crate::proto::DecodeFailure;
 use meltemi_codec::{dubbo, thrift, Decoded, Limits};
 
 /// Which protocol a routed connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RpcProtocol {
-    /// Thrift (framed or THeader; unframed streams pass untouched, see docs/routing.md).
+    /// Thrift: framed, THeader, or unframed strict binary / compact (`TBufferedTransport`).
     Thrift,
     /// Dubbo 2.
     Dubbo,
@@ -229,37 +230,121 @@ pub fn encode_failure(
     }
 }
 
-/// Tracks frame boundaries of a response stream (upstream -> client) from length prefixes
-/// only: Thrift framed/THeader (4-byte length), Dubbo (16-byte header, body length at 12).
-#[derive(Debug, Clone, Default)]
+/// Tracks frame boundaries of a response stream (upstream -> client). Framed Thrift, THeader
+/// (4-byte length) and Dubbo (16-byte header, body length at 12) are followed from length
+/// prefixes only: nothing is copied but a header that straddles chunks. Unframed Thrift
+/// (`TBufferedTransport`: strict binary or compact, no length) is found by walking each
+/// reply's struct with the codec; a reply cut by a chunk is held (only its bytes so far, by the
+/// engine's framer) and decoded again once the codec's lower bound of its length has arrived.
+///
+/// The transport is fixed by the first reply of the stream (a strict binary version word or
+/// the compact protocol id: unframed; anything else: a length) and kept for the connection, as
+/// the replies follow the transport of the client's requests. A reply past `Limits::max_frame`,
+/// broken structure, or a change of transport loses the stream: never at a boundary again.
+#[derive(Debug, Default)]
 pub struct Boundary {
     /// Bytes left of the current frame's body.
     left: u64,
     /// Bytes of a header that straddles chunks.
     hdr: [u8; 16],
     hdr_len: usize,
-    /// A stream the tracker cannot frame (unframed Thrift): never at a boundary again.
+    /// Thrift: the transport the first reply used.
+    mode: Mode,
+    /// Unframed Thrift: the start of a reply that is not yet whole.
+    unframed: Framer,
+    limits: Limits,
+    /// A stream the tracker cannot frame: never at a boundary again.
     lost: bool,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Mode {
+    /// No reply seen yet.
+    #[default]
+    Unknown,
+    /// Length-prefixed frames (all of Dubbo).
+    Framed,
+    /// Unframed Thrift in this protocol (`Binary` or `Compact`).
+    Unframed(thrift::Protocol),
+}
+
 impl Boundary {
+    /// A tracker whose unframed replies are bounded by `limits` (the default: the codec's).
+    pub fn new(limits: Limits) -> Self {
+        Boundary {
+            limits,
+            ..Boundary::default()
+        }
+    }
+
     /// True between two whole frames.
     #[inline]
     pub fn at_boundary(&self) -> bool {
-        !self.lost && self.left == 0 && self.hdr_len == 0
+        !self.lost && self.left == 0 && self.hdr_len == 0 && self.unframed.pending() == 0
     }
 
-    /// Consumes `data`, the next bytes of the stream.
-    pub fn feed(&mut self, proto: RpcProtocol, mut data: &[u8]) {
+    /// True once the stream could not be framed.
+    #[inline]
+    pub fn lost(&self) -> bool {
+        self.lost
+    }
+
+    /// Consumes `data`, the next bytes of the stream; returns how many frames ended in it.
+    pub fn feed(&mut self, proto: RpcProtocol, data: &[u8]) -> u64 {
+        let Some(&first) = data.first() else { return 0 };
+        if self.lost {
+            return 0;
+        }
+        if self.mode == Mode::Unknown {
+            self.mode = match proto {
+                // A length below 2^31, or a strict version word / compact protocol id.
+                RpcProtocol::Thrift if first & 0x80 != 0 => Mode::Unframed(if first == 0x82 {
+                    thrift::Protocol::Compact
+                } else {
+                    thrift::Protocol::Binary
+                }),
+                _ => Mode::Framed,
+            };
+        }
+        match self.mode {
+            Mode::Unframed(p) => self.feed_unframed(p, data),
+            _ => self.feed_framed(proto, data),
+        }
+    }
+
+    fn feed_unframed(&mut self, protocol: thrift::Protocol, data: &[u8]) -> u64 {
+        let limits = self.limits;
+        let mut frames = 0;
+        let r = self.unframed.feed(data, |buf| {
+            // Each reply starts with the version word or protocol id (lax binary would take
+            // a length for a name: the transport changed).
+            if buf.first().is_some_and(|b| b & 0x80 == 0) {
+                return Err(());
+            }
+            match thrift::decode_unframed(buf, protocol, &limits).map_err(|_| ())? {
+                Decoded::Frame { used, .. } => {
+                    frames += 1;
+                    Ok(Decoded::Frame { frame: (), used })
+                }
+                Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
+            }
+        });
+        self.lost = r.is_err();
+        frames
+    }
+
+    fn feed_framed(&mut self, proto: RpcProtocol, mut data: &[u8]) -> u64 {
         let hlen = match proto {
             RpcProtocol::Thrift => 4,
             RpcProtocol::Dubbo => 16,
         };
-        while !data.is_empty() && !self.lost {
+        let mut frames = 0;
+        while !data.is_empty() {
             if self.left > 0 {
                 let n = (self.left.min(data.len() as u64)) as usize;
                 self.left -= n as u64;
                 data = &data[n..];
+                frames += u64::from(self.left == 0);
                 continue;
             }
             let n = (hlen - self.hdr_len).min(data.len());
@@ -267,7 +352,7 @@ impl Boundary {
             self.hdr_len += n;
             data = &data[n..];
             if self.hdr_len < hlen {
-                return;
+                break;
             }
             self.hdr_len = 0;
             self.left = match proto {
@@ -275,9 +360,9 @@ impl Boundary {
                     let w =
                         u32::from_be_bytes([self.hdr[0], self.hdr[1], self.hdr[2], self.hdr[3]]);
                     if w & 0x8000_0000 != 0 {
-                        // Unframed strict binary: no length to follow.
+                        // An unframed message on a framed stream: no length to follow.
                         self.lost = true;
-                        return;
+                        break;
                     }
                     u64::from(w)
                 }
@@ -288,12 +373,14 @@ impl Boundary {
                     self.hdr[15],
                 ])),
             };
+            frames += u64::from(self.left == 0);
         }
+        frames
     }
 }
 
 /// Counts whole response frames in the bytes an upstream sends back to the bridge.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ResponseCounter {
     boundary: Boundary,
     /// Whole response frames seen (Dubbo: provider heartbeats excluded is not attempted;
@@ -304,30 +391,9 @@ pub struct ResponseCounter {
 impl ResponseCounter {
     /// Feeds upstream bytes; returns how many frames completed in them.
     pub fn feed(&mut self, proto: RpcProtocol, data: &[u8]) -> u64 {
-        // Frame by frame, so a chunk holding several frames counts each.
-        let hlen = match proto {
-            RpcProtocol::Thrift => 4,
-            RpcProtocol::Dubbo => 16,
-        };
-        let before = self.frames;
-        let mut rest = data;
-        while !rest.is_empty() {
-            // Feed at most up to the end of the current frame.
-            let step = if self.boundary.left > 0 {
-                (self.boundary.left.min(rest.len() as u64)) as usize
-            } else {
-                (hlen - self.boundary.hdr_len).min(rest.len())
-            };
-            self.boundary.feed(proto, &rest[..step]);
-            rest = &rest[step..];
-            if self.boundary.lost {
-                break;
-            }
-            if self.boundary.at_boundary() {
-                self.frames += 1;
-            }
-        }
-        self.frames - before
+        let n = self.boundary.feed(proto, data);
+        self.frames += n;
+        n
     }
 
     /// The stream could not be framed.
