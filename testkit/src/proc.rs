@@ -30,12 +30,25 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), and never
+/// handed out before by this process: tests of one binary run in parallel, and a port handed
+/// to a peer that has not bound it yet is free again for the kernel, so without this two
+/// tests could be given the same port (one test's cluster then reached the other's server).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding 127.0.0.1:0")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    // Hold every candidate until the pick is made, so the kernel offers different ports.
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let port = l.local_addr().expect("bound address").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+        held.push(l);
+    }
+    panic!("no port on 127.0.0.1 that this process has not handed out already");
 }
 
 /// A directory removed on drop.
