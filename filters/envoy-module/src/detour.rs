@@ -67,6 +67,14 @@ pub struct Detour {
     pending: HashMap<u64, Pending>,
     closed: bool,
     limits: Limits,
+    scratch: Scratch,
+}
+
+/// Per-read working vectors, kept between reads.
+#[derive(Debug, Default)]
+struct Scratch {
+    counts: Vec<(crate::host::CounterId, u64)>,
+    steps: Vec<Step>,
 }
 
 /// What the read path found in one read.
@@ -100,6 +108,7 @@ impl Detour {
             pending: HashMap::new(),
             closed: false,
             limits,
+            scratch: Scratch::default(),
         }
     }
 
@@ -116,12 +125,28 @@ impl Detour {
         host: &mut impl NetworkHost,
         obs: &mut impl Observer,
     ) -> ReadOutcome {
+        // Reused across reads: the fast path allocates nothing.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.counts.clear();
+        scratch.steps.clear();
+        let out = self.read_with(routing, host, obs, &mut scratch);
+        self.scratch = scratch;
+        out
+    }
+
+    fn read_with(
+        &mut self,
+        routing: &Arc<Routing>,
+        host: &mut impl NetworkHost,
+        obs: &mut impl Observer,
+        scratch: &mut Scratch,
+    ) -> ReadOutcome {
         let chunks = host.chunks(Direction::Downstream);
         let total: usize = chunks.iter().map(|c| c.len()).sum();
         for c in &chunks {
             obs.down(c);
         }
-        let mut counts: Vec<(crate::host::CounterId, u64)> = Vec::new();
+        let counts = &mut scratch.counts;
         let owned;
         let data: &[u8] = if self.carry.is_empty() && chunks.len() == 1 {
             chunks[0]
@@ -133,7 +158,7 @@ impl Detour {
             owned = v;
             &owned
         };
-        let mut steps: Vec<Step> = Vec::new();
+        let steps = &mut scratch.steps;
         let mut off = 0;
         let mut all_pass = true;
         let now = crate::filter::now_ns();
@@ -154,17 +179,17 @@ impl Detour {
                 Err(e) => {
                     obs.down_error(&e);
                     drop(chunks);
-                    flush(host, &counts);
+                    flush(host, counts);
                     return ReadOutcome::Broken(e.0);
                 }
                 Ok(Decoded::NeedMore(_)) => break,
                 Ok(Decoded::Frame { frame, used }) => {
                     let d = frame.decision;
                     let stats = routing.stats(d.route);
-                    count(&mut counts, stats.requests);
+                    count(counts, stats.requests);
                     if let Some(c) = d.cluster {
                         if let Some(&id) = routing.dest_requests.get(usize::from(c)) {
-                            count(&mut counts, id);
+                            count(counts, id);
                         }
                     }
                     if d.target == Target::Primary && d.mirror.is_none() {
@@ -181,12 +206,12 @@ impl Detour {
         if all_pass && whole && data.len() == total {
             // The fast path: Envoy's buffer goes to tcp_proxy untouched.
             drop(chunks);
-            flush(host, &counts);
+            flush(host, counts);
             return ReadOutcome::Continue;
         }
         let mut primary = Vec::new();
         let mut sends = Vec::new();
-        for s in steps {
+        for s in steps.drain(..) {
             match s {
                 Step::Pass(a, b) => primary.extend_from_slice(&data[a..b]),
                 Step::Send(a, b, d) => {
@@ -199,7 +224,7 @@ impl Detour {
         }
         let carry = data[off..].to_vec();
         drop(chunks);
-        flush(host, &counts);
+        flush(host, counts);
         self.carry = carry;
         host.drain(Direction::Downstream, total);
         host.append(Direction::Downstream, &primary);
@@ -378,7 +403,7 @@ impl Detour {
         obs: &mut impl Observer,
     ) {
         let before = self.up.at_boundary();
-        for c in host.chunks(Direction::Upstream) {
+        for &c in host.chunks(Direction::Upstream).iter() {
             self.up.feed(routing.proto, c);
             obs.up(c);
         }

@@ -262,7 +262,7 @@ impl Filter {
         };
         let now = now_ns();
         let mut verdict = Verdict::Continue;
-        for chunk in host.chunks(dir) {
+        for &chunk in host.chunks(dir).iter() {
             verdict = match dir {
                 Direction::Downstream => {
                     session.on_downstream(&config.engine, chunk, now, &mut self.events)

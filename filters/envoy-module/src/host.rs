@@ -9,6 +9,7 @@
 //! slices handed out borrow the host value and cannot escape the hook.
 
 use crate::abi::{self, EnvoyBuffer, ModuleBuffer, ModuleHttpHeader};
+use std::fmt;
 
 /// Which side of the connection a buffer belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +90,73 @@ pub trait MetricsRegistry {
     fn define_gauge(&mut self, name: &str) -> Option<GaugeId>;
 }
 
+/// Chunks a read or write hook sees: a hook runs on every read and write of every
+/// connection, so up to [`Chunks::INLINE`] slices (nearly every read: Envoy reads into one
+/// or two slices) live on the stack, more on the heap.
+pub struct Chunks<'a> {
+    inline: [&'a [u8]; Chunks::INLINE],
+    n: usize,
+    heap: Vec<&'a [u8]>,
+}
+
+impl Chunks<'_> {
+    /// Slices kept without a heap allocation.
+    pub const INLINE: usize = 8;
+}
+
+impl<'a> FromIterator<&'a [u8]> for Chunks<'a> {
+    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(iter: I) -> Self {
+        let mut c = Chunks {
+            inline: [&[]; Chunks::INLINE],
+            n: 0,
+            heap: Vec::new(),
+        };
+        for s in iter.into_iter().filter(|s| !s.is_empty()) {
+            if c.heap.is_empty() && c.n < Chunks::INLINE {
+                c.inline[c.n] = s;
+                c.n += 1;
+            } else {
+                if c.heap.is_empty() {
+                    c.heap.extend_from_slice(&c.inline[..c.n]);
+                }
+                c.heap.push(s);
+            }
+        }
+        c
+    }
+}
+
+impl<'a> std::ops::Deref for Chunks<'a> {
+    type Target = [&'a [u8]];
+    fn deref(&self) -> &[&'a [u8]] {
+        if self.heap.is_empty() {
+            &self.inline[..self.n]
+        } else {
+            &self.heap
+        }
+    }
+}
+
+impl<'a, 'b> IntoIterator for &'b Chunks<'a> {
+    type Item = &'b &'a [u8];
+    type IntoIter = std::slice::Iter<'b, &'a [u8]>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl fmt::Debug for Chunks<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|c| c.len()))
+            .finish()
+    }
+}
+
 /// What the per-connection glue may do to its connection.
 pub trait NetworkHost {
-    /// The bytes Envoy holds for `dir` now, as Envoy's own chunks (no copy).
-    fn chunks(&self, dir: Direction) -> Vec<&[u8]>;
+    /// The bytes Envoy holds for `dir` now, as Envoy's own chunks (no copy, empty ones left out).
+    fn chunks(&self, dir: Direction) -> Chunks<'_>;
     /// Total bytes Envoy holds for `dir`.
     fn buffered(&self, dir: Direction) -> usize;
     /// Drains `n` bytes from the front of `dir`'s buffer; false if Envoy refused.
@@ -182,7 +246,10 @@ fn module_headers(headers: &[(&str, &[u8])]) -> Vec<ModuleHttpHeader> {
 /// # Safety
 /// Each chunk must point to `length` readable bytes (or be null with length 0) that stay valid
 /// for as long as `_owner` is borrowed, i.e. until the current event hook returns.
-unsafe fn chunks_as_slices<'a, T: ?Sized>(_owner: &'a T, chunks: &[EnvoyBuffer]) -> Vec<&'a [u8]> {
+unsafe fn chunks_as_slices<'a, T: ?Sized, C: FromIterator<&'a [u8]>>(
+    _owner: &'a T,
+    chunks: &[EnvoyBuffer],
+) -> C {
     chunks
         .iter()
         .filter(|c| !c.ptr.is_null() && c.length > 0)
@@ -375,7 +442,7 @@ impl EnvoyNetworkHost {
 }
 
 impl NetworkHost for EnvoyNetworkHost {
-    fn chunks(&self, dir: Direction) -> Vec<&[u8]> {
+    fn chunks(&self, dir: Direction) -> Chunks<'_> {
         // SAFETY: `self.filter` is live for this hook (constructor contract).
         let n = unsafe {
             match dir {
@@ -392,9 +459,16 @@ impl NetworkHost for EnvoyNetworkHost {
             }
         };
         if n == 0 {
-            return Vec::new();
+            return Chunks::from_iter([]);
         }
-        let mut raw = vec![EnvoyBuffer::EMPTY; n];
+        let mut stack = [EnvoyBuffer::EMPTY; Chunks::INLINE];
+        let mut heap = Vec::new();
+        let raw: &mut [EnvoyBuffer] = if n <= Chunks::INLINE {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, EnvoyBuffer::EMPTY);
+            &mut heap
+        };
         // SAFETY: `raw` has room for the `n` chunks Envoy just reported (header PRECONDITION);
         // nothing runs on this worker between the two calls, so the count cannot change.
         let ok = unsafe {
@@ -414,11 +488,11 @@ impl NetworkHost for EnvoyNetworkHost {
             }
         };
         if !ok {
-            return Vec::new();
+            return Chunks::from_iter([]);
         }
         // SAFETY: the header guarantees the chunks until the end of the current callback; the
         // slices borrow `self`, which is dropped before the hook returns.
-        unsafe { chunks_as_slices(self, &raw) }
+        unsafe { chunks_as_slices(self, raw) }
     }
 
     fn buffered(&self, dir: Direction) -> usize {
@@ -642,7 +716,7 @@ impl EnvoyBridgeHost {
         };
         raw.truncate(filled.min(n));
         // SAFETY: the buffers stay valid for the running hook; the slices borrow `self`.
-        unsafe { chunks_as_slices(self, &raw) }
+        unsafe { chunks_as_slices::<_, Vec<&[u8]>>(self, &raw) }
     }
 }
 
@@ -665,7 +739,7 @@ impl BridgeHost for EnvoyBridgeHost {
         }
         // SAFETY: the value lives in the request header map for the rest of the request; it is
         // handed out borrowing `self`, which lives no longer than this hook.
-        unsafe { chunks_as_slices(self, &[out]) }
+        unsafe { chunks_as_slices::<_, Vec<&[u8]>>(self, &[out]) }
             .into_iter()
             .next()
             .or(Some(&[]))
@@ -794,15 +868,12 @@ pub mod fake {
     }
 
     impl NetworkHost for FakeNetworkHost {
-        fn chunks(&self, dir: Direction) -> Vec<&[u8]> {
+        fn chunks(&self, dir: Direction) -> Chunks<'_> {
             let b = match dir {
                 Direction::Downstream => &self.downstream,
                 Direction::Upstream => &self.upstream,
             };
-            b.iter()
-                .map(Vec::as_slice)
-                .filter(|c| !c.is_empty())
-                .collect()
+            b.iter().map(Vec::as_slice).collect()
         }
         fn buffered(&self, dir: Direction) -> usize {
             self.chunks(dir).iter().map(|c| c.len()).sum()
@@ -948,5 +1019,25 @@ pub mod fake {
             rest = &rest[used..];
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::Chunks;
+
+    #[test]
+    fn chunks_keep_order_leave_out_empty_ones_and_spill_past_the_inline_slots() {
+        let parts: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; usize::from(i % 3)]).collect();
+        for n in [0, 1, 8, 9, 12, 20] {
+            let c: Chunks<'_> = parts[..n].iter().map(Vec::as_slice).collect();
+            let want: Vec<&[u8]> = parts[..n]
+                .iter()
+                .map(Vec::as_slice)
+                .filter(|s| !s.is_empty())
+                .collect();
+            assert_eq!(&*c, want.as_slice(), "{n} parts");
+            assert_eq!((&c).into_iter().count(), want.len());
+        }
     }
 }
