@@ -16,7 +16,16 @@ use meltemi_engine::{Batch, Engine, FilterConfig, MetricKind, Session, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, PeerType};
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
+
+/// How long counter and gauge sums may be held while a connection has requests in flight
+/// (they are written at once when it has none, when it closes, and on the root's tick).
+const HOLD_NS: u64 = 250_000_000;
+
+/// The root's tick: bounds how stale a held sum can get on an otherwise idle worker.
+const TICK: Duration = Duration::from_millis(1000);
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
@@ -34,6 +43,31 @@ struct Compiled {
 #[derive(Debug, Default)]
 struct Root {
     compiled: Option<Rc<Compiled>>,
+    /// This VM's (one worker's) held metric sums, shared by its connections.
+    held: Rc<RefCell<Held>>,
+}
+
+/// Counter and gauge sums of every connection of this VM not yet written to the host: each
+/// host call is a crossing out of v8 (the `.wasm`'s main cost), so sums are written when a
+/// connection has no request in flight (a finished client sees exact counts at once), when it
+/// closes, every [`HOLD_NS`] under steady load, and on the root's tick. Histogram values and
+/// log lines are written in the hook that made them.
+#[derive(Debug, Default)]
+struct Held {
+    batch: Batch,
+    last_flush_ns: u64,
+}
+
+impl Held {
+    /// Writes what cannot wait, and the sums too when `now` says so.
+    fn settle(&mut self, handles: &[u32], now: u64, idle: bool) {
+        if idle || self.batch.spilled() || now.saturating_sub(self.last_flush_ns) >= HOLD_NS {
+            flush(&mut self.batch, handles);
+            self.last_flush_ns = now;
+        } else {
+            self.batch.drain_records(|e| apply(e, handles));
+        }
+    }
 }
 
 fn log(level: LogLevel, msg: &str) {
@@ -93,12 +127,26 @@ impl RootContext for Root {
             }
         }
         self.compiled = Some(Rc::new(Compiled { engine, handles }));
+        if let Err(status) = hostcalls::set_tick_period(TICK) {
+            log(
+                LogLevel::Warn,
+                &format!("meltemi: no tick ({status:?}): held sums wait for traffic"),
+            );
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        let (Some(c), Ok(mut held)) = (&self.compiled, self.held.try_borrow_mut()) else {
+            return;
+        };
+        flush(&mut held.batch, &c.handles);
+        held.last_flush_ns = now_ns();
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
         let compiled = self.compiled.clone()?;
-        Some(Box::new(Connection::new(compiled)))
+        Some(Box::new(Connection::new(compiled, Rc::clone(&self.held))))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -110,7 +158,11 @@ impl RootContext for Root {
 /// touched counter or gauge per hook: each crossing into the host costs); failures are ignored
 /// (a metric is never worth a trap).
 fn flush(batch: &mut Batch, handles: &[u32]) {
-    batch.drain(|e| match e {
+    batch.drain(|e| apply(e, handles));
+}
+
+fn apply(e: Event<'_>, handles: &[u32]) {
+    match e {
         Event::Add(id, d) => {
             if let Some(&h) = handles.get(id.0 as usize) {
                 let _ = hostcalls::increment_metric(h, d);
@@ -122,7 +174,7 @@ fn flush(batch: &mut Batch, handles: &[u32]) {
             }
         }
         Event::Log(line) => log(LogLevel::Info, line),
-    });
+    }
 }
 
 /// The host's clock in nanoseconds (wall clock: proxy-wasm offers no monotonic one).
@@ -138,17 +190,17 @@ fn now_ns() -> u64 {
 struct Connection {
     compiled: Rc<Compiled>,
     session: Option<Session>,
-    /// Metric events of the running hook (reused).
-    batch: Batch,
+    /// The VM's held metric sums (see [`Held`]).
+    held: Rc<RefCell<Held>>,
     closed: bool,
 }
 
 impl Connection {
-    fn new(compiled: Rc<Compiled>) -> Self {
+    fn new(compiled: Rc<Compiled>, held: Rc<RefCell<Held>>) -> Self {
         Connection {
             compiled,
             session: None,
-            batch: Batch::default(),
+            held,
             closed: false,
         }
     }
@@ -182,14 +234,18 @@ impl Connection {
         let Some(session) = self.session.as_mut() else {
             return Action::Continue;
         };
+        let Ok(mut held) = self.held.try_borrow_mut() else {
+            return Action::Continue;
+        };
         let c = &*self.compiled;
-        let sink = &mut self.batch;
         let now = now_ns();
+        let sink = &mut held.batch;
         let v = match buffer {
             BufferType::DownstreamData => session.on_downstream(&c.engine, &data, now, sink),
             _ => session.on_upstream(&c.engine, &data, now, sink),
         };
-        flush(sink, &c.handles);
+        held.settle(&c.handles, now, session.in_flight() == 0);
+        drop(held);
         if let (Verdict::Close(_), Some(e)) = (v, session.error()) {
             log(
                 LogLevel::Warn,
@@ -203,11 +259,13 @@ impl Connection {
     }
 
     fn close(&mut self) {
-        if let Some(session) = self.session.as_mut() {
-            let c = &*self.compiled;
-            session.on_close(&c.engine, &mut self.batch);
-            flush(&mut self.batch, &c.handles);
-        }
+        let (Some(session), Ok(mut held)) = (self.session.as_mut(), self.held.try_borrow_mut())
+        else {
+            return;
+        };
+        let c = &*self.compiled;
+        session.on_close(&c.engine, &mut held.batch);
+        held.settle(&c.handles, now_ns(), true);
     }
 }
 
@@ -216,8 +274,11 @@ impl Context for Connection {}
 impl StreamContext for Connection {
     fn on_new_connection(&mut self) -> Action {
         let c = &*self.compiled;
-        self.session = Some(Session::new(&c.engine, &mut self.batch));
-        flush(&mut self.batch, &c.handles);
+        let Ok(mut held) = self.held.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        self.session = Some(Session::new(&c.engine, &mut held.batch));
+        held.settle(&c.handles, now_ns(), false);
         Action::Continue
     }
 

@@ -2,6 +2,7 @@
 
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::{free_port, redis_cli, Envoy, RedisServer};
+use std::io::{Read, Write};
 use std::time::Duration;
 
 fn yaml(listen: u16, upstream: u16, filter_json: &str) -> String {
@@ -65,6 +66,63 @@ fn wasm_filter_loads_and_counts_exact_bytes_of_real_redis_traffic() {
         "cx_active back to 0: {:?}",
         envoy.stat(&name("cx_active"))
     );
+}
+
+/// Counter and gauge sums are held while a connection has requests in flight (each host call
+/// is a crossing out of v8); the root's tick bounds that: a request the server holds (BLPOP
+/// with a 3 s timeout) shows in `request_active` and its command count within the tick, while
+/// still in flight, and the gauge returns to 0 when the answer comes.
+#[test]
+fn a_request_in_flight_is_counted_within_a_tick() {
+    let redis = RedisServer::start().expect("redis-server");
+    let listen = free_port();
+    let envoy = Envoy::start(
+        &yaml(
+            listen,
+            redis.port(),
+            r#"{"protocol":"redis","stat_prefix":"hold"}"#,
+        ),
+        &[],
+    )
+    .expect("envoy with the wasm filter");
+    let name = |s: &str| format!("wasmcustom.redis.hold.{s}");
+    // On one connection: a GET answered (the connection is idle: sums written, the hold clock
+    // restarts), then at once a BLPOP the server holds for 3 s: its counts are held, and only
+    // the tick can write them before the answer.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(GET).unwrap();
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"$-1\r\n");
+    let started = std::time::Instant::now();
+    conn.write_all(b"*3\r\n$5\r\nBLPOP\r\n$12\r\nmeltemi-none\r\n$1\r\n3\r\n")
+        .unwrap();
+    let blocked = std::thread::spawn(move || {
+        let n = conn.read(&mut buf).unwrap();
+        buf[..n].to_vec()
+    });
+    let seen = meltemi_testkit::wait_for(Duration::from_secs(2), || {
+        (envoy.stat(&name("request_active")) == Some(1)).then_some(())
+    });
+    let took = started.elapsed();
+    assert!(
+        seen.is_some(),
+        "request_active: {:?}",
+        envoy.stat(&name("request_active"))
+    );
+    assert!(
+        took < Duration::from_millis(2900),
+        "seen after {took:?}, before the answer"
+    );
+    assert_eq!(envoy.stat(&name("command.blpop.total")), Some(1));
+    assert_eq!(envoy.stat(&name("command.blpop.success")), Some(0));
+    assert_eq!(blocked.join().unwrap(), b"*-1\r\n");
+    let done = meltemi_testkit::wait_for(Duration::from_secs(2), || {
+        (envoy.stat(&name("request_active")) == Some(0)).then_some(())
+    });
+    assert!(done.is_some(), "request_active back to 0");
+    assert_eq!(envoy.stat(&name("command.blpop.success")), Some(1));
 }
 
 #[test]

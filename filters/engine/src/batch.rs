@@ -106,6 +106,25 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Hands over only what cannot wait (histogram values, log lines) and keeps the summed
+    /// adds: an adapter that holds counter and gauge sums across hooks (the `.wasm`, where each
+    /// host call is a crossing out of the VM) drains the rest with [`Batch::drain`] later.
+    pub fn drain_records(&mut self, mut f: impl FnMut(Event<'_>)) {
+        for (id, v) in self.records.drain(..) {
+            f(Event::Record(id, v));
+        }
+        for line in self.logs.drain(..) {
+            f(Event::Log(&line));
+        }
+    }
+
+    /// True when adds no longer fit the summing table (then holding them gains nothing).
+    pub fn spilled(&self) -> bool {
+        !self.spill.is_empty()
+    }
+}
+
 impl MetricSink for Batch {
     #[inline]
     fn inc(&mut self, id: MetricId, delta: u64) {
@@ -160,6 +179,23 @@ mod tests {
         let mut n = 0;
         b.drain(|_| n += 1);
         assert_eq!(n, 0, "a drained batch is empty");
+    }
+
+    #[test]
+    fn records_drain_apart_from_the_held_sums() {
+        let mut b = Batch::default();
+        b.inc(MetricId(1), 2);
+        b.record(MetricId(2), 9);
+        b.access_log("line");
+        let mut first = Vec::new();
+        b.drain_records(|e| first.push(format!("{e:?}")));
+        assert_eq!(first, ["Record(MetricId(2), 9)", "Log(\"line\")"]);
+        assert!(!b.is_empty(), "the sum is still held");
+        b.inc(MetricId(1), 3);
+        let mut rest = Vec::new();
+        b.drain(|e| rest.push(format!("{e:?}")));
+        assert_eq!(rest, ["Add(MetricId(1), 5)"]);
+        assert!(!b.spilled());
     }
 
     #[test]
