@@ -20,12 +20,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// How long counter and gauge sums may be held while a connection has requests in flight
-/// (they are written at once when it has none, when it closes, and on the root's tick).
+/// How long counter and gauge sums may be held under steady load.
 const HOLD_NS: u64 = 250_000_000;
 
-/// The root's tick: bounds how stale a held sum can get on an otherwise idle worker.
-const TICK: Duration = Duration::from_millis(1000);
+/// A connection with no request in flight writes the held sums unless the last write is more
+/// recent than this (with many connections each answered request leaves one idle: writing at
+/// every one of them would cost the crossings the holding saves); the tick writes the rest.
+const IDLE_GAP_NS: u64 = 20_000_000;
+
+/// The root's tick: bounds how stale a held sum can get on an otherwise quiet worker.
+const TICK: Duration = Duration::from_millis(100);
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
@@ -59,9 +63,10 @@ struct Held {
 }
 
 impl Held {
-    /// Writes what cannot wait, and the sums too when `now` says so.
-    fn settle(&mut self, handles: &[u32], now: u64, idle: bool) {
-        if idle || self.batch.spilled() || now.saturating_sub(self.last_flush_ns) >= HOLD_NS {
+    /// Writes what cannot wait, and the sums too when `now` says so (`closing`: always).
+    fn settle(&mut self, handles: &[u32], now: u64, idle: bool, closing: bool) {
+        let since = now.saturating_sub(self.last_flush_ns);
+        if closing || self.batch.spilled() || since >= HOLD_NS || (idle && since >= IDLE_GAP_NS) {
             flush(&mut self.batch, handles);
             self.last_flush_ns = now;
         } else {
@@ -244,7 +249,7 @@ impl Connection {
             BufferType::DownstreamData => session.on_downstream(&c.engine, &data, now, sink),
             _ => session.on_upstream(&c.engine, &data, now, sink),
         };
-        held.settle(&c.handles, now, session.in_flight() == 0);
+        held.settle(&c.handles, now, session.in_flight() == 0, false);
         drop(held);
         if let (Verdict::Close(_), Some(e)) = (v, session.error()) {
             log(
@@ -265,7 +270,7 @@ impl Connection {
         };
         let c = &*self.compiled;
         session.on_close(&c.engine, &mut held.batch);
-        held.settle(&c.handles, now_ns(), true);
+        held.settle(&c.handles, now_ns(), true, true);
     }
 }
 
@@ -278,7 +283,7 @@ impl StreamContext for Connection {
             return Action::Continue;
         };
         self.session = Some(Session::new(&c.engine, &mut held.batch));
-        held.settle(&c.handles, now_ns(), false);
+        held.settle(&c.handles, now_ns(), false, false);
         Action::Continue
     }
 

@@ -102,7 +102,7 @@ fn a_request_in_flight_is_counted_within_a_tick() {
         let n = conn.read(&mut buf).unwrap();
         buf[..n].to_vec()
     });
-    let seen = meltemi_testkit::wait_for(Duration::from_secs(2), || {
+    let seen = meltemi_testkit::wait_for(Duration::from_millis(1500), || {
         (envoy.stat(&name("request_active")) == Some(1)).then_some(())
     });
     let took = started.elapsed();
@@ -112,7 +112,7 @@ fn a_request_in_flight_is_counted_within_a_tick() {
         envoy.stat(&name("request_active"))
     );
     assert!(
-        took < Duration::from_millis(2900),
+        took < Duration::from_millis(1500),
         "seen after {took:?}, before the answer"
     );
     assert_eq!(envoy.stat(&name("command.blpop.total")), Some(1));

@@ -750,7 +750,16 @@ fn main() {
                                 s.v2_share,
                                 s.cpu0_other
                             );
-                            samples[k][si].push(s)
+                            samples[k][si].push(s);
+                            // Diagnosis: MELTEMI_BENCH_STATS=<substring> prints Envoy's
+                            // matching stats after each run (connection reuse, overflows).
+                            if let Ok(want) = std::env::var("MELTEMI_BENCH_STATS") {
+                                for (name, v) in envoy.stats() {
+                                    if name.contains(&want) {
+                                        eprintln!("  {name} = {v}");
+                                    }
+                                }
+                            }
                         }
                         Err(e) => {
                             let msg = format!("{} {conns}x{depth}: {e}", setup.name(proto));
