@@ -331,13 +331,17 @@ pub struct RouteTable {
 #[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct RetryBudget {
-    /// 0..=100.
-    #[prost(double, tag = "1")]
-    #[serde(alias = "budget_percent")]
-    pub budget_percent: f64,
-    #[prost(uint32, tag = "2")]
-    #[serde(alias = "min_retry_concurrency")]
-    pub min_retry_concurrency: u32,
+    /// 0..=100; unset: 20 (Envoy's default).
+    #[prost(double, optional, tag = "1")]
+    #[serde(alias = "budget_percent", skip_serializing_if = "Option::is_none")]
+    pub budget_percent: Option<f64>,
+    /// Unset: 3 (Envoy's default).
+    #[prost(uint32, optional, tag = "2")]
+    #[serde(
+        alias = "min_retry_concurrency",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min_retry_concurrency: Option<u32>,
 }
 
 /// The prefix of the bridge twin of a cluster: a detoured request to cluster `c` is sent by
@@ -917,8 +921,8 @@ impl Validator<'_> {
     }
 
     fn route_table(&mut self, path: &str, t: &RouteTable) {
-        if let Some(b) = &t.retry_budget {
-            if !(0.0..=100.0).contains(&b.budget_percent) {
+        if let Some(p) = t.retry_budget.as_ref().and_then(|b| b.budget_percent) {
+            if !(0.0..=100.0).contains(&p) {
                 self.err(
                     format!("{path}.retryBudget.budgetPercent"),
                     "must be within 0..=100",

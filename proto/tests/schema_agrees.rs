@@ -36,8 +36,8 @@ fn full() -> Config {
             version: u64::MAX - 1,
             primary_cluster: "calc-v1".into(),
             retry_budget: Some(RetryBudget {
-                budget_percent: 25.5,
-                min_retry_concurrency: 4,
+                budget_percent: Some(25.5),
+                min_retry_concurrency: Some(4),
             }),
             services: vec![ServiceRoutes {
                 name: "Calc".into(),

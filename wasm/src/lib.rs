@@ -79,7 +79,13 @@ fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// The VM is going away (shutdown, configuration change): write what is held.
+    fn on_done(&mut self) -> bool {
+        self.on_tick();
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -182,6 +188,32 @@ fn apply(e: Event<'_>, handles: &[u32]) {
     }
 }
 
+/// Runs `f` with the VM's held batch and the time, then settles it (`f` says whether its
+/// connection has no request in flight; `closing` writes everything). Should the batch be
+/// borrowed already (no hook re-enters the VM today), `f` gets a batch of its own, written at
+/// once: the session is always fed, whatever happens to the metrics.
+fn with_batch<R>(
+    held: &RefCell<Held>,
+    handles: &[u32],
+    closing: bool,
+    f: impl FnOnce(&mut Batch, u64) -> (R, bool),
+) -> R {
+    let now = now_ns();
+    match held.try_borrow_mut() {
+        Ok(mut h) => {
+            let (r, idle) = f(&mut h.batch, now);
+            h.settle(handles, now, idle, closing);
+            r
+        }
+        Err(_) => {
+            let mut own = Batch::default();
+            let (r, _) = f(&mut own, now);
+            flush(&mut own, handles);
+            r
+        }
+    }
+}
+
 /// The host's clock in nanoseconds (wall clock: proxy-wasm offers no monotonic one).
 fn now_ns() -> u64 {
     hostcalls::get_current_time()
@@ -239,18 +271,14 @@ impl Connection {
         let Some(session) = self.session.as_mut() else {
             return Action::Continue;
         };
-        let Ok(mut held) = self.held.try_borrow_mut() else {
-            return Action::Continue;
-        };
         let c = &*self.compiled;
-        let now = now_ns();
-        let sink = &mut held.batch;
-        let v = match buffer {
-            BufferType::DownstreamData => session.on_downstream(&c.engine, &data, now, sink),
-            _ => session.on_upstream(&c.engine, &data, now, sink),
-        };
-        held.settle(&c.handles, now, session.in_flight() == 0, false);
-        drop(held);
+        let v = with_batch(&self.held, &c.handles, false, |sink, now| {
+            let v = match buffer {
+                BufferType::DownstreamData => session.on_downstream(&c.engine, &data, now, sink),
+                _ => session.on_upstream(&c.engine, &data, now, sink),
+            };
+            (v, session.in_flight() == 0)
+        });
         if let (Verdict::Close(_), Some(e)) = (v, session.error()) {
             log(
                 LogLevel::Warn,
@@ -264,13 +292,14 @@ impl Connection {
     }
 
     fn close(&mut self) {
-        let (Some(session), Ok(mut held)) = (self.session.as_mut(), self.held.try_borrow_mut())
-        else {
+        let Some(session) = self.session.as_mut() else {
             return;
         };
         let c = &*self.compiled;
-        session.on_close(&c.engine, &mut held.batch);
-        held.settle(&c.handles, now_ns(), true, true);
+        with_batch(&self.held, &c.handles, true, |sink, _| {
+            session.on_close(&c.engine, sink);
+            ((), true)
+        });
     }
 }
 
@@ -279,11 +308,10 @@ impl Context for Connection {}
 impl StreamContext for Connection {
     fn on_new_connection(&mut self) -> Action {
         let c = &*self.compiled;
-        let Ok(mut held) = self.held.try_borrow_mut() else {
-            return Action::Continue;
-        };
-        self.session = Some(Session::new(&c.engine, &mut held.batch));
-        held.settle(&c.handles, now_ns(), false, false);
+        let session = with_batch(&self.held, &c.handles, false, |sink, _| {
+            (Session::new(&c.engine, sink), false)
+        });
+        self.session = Some(session);
         Action::Continue
     }
 

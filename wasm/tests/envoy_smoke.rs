@@ -105,15 +105,12 @@ fn a_request_in_flight_is_counted_within_a_tick() {
     let seen = meltemi_testkit::wait_for(Duration::from_millis(1500), || {
         (envoy.stat(&name("request_active")) == Some(1)).then_some(())
     });
-    let took = started.elapsed();
+    // Seen within 1.5 s, while the server still holds the answer (3 s).
     assert!(
         seen.is_some(),
-        "request_active: {:?}",
+        "request_active after {:?}: {:?}",
+        started.elapsed(),
         envoy.stat(&name("request_active"))
-    );
-    assert!(
-        took < Duration::from_millis(1500),
-        "seen after {took:?}, before the answer"
     );
     assert_eq!(envoy.stat(&name("command.blpop.total")), Some(1));
     assert_eq!(envoy.stat(&name("command.blpop.success")), Some(0));

@@ -3,7 +3,8 @@
 //! The adapters let traffic pass untouched, so the host does not keep bytes for us: the framer
 //! decodes straight from each chunk the host hands over and copies only the tail of a frame that
 //! straddles two chunks (bounded by the codec's `max_frame`, which the codec checks as soon as a
-//! length is known). It never re-parses a partial frame before the codec's "need" is met.
+//! length is known). It never re-parses a partial frame before the codec's "need" is met, and
+//! holding doubles per attempt, so a frame is re-parsed O(log n) times at most.
 
 use meltemi_codec::{Decoded, Need};
 
@@ -30,33 +31,34 @@ impl Framer {
         mut data: &[u8],
         mut decode: impl FnMut(&[u8]) -> Result<Decoded<()>, E>,
     ) -> Result<(), E> {
-        // First finish a frame that straddles chunks.
+        // First finish a frame that straddles chunks. Take at least what the codec asked for
+        // and, when more is at hand, as much again as is held: a codec that can bound a frame
+        // only field by field (unframed Thrift walks a struct) then re-parses a big frame
+        // O(log n) times instead of once per field.
         while !self.pending.is_empty() {
-            let want = self.need.saturating_sub(self.pending.len());
+            let held = self.pending.len();
+            let want = self.need.saturating_sub(held).max(held);
             let take = want.min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.pending.len() < self.need {
                 return Ok(());
             }
-            match decode(&self.pending)? {
-                Decoded::Frame { used, .. } => {
-                    // `need` may have been a lower bound: bytes after the frame start the next.
-                    self.pending.drain(..used.min(self.pending.len()));
-                    self.need = self.pending.len() + 1;
-                    if self.pending.is_empty() {
+            // Every whole frame now held (bytes past `need` may hold several).
+            loop {
+                match decode(&self.pending)? {
+                    Decoded::Frame { used, .. } => {
+                        self.pending.drain(..used.min(self.pending.len()));
+                        self.need = self.pending.len() + 1;
+                        if self.pending.is_empty() {
+                            break;
+                        }
+                    }
+                    Decoded::NeedMore(n) => {
+                        self.need = need_bytes(n, self.pending.len());
                         break;
                     }
-                    // Try the leftover again with no new bytes before asking for more.
-                    match decode(&self.pending)? {
-                        Decoded::Frame { used, .. } => {
-                            self.pending.drain(..used.min(self.pending.len()));
-                            self.need = self.pending.len() + 1;
-                        }
-                        Decoded::NeedMore(n) => self.need = need_bytes(n, self.pending.len()),
-                    }
                 }
-                Decoded::NeedMore(n) => self.need = need_bytes(n, self.pending.len()),
             }
             if data.is_empty() {
                 return Ok(());
@@ -138,6 +140,38 @@ mod tests {
         assert_eq!(out, vec![vec![1, 2, 3], vec![4, 5]]);
         // One call per length byte (needs the rest) and one per completed frame.
         assert!(calls <= 5, "{calls} decode calls");
+    }
+
+    /// A codec that can only bound a frame one field at a time (as unframed Thrift): a frame
+    /// is `n` then `n` one-byte fields, and a partial frame asks for one more byte than it has.
+    fn fieldwise(buf: &[u8], calls: &mut usize) -> Result<Decoded<()>, ()> {
+        *calls += 1;
+        let Some(&n) = buf.first() else {
+            return Ok(Decoded::NeedMore(Need::AtLeast(1)));
+        };
+        let total = 1 + n as usize;
+        if buf.len() < total {
+            return Ok(Decoded::NeedMore(Need::AtLeast(buf.len() + 1)));
+        }
+        Ok(Decoded::Frame {
+            frame: (),
+            used: total,
+        })
+    }
+
+    #[test]
+    fn a_frame_bounded_field_by_field_is_reparsed_logarithmically() {
+        // A 201-byte frame whose rest arrives in one read after its first 2 bytes: re-parsed a
+        // handful of times, not once per byte.
+        let mut stream = vec![200u8];
+        stream.extend(std::iter::repeat_n(7u8, 200));
+        stream.extend([1, 9]);
+        let mut f = Framer::default();
+        let mut calls = 0;
+        f.feed(&stream[..2], |b| fieldwise(b, &mut calls)).unwrap();
+        f.feed(&stream[2..], |b| fieldwise(b, &mut calls)).unwrap();
+        assert_eq!(f.pending(), 0);
+        assert!(calls <= 12, "{calls} decode calls for 2 frames");
     }
 
     #[test]

@@ -54,10 +54,16 @@ pub struct Routing {
     pub route_stats: Vec<RouteStats>,
     /// Requests sent to each destination cluster (index = cluster index).
     pub dest_requests: Vec<CounterId>,
-    /// Detours (not mirrors) and, of them, retries in flight on every worker: the retry
-    /// budget's inputs (see [`InFlight`]).
-    pub detours_active: AtomicU64,
-    pub retries_active: AtomicU64,
+    /// Detours (not mirrors) and retries in flight on every worker: the retry budget's inputs,
+    /// handed from table to table by route discovery (a new table must not reset the budget).
+    pub in_flight: Arc<DetourCounts>,
+}
+
+/// Detours and, of them, retries in flight (see [`InFlight`]).
+#[derive(Debug, Default)]
+pub struct DetourCounts {
+    pub detours: AtomicU64,
+    pub retries: AtomicU64,
 }
 
 /// One detour attempt in flight, counted in its table's [`Routing::detours_active`] (and
@@ -65,28 +71,26 @@ pub struct Routing {
 /// cancel on close), the counts come down.
 #[derive(Debug)]
 pub struct InFlight {
-    routing: Arc<Routing>,
+    counts: Arc<DetourCounts>,
     retry: bool,
 }
 
 impl InFlight {
-    pub fn new(routing: &Arc<Routing>, retry: bool) -> InFlight {
-        routing.detours_active.fetch_add(1, Ordering::Relaxed);
+    pub fn new(routing: &Routing, retry: bool) -> InFlight {
+        let counts = Arc::clone(&routing.in_flight);
+        counts.detours.fetch_add(1, Ordering::Relaxed);
         if retry {
-            routing.retries_active.fetch_add(1, Ordering::Relaxed);
+            counts.retries.fetch_add(1, Ordering::Relaxed);
         }
-        InFlight {
-            routing: Arc::clone(routing),
-            retry,
-        }
+        InFlight { counts, retry }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.routing.detours_active.fetch_sub(1, Ordering::Relaxed);
+        self.counts.detours.fetch_sub(1, Ordering::Relaxed);
         if self.retry {
-            self.routing.retries_active.fetch_sub(1, Ordering::Relaxed);
+            self.counts.retries.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -200,8 +204,7 @@ impl StatBook {
             version,
             route_stats,
             dest_requests,
-            detours_active: AtomicU64::new(0),
-            retries_active: AtomicU64::new(0),
+            in_flight: Arc::default(),
         }
     }
 }

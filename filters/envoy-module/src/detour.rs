@@ -348,8 +348,8 @@ impl Detour {
         if p.retries_left > 0 {
             let budget = routing.table.retry_budget;
             if budget.allows(
-                routing.retries_active.load(Ordering::Relaxed),
-                routing.detours_active.load(Ordering::Relaxed),
+                routing.in_flight.retries.load(Ordering::Relaxed),
+                routing.in_flight.detours.load(Ordering::Relaxed),
             ) {
                 p.retries_left -= 1;
                 p.retry = true;

@@ -237,6 +237,8 @@ impl Discovery {
                         crate::filter::now_ns(),
                     );
                     routing.limiters = Mutex::new(carried);
+                    // The retry budget counts the detours of every table still in flight.
+                    routing.in_flight = Arc::clone(&cur.in_flight);
                     *cur = Arc::new(routing);
                     self.version.store(v, Ordering::Release);
                 }
@@ -491,7 +493,7 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_table_keeps_the_token_buckets_of_the_routes_it_keeps() {
+    fn a_newer_table_keeps_the_token_buckets_and_retry_budget_counts() {
         let (c, _reg) = setup();
         let d = c.discovery.as_ref().unwrap();
         let mut s = Sink::default();
@@ -514,12 +516,24 @@ mod tests {
             (0..n).filter(|_| lim.take(&cur.table, 0, now)).count()
         };
         assert_eq!(take(2), 2);
+        // A detour in flight on version 5 still counts for the retry budget under version 6.
+        let slot = crate::config::InFlight::new(&d.current(), true);
         // Version 6, same route: one token left, not a fresh three.
         assert_eq!(
             d.offer(limited(6, 3).as_bytes(), &mut s),
             Update::Swapped(6)
         );
         assert_eq!(take(5), 1);
+        let counts = &d.current().in_flight;
+        assert_eq!(
+            (
+                counts.detours.load(std::sync::atomic::Ordering::Relaxed),
+                counts.retries.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+            (1, 1)
+        );
+        drop(slot);
+        assert_eq!(counts.detours.load(std::sync::atomic::Ordering::Relaxed), 0);
         // A larger bucket keeps what was left (empty) rather than refilling.
         assert_eq!(
             d.offer(limited(7, 10).as_bytes(), &mut s),

@@ -341,7 +341,8 @@ impl Limiters {
     /// Buckets for `table` that continue `old`'s (the buckets of `old_table`) where a route
     /// keeps its name: a route table update must not hand every limited route a fresh burst.
     /// A carried bucket keeps its tokens (capped at the new `max_tokens`) and, when its fill
-    /// interval is unchanged, its fill clock; a route new by name starts full.
+    /// interval is unchanged, its fill clock; when several old buckets feed one new (shared)
+    /// bucket, the emptiest wins; a bucket no kept route feeds starts full.
     pub fn carried(
         table: &RouteTable,
         old_table: &RouteTable,
@@ -350,6 +351,8 @@ impl Limiters {
     ) -> Self {
         let mut fresh = Limiters::new(table, now_ns);
         let mut prev = old.clone();
+        // Per new bucket: the emptiest old bucket feeding it, as (tokens, fill clock, interval).
+        let mut from: Vec<Option<(u32, u64, u64)>> = vec![None; table.buckets.len()];
         for r in &table.routes {
             let Some(i) = r.limiter else { continue };
             let Some(j) = old_table
@@ -362,16 +365,24 @@ impl Limiters {
             };
             // Bring the old bucket up to date first (fills due until now).
             prev.refill(old_table, j, now_ns);
-            let (Some(b), Some(ob), Some(&t), Some(&last)) = (
-                table.buckets.get(i),
+            let (Some(ob), Some(&t), Some(&last), Some(slot)) = (
                 old_table.buckets.get(j),
                 prev.tokens.get(j),
                 prev.last_fill_ns.get(j),
+                from.get_mut(i),
             ) else {
                 continue;
             };
+            if slot.is_none_or(|(have, _, _)| t < have) {
+                *slot = Some((t, last, ob.fill_interval_ns));
+            }
+        }
+        for (i, f) in from.into_iter().enumerate() {
+            let (Some((t, last, interval)), Some(b)) = (f, table.buckets.get(i)) else {
+                continue;
+            };
             fresh.tokens[i] = t.min(b.max_tokens);
-            if b.fill_interval_ns == ob.fill_interval_ns {
+            if b.fill_interval_ns == interval {
                 fresh.last_fill_ns[i] = last;
             }
         }

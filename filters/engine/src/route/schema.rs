@@ -189,13 +189,13 @@ pub fn from_proto(t: &RouteTable) -> Result<RawRouting, RouteError> {
         services,
         default: None,
         seed: None,
-        retry_budget: t
-            .retry_budget
-            .as_ref()
-            .map(|b| super::config::RawRetryBudget {
-                budget_percent: b.budget_percent,
-                min_retry_concurrency: b.min_retry_concurrency,
-            }),
+        retry_budget: t.retry_budget.as_ref().map(|b| {
+            let d = super::RetryBudget::default();
+            super::config::RawRetryBudget {
+                budget_percent: b.budget_percent.unwrap_or(d.percent),
+                min_retry_concurrency: b.min_retry_concurrency.unwrap_or(d.min_concurrency),
+            }
+        }),
     })
 }
 
@@ -299,6 +299,21 @@ mod tests {
         // One fill of 1 token a second later.
         assert!(lim.take(&table, by("b"), 1_000_000_000));
         assert!(!lim.take(&table, by("a"), 1_000_000_001));
+    }
+
+    #[test]
+    fn an_unset_retry_budget_field_keeps_envoys_default() {
+        let t =
+            RouteTable::from_json(r#"{"primaryCluster":"p","retryBudget":{"budgetPercent":50}}"#)
+                .unwrap();
+        let table = crate::route::RouteTable::compile(&from_proto(&t).unwrap()).unwrap();
+        assert_eq!(table.retry_budget.percent, 50.0);
+        assert_eq!(table.retry_budget.min_concurrency, 3);
+        // A lone request's retry is allowed (3 > 0 in flight).
+        assert!(table.retry_budget.allows(0, 0));
+        let none = RouteTable::from_json(r#"{"primaryCluster":"p"}"#).unwrap();
+        let table = crate::route::RouteTable::compile(&from_proto(&none).unwrap()).unwrap();
+        assert_eq!(table.retry_budget, crate::route::RetryBudget::default());
     }
 
     #[test]

@@ -199,6 +199,31 @@ fn a_new_table_carries_the_buckets_of_routes_it_keeps_by_name() {
 }
 
 #[test]
+fn buckets_merged_into_one_shared_bucket_carry_the_emptiest() {
+    let lim = |name: &str, shared: &str| {
+        format!(
+            r#"{{"name":"{name}","match":{{"method":{{"exact":"{name}"}}}},"route":{{"cluster":"v1"}},
+               "rate_limit":{{"max_tokens":3,"fill_interval_ms":60000{shared}}}}}"#
+        )
+    };
+    let json = |a: &str, b: &str| {
+        format!(r#"{{"primary_cluster":"v1","services":[{{"service":"*","routes":[{a},{b}]}}]}}"#)
+    };
+    let old = table(&json(&lim("a", ""), &lim("b", r#","shared":"s""#)));
+    let mut l = Limiters::new(&old, 0);
+    let a = old.routes[0].limiter.unwrap();
+    assert!((0..3).all(|_| l.take(&old, a, 1)), "a spent, b untouched");
+    // Both routes now share one bucket: it starts as empty as "a" was, not as full as "b".
+    let merged = table(&json(
+        &lim("a", r#","shared":"s""#),
+        &lim("b", r#","shared":"s""#),
+    ));
+    assert_eq!(merged.buckets.len(), 1);
+    let mut c = Limiters::carried(&merged, &old, &l, 2);
+    assert!(!c.take(&merged, 0, 2));
+}
+
+#[test]
 fn the_retry_budget_is_envoys_max_of_share_and_minimum() {
     let t = table(T);
     // Envoy's defaults: 20 % of the detours in flight, at least 3.
