@@ -8,7 +8,9 @@ serve PORT NAME
     heartbeat responses. Prints one line "req <interface> <method>" per request (flushed), after
     "ready". For a method named `hb*` it first sends a heartbeat request of its own (as Apache
     Dubbo's HeartbeatTimerTask does on an idle channel) and prints "hb answered" when the
-    heartbeat response comes back; `sleep*` methods answer after 1 s.
+    heartbeat response comes back; `sleep*` methods answer after 1 s; after answering an `idle*`
+    method it waits 0.5 s (the connection idle on the consumer side) and sends a heartbeat
+    request (prints "idle hb sent"); a connection that ends prints "conn closed".
 call PORT N METHOD [--service S] [--version V] [--group G] [--attach K=V ...] [--threads T]
     dubbo-ssl-python's DubboClient: the library keeps ONE connection per host, shared by all
     threads (T threads, default 1, each with its calls in flight: requests pipelined on the one
@@ -106,8 +108,23 @@ def serve(port, name):
                     # Response with a value; attachments only for dubbo 2.0.2..2.0.99 callers,
                     # dubbo-ssl-python says 2.4.10: RESPONSE_VALUE (1).
                     c.sendall(_frame(0x02, 20, rid, _enc(1, name)))
+                if method.startswith("idle"):
+
+                    def idle_hb(c=c):
+                        time.sleep(0.5)
+                        hb_id[0] += 1
+                        hb_sent.add(hb_id[0])
+                        try:
+                            c.sendall(_frame(0xE2, 0, hb_id[0], b"N"))
+                            with lock:
+                                print("idle hb sent", flush=True)
+                        except OSError:
+                            pass
+
+                    threading.Thread(target=idle_hb, daemon=True).start()
         except (EOFError, OSError):
-            pass
+            with lock:
+                print("conn closed", flush=True)
         c.close()
 
     while True:
