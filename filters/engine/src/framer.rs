@@ -15,6 +15,8 @@ pub(crate) struct Framer {
     pending: Vec<u8>,
     /// Total bytes (from the start of `pending`) the codec asked for before trying again.
     need: usize,
+    /// `need` is only a lower bound (the codec does not know the frame's length yet).
+    bound: bool,
 }
 
 impl Framer {
@@ -31,13 +33,17 @@ impl Framer {
         mut data: &[u8],
         mut decode: impl FnMut(&[u8]) -> Result<Decoded<()>, E>,
     ) -> Result<(), E> {
-        // First finish a frame that straddles chunks. Take at least what the codec asked for
-        // and, when more is at hand, as much again as is held: a codec that can bound a frame
-        // only field by field (unframed Thrift walks a struct) then re-parses a big frame
-        // O(log n) times instead of once per field.
+        // First finish a frame that straddles chunks. Take what the codec asked for; when that
+        // is only a lower bound, take as much again as is held when it is at hand: a codec that
+        // can bound a frame only field by field (unframed Thrift walks a struct) then re-parses
+        // a big frame O(log n) times instead of once per field. A known length is taken
+        // exactly, so the frames after it are decoded in place, not copied.
         while !self.pending.is_empty() {
             let held = self.pending.len();
-            let want = self.need.saturating_sub(held).max(held);
+            let mut want = self.need.saturating_sub(held);
+            if self.bound {
+                want = want.max(held);
+            }
             let take = want.min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
@@ -50,12 +56,14 @@ impl Framer {
                     Decoded::Frame { used, .. } => {
                         self.pending.drain(..used.min(self.pending.len()));
                         self.need = self.pending.len() + 1;
+                        self.bound = true;
                         if self.pending.is_empty() {
                             break;
                         }
                     }
                     Decoded::NeedMore(n) => {
                         self.need = need_bytes(n, self.pending.len());
+                        self.bound = matches!(n, Need::AtLeast(_));
                         break;
                     }
                 }
@@ -70,6 +78,7 @@ impl Framer {
                 Decoded::Frame { used, .. } => data = &data[used.min(data.len())..],
                 Decoded::NeedMore(n) => {
                     self.need = need_bytes(n, data.len());
+                    self.bound = matches!(n, Need::AtLeast(_));
                     self.pending.extend_from_slice(data);
                     return Ok(());
                 }
@@ -172,6 +181,25 @@ mod tests {
         f.feed(&stream[2..], |b| fieldwise(b, &mut calls)).unwrap();
         assert_eq!(f.pending(), 0);
         assert!(calls <= 12, "{calls} decode calls for 2 frames");
+    }
+
+    #[test]
+    fn after_a_known_length_straddle_the_next_frames_decode_in_place() {
+        let mut f = Framer::default();
+        let mut out = Vec::new();
+        let mut calls = 0;
+        // A 4-byte frame cut after 3 bytes (its length known: exact), then its last byte and
+        // two more frames in one read: one decode for the held frame, then in place.
+        for part in [&[3u8, 1, 2][..], &[3, 2, 4, 5, 1, 6][..]] {
+            f.feed(part, |b| {
+                calls += 1;
+                lp(b, &mut out)
+            })
+            .unwrap();
+        }
+        assert_eq!(out, vec![vec![1, 2, 3], vec![4, 5], vec![6]]);
+        assert_eq!(calls, 4, "the held frame twice, then one call per frame");
+        assert_eq!(f.pending(), 0);
     }
 
     #[test]
