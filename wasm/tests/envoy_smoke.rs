@@ -16,23 +16,24 @@ fn yaml(listen: u16, upstream: u16, filter_json: &str) -> String {
     )
 }
 
+/// A redis-server and Envoy with the wasm filter (stat prefix `prefix`) before tcp_proxy to it;
+/// the listener port.
+fn start(prefix: &str) -> (RedisServer, Envoy, u16) {
+    let redis = RedisServer::start().expect("redis-server");
+    let listen = free_port();
+    let filter = format!(r#"{{"protocol":"redis","stat_prefix":"{prefix}"}}"#);
+    let envoy = Envoy::start(&yaml(listen, redis.port(), &filter), &[])
+        .expect("envoy with the wasm filter");
+    (redis, envoy, listen)
+}
+
 /// RESP as redis-cli sends it: SET and GET as arrays of bulk strings.
 const SET: &[u8] = b"*3\r\n$3\r\nSET\r\n$5\r\nsmoke\r\n$4\r\nwasm\r\n";
 const GET: &[u8] = b"*2\r\n$3\r\nGET\r\n$5\r\nsmoke\r\n";
 
 #[test]
 fn wasm_filter_loads_and_counts_exact_bytes_of_real_redis_traffic() {
-    let redis = RedisServer::start().expect("redis-server");
-    let listen = free_port();
-    let envoy = Envoy::start(
-        &yaml(
-            listen,
-            redis.port(),
-            r#"{"protocol":"redis","stat_prefix":"smoke"}"#,
-        ),
-        &[],
-    )
-    .expect("envoy with the wasm filter");
+    let (_redis, envoy, listen) = start("smoke");
 
     assert_eq!(redis_cli(listen, &["SET", "smoke", "wasm"]).unwrap(), "OK");
     assert_eq!(redis_cli(listen, &["GET", "smoke"]).unwrap(), "wasm");
@@ -74,17 +75,7 @@ fn wasm_filter_loads_and_counts_exact_bytes_of_real_redis_traffic() {
 /// still in flight, and the gauge returns to 0 when the answer comes.
 #[test]
 fn a_request_in_flight_is_counted_within_a_tick() {
-    let redis = RedisServer::start().expect("redis-server");
-    let listen = free_port();
-    let envoy = Envoy::start(
-        &yaml(
-            listen,
-            redis.port(),
-            r#"{"protocol":"redis","stat_prefix":"hold"}"#,
-        ),
-        &[],
-    )
-    .expect("envoy with the wasm filter");
+    let (_redis, envoy, listen) = start("hold");
     let name = |s: &str| format!("wasmcustom.redis.hold.{s}");
     // On one connection: a GET answered (the connection is idle: sums written, the hold clock
     // restarts), then at once a BLPOP the server holds for 3 s: its counts are held, and only
