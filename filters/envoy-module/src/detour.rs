@@ -50,11 +50,9 @@ struct Pending {
     timeout_ms: u64,
     /// A mirror copy: the answer is dropped.
     mirror: bool,
-    /// This attempt in its table's retry-budget counts (not for mirrors); `None` until the
-    /// callout starts.
+    /// This attempt in the retry budget's counts (not for mirrors): taken as a retry before a
+    /// retry starts, else as a first attempt when the callout starts.
     slot: Option<InFlight>,
-    /// This attempt is a retry.
-    retry: bool,
 }
 
 /// One connection's routing state.
@@ -244,7 +242,6 @@ impl Detour {
                         timeout_ms: d.timeout_ms,
                         mirror: true,
                         slot: None,
-                        retry: false,
                     },
                 );
             }
@@ -268,7 +265,6 @@ impl Detour {
                             timeout_ms: d.timeout_ms,
                             mirror: false,
                             slot: None,
-                            retry: false,
                         },
                     );
                 }
@@ -282,8 +278,8 @@ impl Detour {
         let Some(cluster) = routing.table.clusters.get(usize::from(p.cluster)) else {
             return;
         };
-        if !p.mirror {
-            p.slot = Some(InFlight::new(&routing, p.retry));
+        if !p.mirror && p.slot.is_none() {
+            p.slot = Some(InFlight::new(&routing, false));
         }
         let headers: [(&str, &[u8]); 4] = [
             (":method", b"POST"),
@@ -352,7 +348,7 @@ impl Detour {
                 routing.in_flight.detours.load(Ordering::Relaxed),
             ) {
                 p.retries_left -= 1;
-                p.retry = true;
+                p.slot = Some(InFlight::new(&routing, true));
                 host.increment_counter(stats.retries, 1);
                 self.start(host, obs, p);
                 return;
