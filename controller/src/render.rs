@@ -578,6 +578,8 @@ fn listener_config(
             pb::OnDecodeError::Passthrough
         } as i32,
         max_frame_bytes: 0,
+        max_held_bytes: 0,
+        worker_held_budget_bytes: 0,
         routes: None,
         route_discovery: None,
         methods: Vec::new(),
@@ -833,6 +835,8 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
                     access_log: settings.access_log,
                     on_decode_error: pb::OnDecodeError::Passthrough as i32,
                     max_frame_bytes: 0,
+                    max_held_bytes: 0,
+                    worker_held_budget_bytes: 0,
                     routes: None,
                     route_discovery: None,
                     methods: Vec::new(),

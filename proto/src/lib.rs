@@ -77,6 +77,19 @@ pub struct Config {
     #[prost(message, optional, tag = "9")]
     #[serde(alias = "istio_metrics", skip_serializing_if = "Option::is_none")]
     pub istio_metrics: Option<IstioMetrics>,
+    /// Most bytes held per connection and direction for a frame being decoded; 0 = 64 KiB. A
+    /// bigger frame is decoded from its first bytes and the rest passes through uncopied.
+    #[prost(uint32, tag = "10")]
+    #[serde(alias = "max_held_bytes", skip_serializing_if = "is_zero_u32")]
+    pub max_held_bytes: u32,
+    /// Most bytes held across all connections of one worker; 0 = 64 MiB. A connection that
+    /// would go past it is closed and counted (`cx_buffer_overflow`).
+    #[prost(uint32, tag = "11")]
+    #[serde(
+        alias = "worker_held_budget_bytes",
+        skip_serializing_if = "is_zero_u32"
+    )]
+    pub worker_held_budget_bytes: u32,
 }
 
 /// Labels of the Istio-style request metrics (`istio_requests_total`,
@@ -1090,6 +1103,8 @@ mod tests {
             access_log: true,
             on_decode_error: OnDecodeError::Passthrough as i32,
             max_frame_bytes: 8 << 20,
+            max_held_bytes: 0,
+            worker_held_budget_bytes: 0,
             methods: vec!["sayHello".into()],
             routes: Some(RouteTable {
                 version: 7,

@@ -31,6 +31,8 @@ fn full() -> Config {
         access_log: true,
         on_decode_error: OnDecodeError::Passthrough as i32,
         max_frame_bytes: 1024,
+        max_held_bytes: 4096,
+        worker_held_budget_bytes: 1 << 20,
         methods: vec!["add".into(), "Calc:get".into()],
         routes: Some(RouteTable {
             version: u64::MAX - 1,

@@ -73,6 +73,14 @@ impl std::error::Error for ConfigError {}
 /// Default largest frame: 64 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
 
+/// Default most bytes held per connection and direction for a frame being decoded: 64 KiB
+/// (Envoy's own read size is 16 KiB; every field metrics use sits in a frame's first bytes).
+pub const DEFAULT_MAX_HELD: usize = 64 << 10;
+
+/// Default most bytes held across the connections of one worker: 64 MiB (500 connections each
+/// holding a whole default-size head in both directions).
+pub const DEFAULT_WORKER_HELD_BUDGET: usize = 64 << 20;
+
 /// What to do with a connection whose bytes break the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnDecodeError {
@@ -97,6 +105,11 @@ pub struct FilterConfig {
     pub on_decode_error: OnDecodeError,
     /// Largest frame accepted (bytes); bigger ones are decode errors.
     pub max_frame_bytes: usize,
+    /// Most bytes held per connection and direction for a frame being decoded; a bigger frame
+    /// is decoded from its head and the rest passes by uncopied.
+    pub max_held_bytes: usize,
+    /// Most bytes the adapter lets one worker hold across its connections.
+    pub worker_held_budget: usize,
     /// Dubbo/Thrift methods that get their own stats (`method` or `service:method`); every other
     /// method counts under `other`, so stat cardinality stays what the operator configured.
     pub methods: Vec<String>,
@@ -118,6 +131,8 @@ impl FilterConfig {
             panic_on: None,
             on_decode_error: OnDecodeError::Close,
             max_frame_bytes: DEFAULT_MAX_FRAME,
+            max_held_bytes: DEFAULT_MAX_HELD,
+            worker_held_budget: DEFAULT_WORKER_HELD_BUDGET,
             methods: Vec::new(),
             access_log: false,
             routing: None,
@@ -212,6 +227,15 @@ impl FilterConfig {
                 0 => DEFAULT_MAX_FRAME,
                 n if n >= 16 => n as usize,
                 n => return Err(err("max_frame_bytes", format!("{n} is below 16"))),
+            },
+            max_held_bytes: match pb.max_held_bytes {
+                0 => DEFAULT_MAX_HELD,
+                n if n >= 64 => n as usize,
+                n => return Err(err("max_held_bytes", format!("{n} is below 64"))),
+            },
+            worker_held_budget: match pb.worker_held_budget_bytes {
+                0 => DEFAULT_WORKER_HELD_BUDGET,
+                n => n as usize,
             },
             methods: pb.methods,
             access_log: pb.access_log,

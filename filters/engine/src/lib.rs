@@ -27,4 +27,4 @@ pub use config::{ConfigError, FilterConfig, OnDecodeError, Protocol};
 pub use metrics::{LabelSet, MetricDef, MetricId, MetricKind, MetricSink, Metrics};
 pub use observe::{Outcome, RequestKind};
 pub use proto::DecodeFailure;
-pub use session::{CloseReason, Engine, Session, Verdict};
+pub use session::{CloseReason, Engine, HeldBudget, Session, Verdict};

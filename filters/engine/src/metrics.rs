@@ -55,6 +55,10 @@ pub struct Core {
     pub upstream_rx_bytes: MetricId,
     /// Panics contained by the adapter (each closed one connection).
     pub panic: MetricId,
+    /// Connections closed because their worker held more than `workerHeldBudgetBytes`.
+    pub cx_buffer_overflow: MetricId,
+    /// Bytes held now for unfinished frames, detours and waiting answers (gauge).
+    pub held_bytes: MetricId,
 }
 
 /// Request/response metrics common to every protocol (names follow Envoy's native
@@ -196,6 +200,8 @@ impl Metrics {
             downstream_rx_bytes: def("downstream_rx_bytes", MetricKind::Counter),
             upstream_rx_bytes: def("upstream_rx_bytes", MetricKind::Counter),
             panic: def("panic", MetricKind::Counter),
+            cx_buffer_overflow: def("cx_buffer_overflow", MetricKind::Counter),
+            held_bytes: def("held_bytes", MetricKind::Gauge),
         };
         use MetricKind::{Counter as C, Gauge as G, Histogram as H};
         let obs = Obs {

@@ -1,7 +1,7 @@
 //! One connection's state machine.
 
 use crate::config::{FilterConfig, OnDecodeError};
-use crate::framer::Framer;
+use crate::framer::{FrameError, Framer};
 use crate::metrics::{MetricSink, Metrics};
 use crate::observe::Tracker;
 use crate::proto::{self, Ctx, DecodeFailure, Wire};
@@ -24,6 +24,23 @@ pub enum CloseReason {
     DecodeError,
     /// Policy denied the connection.
     Denied,
+    /// The worker holds more than its budget (`workerHeldBudgetBytes`).
+    BufferOverflow,
+}
+
+/// Bytes held across the connections of one worker (one Envoy worker thread, one wasm VM):
+/// the adapter keeps one per worker and every [`Session`] reports to it with
+/// [`Session::settle_held`], so memory is bounded by configuration whatever clients send.
+#[derive(Debug, Default)]
+pub struct HeldBudget {
+    held: usize,
+}
+
+impl HeldBudget {
+    /// Bytes held now by the worker's connections.
+    pub fn held(&self) -> usize {
+        self.held
+    }
 }
 
 /// The compiled configuration shared (read-only) by every connection of a filter instance.
@@ -67,6 +84,8 @@ pub struct Session {
     /// Decoding stopped (a decode error with `on_decode_error: passthrough`).
     passthrough: bool,
     error: Option<DecodeFailure>,
+    /// What this connection last reported to its worker's [`HeldBudget`].
+    reported_held: usize,
 }
 
 impl Session {
@@ -83,6 +102,7 @@ impl Session {
             up: Framer::default(),
             passthrough: false,
             error: None,
+            reported_held: 0,
         }
     }
 
@@ -94,6 +114,11 @@ impl Session {
     /// Bytes held for frames that straddle chunks (both directions).
     pub fn buffered(&self) -> usize {
         self.down.pending() + self.up.pending()
+    }
+
+    /// Frames so far that were too big to hold and were decoded from their first bytes.
+    pub fn headed(&self) -> u64 {
+        self.down.headed() + self.up.headed()
     }
 
     /// Requests waiting for an answer.
@@ -197,7 +222,7 @@ impl Session {
             up,
             ..
         } = self;
-        let mut cx = Ctx {
+        let cx = Ctx {
             metrics: &engine.metrics,
             limits: &engine.limits,
             methods: &engine.methods,
@@ -205,11 +230,17 @@ impl Session {
             sink,
             now_ns,
         };
-        let r = if request {
-            down.feed(data, |buf| wire.request(buf, &mut cx))
-        } else {
-            up.feed(data, |buf| wire.response(buf, &mut cx))
-        };
+        let cap = engine.config.max_held_bytes;
+        let mut d = proto::Direction { wire, cx, request };
+        let framer = if request { down } else { up };
+        let r = framer.feed_capped(data, cap, &mut d).map_err(|e| match e {
+            FrameError::Decode(e) => e,
+            FrameError::HeadTooLarge { need } => DecodeFailure(format!(
+                "a frame's head needs {need} bytes, more than maxHeldBytes ({cap})"
+            )),
+        });
+        let tracker = d.cx.tracker;
+        let sink = d.cx.sink;
         let Err(e) = r else {
             return Verdict::Continue;
         };
@@ -231,6 +262,43 @@ impl Session {
                 Verdict::Continue
             }
         }
+    }
+
+    /// Reports what this connection holds now (the engine's unfinished frames plus `extra`,
+    /// the adapter's own: detoured requests, answers waiting to be written) to the worker's
+    /// `budget`, and the `held_bytes` gauge. When the connection grew and the worker is now
+    /// over `workerHeldBudgetBytes`, counts `cx_buffer_overflow` and asks to close it.
+    /// `closing`: the connection is gone, its share is given back.
+    pub fn settle_held(
+        &mut self,
+        engine: &Engine,
+        budget: &mut HeldBudget,
+        extra: usize,
+        closing: bool,
+        sink: &mut impl MetricSink,
+    ) -> Verdict {
+        let now = if closing {
+            0
+        } else {
+            self.buffered().saturating_add(extra)
+        };
+        let before = std::mem::replace(&mut self.reported_held, now);
+        if now == before {
+            return Verdict::Continue;
+        }
+        budget.held = budget.held.saturating_sub(before).saturating_add(now);
+        sink.gauge_add(engine.metrics.core.held_bytes, now as i64 - before as i64);
+        if now > before && budget.held > engine.config.worker_held_budget {
+            sink.inc(engine.metrics.core.cx_buffer_overflow, 1);
+            if self.error.is_none() {
+                self.error = Some(DecodeFailure(format!(
+                    "the worker holds {} bytes, over workerHeldBudgetBytes ({}); this connection holds {now}",
+                    budget.held, engine.config.worker_held_budget
+                )));
+            }
+            return Verdict::Close(CloseReason::BufferOverflow);
+        }
+        Verdict::Continue
     }
 
     /// The connection closed (either side). Idempotent.

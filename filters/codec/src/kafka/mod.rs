@@ -293,7 +293,40 @@ pub fn decode_request<'a>(buf: &'a [u8], limits: &Limits) -> Result<Decoded<Requ
         Ok(t) => t,
         Err(need) => return Ok(Decoded::NeedMore(need)),
     };
-    let frame = &buf[..total];
+    request_in(&buf[..total], total)
+}
+
+/// Head mode: decodes the request whose first bytes are `buf` (the frame may be much longer:
+/// `used` is its whole length) from those bytes only: the header is read, the body view holds
+/// what is at hand (its lazily read fields, such as Produce's `acks`, are `None` when cut).
+/// [`Need::AtLeast`] when the header itself is cut.
+pub fn decode_request_head<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+) -> Result<Decoded<Request<'a>>, Error> {
+    let total = match frame_len(buf, limits, 8)? {
+        Ok(t) => t,
+        Err(Need::Exact(t)) => t,
+        Err(need) => return Ok(Decoded::NeedMore(need)),
+    };
+    let at_hand = buf.len().min(total);
+    match request_in(&buf[..at_hand], total) {
+        Err(Error::Truncated { .. } | Error::CountTooLarge { .. }) if at_hand < total => {
+            Ok(Decoded::NeedMore(Need::AtLeast(at_hand + 1)))
+        }
+        r => r,
+    }
+}
+
+/// Decodes the request header in `frame` (all of a `total`-byte frame, or its head).
+#[inline(always)]
+fn request_in(frame: &[u8], total: usize) -> Result<Decoded<Request<'_>>, Error> {
+    if frame.len() < 12 {
+        return Err(Error::Truncated {
+            field: "header",
+            offset: frame.len(),
+        });
+    }
     // The fixed part: api key, api version, correlation id (checked present by frame_len).
     let api_key = ApiKey::from_code(i16::from_be_bytes([frame[4], frame[5]]));
     let api_version = i16::from_be_bytes([frame[6], frame[7]]);
@@ -379,7 +412,42 @@ pub fn decode_response<'a>(
         Ok(t) => t,
         Err(need) => return Ok(Decoded::NeedMore(need)),
     };
-    let frame = &buf[..total];
+    response_in(&buf[..total], total, response_header_version)
+}
+
+/// Head mode for a response (see [`decode_request_head`]): the header from the first bytes,
+/// `used` the whole frame's length; error codes read from a cut body are `None`.
+pub fn decode_response_head<'a>(
+    buf: &'a [u8],
+    response_header_version: u8,
+    limits: &Limits,
+) -> Result<Decoded<Response<'a>>, Error> {
+    let total = match frame_len(buf, limits, 4)? {
+        Ok(t) => t,
+        Err(Need::Exact(t)) => t,
+        Err(need) => return Ok(Decoded::NeedMore(need)),
+    };
+    let at_hand = buf.len().min(total);
+    match response_in(&buf[..at_hand], total, response_header_version) {
+        Err(Error::Truncated { .. } | Error::CountTooLarge { .. }) if at_hand < total => {
+            Ok(Decoded::NeedMore(Need::AtLeast(at_hand + 1)))
+        }
+        r => r,
+    }
+}
+
+#[inline(always)]
+fn response_in(
+    frame: &[u8],
+    total: usize,
+    response_header_version: u8,
+) -> Result<Decoded<Response<'_>>, Error> {
+    if frame.len() < 8 {
+        return Err(Error::Truncated {
+            field: "header",
+            offset: frame.len(),
+        });
+    }
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let mut pos = 8;
     let mut tagged_fields = TaggedFields::default();

@@ -23,7 +23,9 @@ use core::fmt;
 pub mod catalog;
 mod commands;
 pub use commands::Command;
+mod skip;
 use commands::TABLE;
+pub use skip::{reply_head, request_head, Skipper};
 
 /// Where a command's first key sits (from the `COMMAND` key specs of Redis 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

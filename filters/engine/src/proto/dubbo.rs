@@ -35,11 +35,26 @@ fn status_code(status: u8) -> u16 {
         .map_or(OTHER_STATUS, |i| i as u16)
 }
 
+/// A whole frame, or (`head`) the first bytes of one too big to hold (see `framer`).
+fn decode<'a>(
+    buf: &'a [u8],
+    head: bool,
+    cx: &Ctx<'_, impl MetricSink>,
+) -> Result<Decoded<Message<'a>>, DecodeFailure> {
+    if head {
+        dubbo::decode_head(buf, cx.limits)
+    } else {
+        dubbo::decode(buf, cx.limits)
+    }
+    .map_err(DecodeFailure::from)
+}
+
 pub(super) fn request<S: MetricSink>(
     buf: &[u8],
+    head: bool,
     cx: &mut Ctx<'_, S>,
 ) -> Result<Decoded<()>, DecodeFailure> {
-    match dubbo::decode(buf, cx.limits).map_err(DecodeFailure::from)? {
+    match decode(buf, head, cx)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             account_request(&frame, cx);
@@ -72,9 +87,10 @@ pub(crate) fn account_request<S: MetricSink>(frame: &Message<'_>, cx: &mut Ctx<'
 
 pub(super) fn response<S: MetricSink>(
     buf: &[u8],
+    head: bool,
     cx: &mut Ctx<'_, S>,
 ) -> Result<Decoded<()>, DecodeFailure> {
-    match dubbo::decode(buf, cx.limits).map_err(DecodeFailure::from)? {
+    match decode(buf, head, cx)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             match frame {

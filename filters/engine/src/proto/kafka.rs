@@ -76,9 +76,15 @@ fn unpack(aux: u32) -> (ApiKey, i16) {
 
 pub(super) fn request<S: MetricSink>(
     buf: &[u8],
+    head: bool,
     cx: &mut Ctx<'_, S>,
 ) -> Result<Decoded<()>, DecodeFailure> {
-    match kafka::decode_request(buf, cx.limits).map_err(DecodeFailure::from)? {
+    let decoded = if head {
+        kafka::decode_request_head(buf, cx.limits)
+    } else {
+        kafka::decode_request(buf, cx.limits)
+    };
+    match decoded.map_err(DecodeFailure::from)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             let h = frame.header;
@@ -106,6 +112,7 @@ pub(super) fn request<S: MetricSink>(
 
 pub(super) fn response<S: MetricSink>(
     buf: &[u8],
+    head: bool,
     cx: &mut Ctx<'_, S>,
 ) -> Result<Decoded<()>, DecodeFailure> {
     // The correlation id comes first: it tells which request (and so which header version).
@@ -114,7 +121,12 @@ pub(super) fn response<S: MetricSink>(
     };
     let known = cx.tracker.aux(i64::from(cid)).map(unpack);
     let hv = known.map_or(0, |(k, v)| kafka::response_header_version(k, v));
-    match kafka::decode_response(buf, hv, cx.limits).map_err(DecodeFailure::from)? {
+    let decoded = if head {
+        kafka::decode_response_head(buf, hv, cx.limits)
+    } else {
+        kafka::decode_response(buf, hv, cx.limits)
+    };
+    match decoded.map_err(DecodeFailure::from)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             let error_code = known.and_then(|(k, v)| frame.error_code(k, v));

@@ -3,6 +3,7 @@
 
 use crate::config::{FilterConfig, Protocol};
 use crate::fasthash::{FxBuild, FxHasher};
+use crate::framer::{FrameDecoder, Step};
 use crate::metrics::{LabelSet, MetricSink, Metrics};
 use crate::observe::Tracker;
 use meltemi_codec::{Decoded, Limits};
@@ -41,8 +42,12 @@ impl DecodeFailure {
 pub(crate) enum Wire {
     /// No decoding.
     Raw,
-    /// Redis: replies come back in request order.
-    Redis,
+    /// Redis: replies come back in request order. The walks of a request and of a reply too
+    /// big to hold (head mode), boxed: most connections never need one.
+    Redis {
+        down: Option<Box<meltemi_codec::redis::Skipper>>,
+        up: Option<Box<meltemi_codec::redis::Skipper>>,
+    },
     /// Kafka: by correlation id.
     Kafka,
     /// ZooKeeper: by xid, with the handshake phase per direction.
@@ -155,7 +160,13 @@ impl Wire {
     pub(crate) fn new(p: Protocol) -> (Wire, Tracker) {
         match p {
             Protocol::Raw => (Wire::Raw, Tracker::ordered()),
-            Protocol::Redis => (Wire::Redis, Tracker::ordered()),
+            Protocol::Redis => (
+                Wire::Redis {
+                    down: None,
+                    up: None,
+                },
+                Tracker::ordered(),
+            ),
             Protocol::Kafka => (Wire::Kafka, Tracker::by_id()),
             Protocol::ZooKeeper => (
                 Wire::ZooKeeper(meltemi_codec::zookeeper::Connection::new()),
@@ -171,42 +182,75 @@ impl Wire {
         !matches!(self, Wire::Raw)
     }
 
-    /// Decodes and accounts for one request frame at the start of `buf`.
-    pub(crate) fn request<S: MetricSink>(
+    /// Decodes and accounts for one frame at the start of `buf` (`request`: a client frame);
+    /// `head`: `buf` is only the first bytes of a frame too big to hold (see `framer`).
+    pub(crate) fn frame<S: MetricSink>(
         &mut self,
         buf: &[u8],
+        request: bool,
+        head: bool,
         cx: &mut Ctx<'_, S>,
-    ) -> Result<Decoded<()>, DecodeFailure> {
-        match self {
-            Wire::Raw => Ok(Decoded::Frame {
+    ) -> Result<Step, DecodeFailure> {
+        let d = match (self, request) {
+            (Wire::Raw, _) => Ok(Decoded::Frame {
                 frame: (),
                 used: buf.len(),
             }),
-            Wire::Redis => redis::request(buf, cx),
-            Wire::Kafka => kafka::request(buf, cx),
-            Wire::ZooKeeper(c) => zookeeper::request(c, buf, cx),
-            Wire::Thrift => thrift::request(buf, cx),
-            Wire::Dubbo => dubbo::request(buf, cx),
-        }
+            (Wire::Redis { down, .. }, true) if head => return redis::head(down, buf, true, cx),
+            (Wire::Redis { up, .. }, false) if head => return redis::head(up, buf, false, cx),
+            (Wire::Redis { .. }, true) => redis::request(buf, cx),
+            (Wire::Redis { .. }, false) => redis::response(buf, cx),
+            (Wire::Kafka, true) => kafka::request(buf, head, cx),
+            (Wire::Kafka, false) => kafka::response(buf, head, cx),
+            (Wire::ZooKeeper(c), true) => zookeeper::request(c, buf, head, cx),
+            (Wire::ZooKeeper(c), false) => zookeeper::response(c, buf, head, cx),
+            (Wire::Thrift, true) => thrift::request(buf, head, cx),
+            (Wire::Thrift, false) => thrift::response(buf, head, cx),
+            (Wire::Dubbo, true) => dubbo::request(buf, head, cx),
+            (Wire::Dubbo, false) => dubbo::response(buf, head, cx),
+        }?;
+        Ok(match d {
+            // A head decode reports the whole frame's length: the rest is passed by.
+            Decoded::Frame { used, .. } if used > buf.len() => Step::Skip(used),
+            d => Step::from(d),
+        })
     }
 
-    /// Decodes and accounts for one response frame at the start of `buf`.
-    pub(crate) fn response<S: MetricSink>(
+    /// Head mode: the next bytes of a frame whose end only a walk finds (RESP).
+    pub(crate) fn stream(
         &mut self,
-        buf: &[u8],
-        cx: &mut Ctx<'_, S>,
-    ) -> Result<Decoded<()>, DecodeFailure> {
+        data: &[u8],
+        request: bool,
+    ) -> Result<Option<usize>, DecodeFailure> {
         match self {
-            Wire::Raw => Ok(Decoded::Frame {
-                frame: (),
-                used: buf.len(),
-            }),
-            Wire::Redis => redis::response(buf, cx),
-            Wire::Kafka => kafka::response(buf, cx),
-            Wire::ZooKeeper(c) => zookeeper::response(c, buf, cx),
-            Wire::Thrift => thrift::response(buf, cx),
-            Wire::Dubbo => dubbo::response(buf, cx),
+            Wire::Redis { down, .. } if request => redis::stream(down, data),
+            Wire::Redis { up, .. } => redis::stream(up, data),
+            _ => Ok(Some(0)),
         }
+    }
+}
+
+/// One direction of a session's decoding, as the framer drives it.
+pub(crate) struct Direction<'w, 'c, S> {
+    pub(crate) wire: &'w mut Wire,
+    pub(crate) cx: Ctx<'c, S>,
+    pub(crate) request: bool,
+}
+
+impl<S: MetricSink> FrameDecoder for Direction<'_, '_, S> {
+    type Error = DecodeFailure;
+
+    #[inline]
+    fn frame(&mut self, buf: &[u8]) -> Result<Step, DecodeFailure> {
+        self.wire.frame(buf, self.request, false, &mut self.cx)
+    }
+
+    fn head(&mut self, buf: &[u8], _last: bool) -> Result<Step, DecodeFailure> {
+        self.wire.frame(buf, self.request, true, &mut self.cx)
+    }
+
+    fn stream(&mut self, data: &[u8]) -> Result<Option<usize>, DecodeFailure> {
+        self.wire.stream(data, self.request)
     }
 }
 

@@ -23,11 +23,26 @@ fn app_code(t: AppExceptionType) -> u16 {
     }
 }
 
+/// A whole frame, or (`head`) the first bytes of one too big to hold (see `framer`).
+fn decode<'a>(
+    buf: &'a [u8],
+    head: bool,
+    cx: &Ctx<'_, impl MetricSink>,
+) -> Result<Decoded<thrift::Frame<'a>>, DecodeFailure> {
+    if head {
+        thrift::decode_head(buf, cx.limits)
+    } else {
+        thrift::decode(buf, cx.limits)
+    }
+    .map_err(DecodeFailure::from)
+}
+
 pub(super) fn request<S: MetricSink>(
     buf: &[u8],
+    head: bool,
     cx: &mut Ctx<'_, S>,
 ) -> Result<Decoded<()>, DecodeFailure> {
-    match thrift::decode_request(buf, cx.limits).map_err(DecodeFailure::from)? {
+    match decode(buf, head, cx)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             account_request(&frame, cx);
@@ -57,9 +72,10 @@ pub(crate) fn account_request<S: MetricSink>(frame: &thrift::Frame<'_>, cx: &mut
 
 pub(super) fn response<S: MetricSink>(
     buf: &[u8],
+    head: bool,
     cx: &mut Ctx<'_, S>,
 ) -> Result<Decoded<()>, DecodeFailure> {
-    match thrift::decode_response(buf, cx.limits).map_err(DecodeFailure::from)? {
+    match decode(buf, head, cx)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             if let Some(m) = frame.message {

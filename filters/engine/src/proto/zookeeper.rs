@@ -53,12 +53,15 @@ fn code_index(e: ErrorCode) -> u16 {
 pub(super) fn request<S: MetricSink>(
     conn: &mut Connection,
     buf: &[u8],
+    head: bool,
     cx: &mut Ctx<'_, S>,
 ) -> Result<Decoded<()>, DecodeFailure> {
-    match conn
-        .decode_request(buf, cx.limits)
-        .map_err(DecodeFailure::from)?
-    {
+    let decoded = if head {
+        conn.decode_request_head(buf, cx.limits)
+    } else {
+        conn.decode_request(buf, cx.limits)
+    };
+    match decoded.map_err(DecodeFailure::from)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             match frame {
@@ -97,12 +100,15 @@ pub(super) fn request<S: MetricSink>(
 pub(super) fn response<S: MetricSink>(
     conn: &mut Connection,
     buf: &[u8],
+    head: bool,
     cx: &mut Ctx<'_, S>,
 ) -> Result<Decoded<()>, DecodeFailure> {
-    match conn
-        .decode_response(buf, cx.limits)
-        .map_err(DecodeFailure::from)?
-    {
+    let decoded = if head {
+        conn.decode_response_head(buf, cx.limits)
+    } else {
+        conn.decode_response(buf, cx.limits)
+    };
+    match decoded.map_err(DecodeFailure::from)? {
         Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
         Decoded::Frame { frame, used } => {
             match frame {
