@@ -136,6 +136,7 @@ fn method_labels(config: &FilterConfig, reply_codes: Vec<String>) -> LabelSet {
         family: "method",
         names,
         versions: 0,
+        exceptions: true,
         reply_codes,
     }
 }
@@ -222,6 +223,7 @@ pub(crate) fn labels(config: &FilterConfig) -> LabelSet {
             family: "method",
             names: Vec::new(),
             versions: 0,
+            exceptions: false,
             reply_codes: Vec::new(),
         },
     }
