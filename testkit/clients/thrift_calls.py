@@ -8,7 +8,9 @@ get("k") (success), get("missing") twice (declared exception NotFound), ping, tw
 log calls, nosuch (the server answers TApplicationException UNKNOWN_METHOD), and through
 TMultiplexedProtocol "Calc:add" and "Calc:get"("missing").
 Prints one flat JSON object: what it sent and what came back, per message name as sent on the
-wire (`method.<name>.total|success|exception|error`) and in all (`totals.<what>`).
+wire (`method.<name>.total|success|error|exception`) and in all (`totals.<what>`), with
+Envoy thrift_proxy's meaning: `error` is a reply carrying a declared exception, `exception` an
+EXCEPTION message (TApplicationException).
 """
 import json
 import sys
@@ -69,7 +71,8 @@ class Tally(object):
 def call(p, tally, name, seqid, fields, oneway=False, wire_name=None):
     """Sends one message; for a call, reads the answer and classifies it the way the caller
     sees it: a result struct with field 0 (or none, for void) is a success, another field a
-    declared exception, an EXCEPTION message a TApplicationException. `wire_name` is the name
+    declared exception (`error`), an EXCEPTION message a TApplicationException (`exception`),
+    as thrift_proxy counts them. `wire_name` is the name
     as it goes on the wire (a multiplexing decorator prefixes the service)."""
     wire_name = wire_name or name
     p.writeMessageBegin(name, TMessageType.ONEWAY if oneway else TMessageType.CALL, seqid)
@@ -92,11 +95,11 @@ def call(p, tally, name, seqid, fields, oneway=False, wire_name=None):
         x.read(p)
         p.readMessageEnd()
         assert x.type == TApplicationException.UNKNOWN_METHOD, x
-        tally.got(wire_name, "error")
+        tally.got(wire_name, "exception")
         return
     p.readStructBegin()
     _, ftype, fid = p.readFieldBegin()
-    outcome = "success" if ftype == TType.STOP or fid == 0 else "exception"
+    outcome = "success" if ftype == TType.STOP or fid == 0 else "error"
     if ftype != TType.STOP:
         p.skip(ftype)
         p.readFieldEnd()

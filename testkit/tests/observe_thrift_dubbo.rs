@@ -102,8 +102,8 @@ fn label(name: &str, methods: &[&str]) -> String {
     m.replace('.', "_")
 }
 
-/// The per-method stats the client's tally implies: `<name>.total|success|exception|error`
-/// summed per label (exceptions and errors both count as `error`).
+/// The per-method stats the client's tally implies: `<name>.total|success|error|exception`
+/// summed per label.
 fn method_stats(
     tally: &BTreeMap<String, u64>,
     family: &str,
@@ -115,7 +115,7 @@ fn method_stats(
         .map(|m| m.replace('.', "_"))
         .chain(["other".into()])
     {
-        for o in ["total", "success", "error"] {
+        for o in ["total", "success", "error", "exception"] {
             want.insert(format!("method.{l}.{o}"), 0);
         }
     }
@@ -123,11 +123,7 @@ fn method_stats(
         let Some(rest) = k.strip_prefix(&format!("{family}.")) else {
             continue;
         };
-        let (name, outcome) = rest.rsplit_once('.').expect("name.outcome");
-        let o = match outcome {
-            "exception" => "error",
-            o => o,
-        };
+        let (name, o) = rest.rsplit_once('.').expect("name.outcome");
         *want
             .get_mut(&format!("method.{}.{o}", label(name, methods)))
             .expect("a defined stat") += v;
@@ -219,8 +215,10 @@ fn thrift_counts_per_method_and_outcome_match_the_client_in_every_dialect_and_bo
     // The client saw every kind of outcome, in every dialect (add went 2^i times on the i-th).
     assert_eq!(tally["connections"], 5, "{out}");
     assert_eq!(tally["method.add.success"], 31, "{out}");
-    assert_eq!(tally["method.get.exception"], 10, "{out}");
-    assert_eq!(tally["method.nosuch.error"], 5, "{out}");
+    // As thrift_proxy counts them: a declared exception is an error, a TApplicationException
+    // (message type Exception) an exception.
+    assert_eq!(tally["method.get.error"], 10, "{out}");
+    assert_eq!(tally["method.nosuch.exception"], 5, "{out}");
     assert_eq!(tally["method.log.total"], 10, "{out}");
     assert_eq!(tally["method.Calc:add.success"], 5, "{out}");
 
@@ -255,10 +253,11 @@ fn thrift_counts_per_method_and_outcome_match_the_client_in_every_dialect_and_bo
     // back to "get", "nosuch" is `other`.
     assert_eq!(want["method.Calc:add.total"], 5);
     assert_eq!(want["method.get.total"], 20);
-    assert_eq!(want["method.other.error"], 5);
+    assert_eq!(want["method.other.exception"], 5);
+    assert_eq!(want["method.get.error"], 15, "get and Calc:get (`missing`)");
     assert_stats(&envoy.stats(), "thrift", &want);
 
-    // Istio-style: per method label, response_code 0 (success), `exception` (declared),
+    // Istio-style: per method label, response_code 0 (success), `error` (declared exception),
     // app_1 (TApplicationException UNKNOWN_METHOD), and `none` for oneway requests; the
     // duration histogram counts the answered ones per code.
     let mut want_total: BTreeMap<(String, String, String), u64> = BTreeMap::new();
@@ -276,8 +275,8 @@ fn thrift_counts_per_method_and_outcome_match_the_client_in_every_dialect_and_bo
             .sum();
         let (code, flags, n) = match outcome {
             "success" => ("0", "-", *v),
-            "exception" => ("exception", "-", *v),
-            "error" => ("app_1", "-", *v),
+            "error" => ("error", "-", *v),
+            "exception" => ("app_1", "-", *v),
             _ => ("none", "-", total - answered),
         };
         if n == 0 {

@@ -62,7 +62,8 @@ pub struct Core {
 }
 
 /// Request/response metrics common to every protocol (names follow Envoy's native
-/// `dubbo_proxy`/`thrift_proxy` stats where they exist).
+/// `dubbo_proxy`/`thrift_proxy` stats where they exist; `docs/design.md` has the table of each
+/// name, its native counterpart and whether it means the same).
 #[derive(Debug, Clone, Copy)]
 pub struct Obs {
     /// Requests decoded.
@@ -85,9 +86,9 @@ pub struct Obs {
     pub response: MetricId,
     /// Normal answers.
     pub response_success: MetricId,
-    /// Protocol-level errors.
+    /// Error answers ([`crate::observe::Outcome::Error`]).
     pub response_error: MetricId,
-    /// Business/declared exceptions.
+    /// Exception answers ([`crate::observe::Outcome::Exception`]).
     pub response_exception: MetricId,
     /// Answers to no known request.
     pub response_unmatched: MetricId,
@@ -98,15 +99,18 @@ pub struct Obs {
 }
 
 /// Per-label metrics (per command, method, api key or opcode), named like Envoy's native
-/// `redis_proxy`: `<family>.<label>.total|success|error|latency_us`.
+/// `redis_proxy`: `<family>.<label>.total|success|error|latency_us`, and `exception` for the
+/// protocols whose answers can be exceptions (Thrift, Dubbo).
 #[derive(Debug, Clone, Copy)]
 pub struct LabelStats {
     /// Requests.
     pub total: MetricId,
     /// Successful answers.
     pub success: MetricId,
-    /// Errors and exceptions.
+    /// Error answers (and exceptions where the family has no `exception`).
     pub error: MetricId,
+    /// Exception answers, where the protocol has them.
+    pub exception: Option<MetricId>,
     /// Latency histogram (microseconds).
     pub latency_us: MetricId,
 }
@@ -121,6 +125,8 @@ pub struct LabelSet {
     /// Also count requests per label and protocol version `0..versions`
     /// (`<family>_version.<label>.v<N>`); 0 for none. Kafka uses it for api versions.
     pub versions: u16,
+    /// Answers can be exceptions: each label also gets `<family>.<label>.exception`.
+    pub exceptions: bool,
     /// The protocol's reply codes, the closed set of the Istio `response_code` label (the
     /// protocol module passes an index into it).
     pub reply_codes: Vec<String>,
@@ -230,6 +236,9 @@ impl Metrics {
                     total: def(&format!("{f}.{l}.total"), C),
                     success: def(&format!("{f}.{l}.success"), C),
                     error: def(&format!("{f}.{l}.error"), C),
+                    exception: labels
+                        .exceptions
+                        .then(|| def(&format!("{f}.{l}.exception"), C)),
                     latency_us: def(&format!("{f}.{l}.latency_us"), H),
                 }
             })

@@ -18,16 +18,19 @@ pub enum RequestKind {
     Event,
 }
 
-/// How a request ended.
+/// How a request ended; counted in `response_success|error|exception`, with the meaning of
+/// each protocol's native Envoy filter where it has one (`docs/design.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A normal answer.
     Success,
-    /// The protocol says it failed (Redis `-ERR`, Dubbo non-OK status, Kafka error code,
-    /// ZooKeeper error, Thrift TApplicationException).
+    /// The answer says it failed: Redis `-ERR` (as `redis_proxy`'s `command.<c>.error`), Dubbo
+    /// non-OK status (as `dubbo_proxy`'s `response_error`), Kafka error code, ZooKeeper error,
+    /// Thrift reply carrying an IDL-declared exception (as `thrift_proxy`'s `response_error`).
     Error,
-    /// The service raised a declared/business exception (Thrift declared exception, Dubbo
-    /// response with exception).
+    /// An exception: Thrift message of type Exception, i.e. a TApplicationException (as
+    /// `thrift_proxy`'s `response_exception`); Dubbo OK response carrying an exception (as
+    /// `dubbo_proxy`'s `response_business_exception`).
     Exception,
 }
 
@@ -225,10 +228,10 @@ impl Tracker {
         }
         if let Some(l) = m.label(f.label) {
             sink.inc(
-                if outcome == Outcome::Success {
-                    l.success
-                } else {
-                    l.error
+                match outcome {
+                    Outcome::Success => l.success,
+                    Outcome::Error => l.error,
+                    Outcome::Exception => l.exception.unwrap_or(l.error),
                 },
                 1,
             );

@@ -82,7 +82,9 @@ fn dubbo_conversation_pairs_by_id_with_outcomes_per_method() {
     assert_eq!(get(&e, &sink, "dubbo.d.response_error"), 1);
     assert_eq!(get(&e, &sink, "dubbo.d.response_success"), 5);
     assert_eq!(get(&e, &sink, "dubbo.d.method.fail.total"), 2);
-    assert_eq!(get(&e, &sink, "dubbo.d.method.fail.error"), 2);
+    assert_eq!(get(&e, &sink, "dubbo.d.method.fail.exception"), 2);
+    assert_eq!(get(&e, &sink, "dubbo.d.method.fail.error"), 0);
+    assert_eq!(get(&e, &sink, "dubbo.d.method.other.error"), 1);
     assert_eq!(
         get(
             &e,
@@ -108,7 +110,10 @@ fn thrift_transports_and_protocols_pair_calls_and_replies() {
         "header-compact",
     ] {
         let e = Engine::new(
-            FilterConfig::from_json(r#"{"protocol":"thrift","stat_prefix":"t"}"#).unwrap(),
+            FilterConfig::from_json(
+                r#"{"protocol":"thrift","stat_prefix":"t","methods":["get","nosuch"]}"#,
+            )
+            .unwrap(),
         );
         let mut sink = Sink::default();
         let mut s = Session::new(&e, &mut sink);
@@ -140,5 +145,20 @@ fn thrift_transports_and_protocols_pair_calls_and_replies() {
             "{name}: every call answered"
         );
         assert_eq!(get(&e, &sink, "thrift.t.request_active"), 0, "{name}");
+        // Outcomes as thrift_proxy counts them: `get` 3's reply carries the declared exception
+        // NotFound (response_error), `nosuch` is answered by a TApplicationException
+        // (message type Exception: response_exception), the other 5 replies are successes.
+        assert_eq!(get(&e, &sink, "thrift.t.response_success"), 5, "{name}");
+        assert_eq!(get(&e, &sink, "thrift.t.response_error"), 1, "{name}");
+        assert_eq!(get(&e, &sink, "thrift.t.response_exception"), 1, "{name}");
+        assert_eq!(get(&e, &sink, "thrift.t.method.get.success"), 1, "{name}");
+        assert_eq!(get(&e, &sink, "thrift.t.method.get.error"), 1, "{name}");
+        assert_eq!(get(&e, &sink, "thrift.t.method.get.exception"), 0, "{name}");
+        assert_eq!(
+            get(&e, &sink, "thrift.t.method.nosuch.exception"),
+            1,
+            "{name}"
+        );
+        assert_eq!(get(&e, &sink, "thrift.t.method.nosuch.error"), 0, "{name}");
     }
 }

@@ -13,7 +13,10 @@
 //! from a hook runs the write filter chain, i.e. our own `on_network_filter_write`, before the
 //! write returns (measured: a callout answer written in `http_callout_done` showed up in the
 //! write hook). [`Slot`] keeps the `&mut` unique: a re-entrant hook finds the slot busy and
-//! returns without touching the object.
+//! returns without touching the object. One re-entry must not be lost: closing the connection
+//! from a hook (a decode error, a panic) raises the close event inside `close`, so the slot
+//! remembers it and the hook that closed runs the filter's close handling before it returns
+//! (else `cx_active`/`request_active` never come down for that connection).
 
 use crate::abi::{self, EnvoyBuffer};
 use crate::bridge::{Bridge, BridgeConfig};
@@ -78,6 +81,8 @@ fn log_panic(hook: &str, payload: &(dyn Any + Send), what: &str) {
 pub(crate) struct Slot<T> {
     busy: Cell<bool>,
     failed: Cell<bool>,
+    /// A close event arrived while a hook held the slot (the filter closed the connection).
+    close_deferred: Cell<bool>,
     inner: UnsafeCell<T>,
 }
 
@@ -86,6 +91,7 @@ impl<T> Slot<T> {
         Slot {
             busy: Cell::new(false),
             failed: Cell::new(false),
+            close_deferred: Cell::new(false),
             inner: UnsafeCell::new(inner),
         }
     }
@@ -232,7 +238,13 @@ fn with_filter<R>(
         let filter = unsafe { &mut *slot.inner.get() };
         // SAFETY: `filter_envoy_ptr` is the pointer of the running hook; `host` dies with it.
         let mut host = unsafe { EnvoyNetworkHost::new(filter_envoy_ptr) };
-        f(filter, &mut host)
+        let out = f(filter, &mut host);
+        // The connection closed inside `f` (it called `close`): Envoy's close event found the
+        // slot busy. Envoy deletes the filter only after the running hook, so handle it now.
+        if slot.close_deferred.take() {
+            filter.on_close(&mut host);
+        }
+        out
     }));
     let out = match r {
         Ok(v) => v,
@@ -252,8 +264,14 @@ fn with_filter<R>(
                         host.connection_id()
                     ),
                 );
-                // Still `busy`: the close events Envoy raises re-entrantly are skipped.
+                // Still `busy`: the close event Envoy raises re-entrantly is deferred to here.
                 host.close(Close::NoFlush);
+                if slot.close_deferred.take() {
+                    // SAFETY: the only reference into `inner` (the closure's is gone). The
+                    // filter panicked mid-hook, but its close handling only releases gauges
+                    // (idempotent) and runs inside this `catch_unwind`.
+                    unsafe { &mut *slot.inner.get() }.on_close(&mut host);
+                }
             }));
             on_failure
         }
@@ -322,6 +340,18 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_event(
     filter_module_ptr: abi::NetworkFilterModulePtr,
     event: abi::ConnectionEvent,
 ) {
+    let close =
+        event == abi::ConnectionEvent::REMOTE_CLOSE || event == abi::ConnectionEvent::LOCAL_CLOSE;
+    if close && !filter_module_ptr.is_null() {
+        // SAFETY: from `Box::into_raw` in filter_new, valid until filter_destroy; only a
+        // shared reference, and only the `Cell`s are touched.
+        let slot = unsafe { &*(filter_module_ptr as *const Slot<Filter>) };
+        if slot.busy.get() {
+            // Raised by our own `close` inside a running hook: that hook handles it.
+            slot.close_deferred.set(true);
+            return;
+        }
+    }
     with_filter(
         "on_network_filter_event",
         filter_envoy_ptr,
@@ -329,9 +359,7 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_event(
         (),
         (),
         |f, h| {
-            if event == abi::ConnectionEvent::REMOTE_CLOSE
-                || event == abi::ConnectionEvent::LOCAL_CLOSE
-            {
+            if close {
                 f.on_close(h);
             }
         },

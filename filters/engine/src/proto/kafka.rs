@@ -28,6 +28,7 @@ pub(super) fn labels() -> LabelSet {
         family: "api",
         names,
         versions: MAX_VERSION_LABEL,
+        exceptions: false,
         reply_codes: reply_codes(),
     }
 }

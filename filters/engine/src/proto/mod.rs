@@ -141,6 +141,7 @@ fn method_labels(config: &FilterConfig, reply_codes: Vec<String>) -> LabelSet {
         family: "method",
         names,
         versions: 0,
+        exceptions: true,
         reply_codes,
     }
 }
@@ -266,6 +267,7 @@ pub(crate) fn labels(config: &FilterConfig) -> LabelSet {
             family: "method",
             names: Vec::new(),
             versions: 0,
+            exceptions: false,
             reply_codes: Vec::new(),
         },
     }

@@ -16,6 +16,7 @@ pub(super) fn labels() -> LabelSet {
             .map(|c| c.as_str().to_string())
             .collect(),
         versions: 0,
+        exceptions: false,
         reply_codes: vec!["ok".into(), "error".into()],
     }
 }

@@ -1,5 +1,8 @@
-//! Thrift: calls and replies pair by sequence id. A reply whose result struct holds a declared
-//! exception is a business exception; an `EXCEPTION` message (TApplicationException) is an error.
+//! Thrift: calls and replies pair by sequence id. Outcomes as Envoy's `thrift_proxy` counts them
+//! (`conn_manager.cc`, `ResponseDecoder::transportEnd`): a reply whose result struct holds field
+//! 0 is a success, a reply holding an IDL-declared exception (field id >= 1) is an error
+//! (`response_error`), an `EXCEPTION` message (TApplicationException) is an exception
+//! (`response_exception`).
 
 use super::{Ctx, DecodeFailure};
 use crate::metrics::MetricSink;
@@ -7,10 +10,11 @@ use crate::observe::{Outcome, RequestKind};
 use meltemi_codec::thrift::{self, AppExceptionType, MessageType, ReplyStatus};
 use meltemi_codec::Decoded;
 
-/// The Istio `response_code` values: `0` for a normal reply, `exception` for a declared
-/// exception, `app_<type>` for a TApplicationException of type 0..=10, `app_other` beyond.
+/// The Istio `response_code` values: `0` for a normal reply, `error` for a reply carrying a
+/// declared exception (`response_error`), `app_<type>` for a TApplicationException of type
+/// 0..=10 and `app_other` beyond (`response_exception`).
 pub(super) fn reply_codes() -> Vec<String> {
-    let mut v = vec!["0".to_string(), "exception".to_string()];
+    let mut v = vec!["0".to_string(), "error".to_string()];
     v.extend((0..=10).map(|t| format!("app_{t}")));
     v.push("app_other".into());
     v
@@ -81,8 +85,8 @@ pub(super) fn response<S: MetricSink>(
             if let Some(m) = frame.message {
                 let (outcome, code) = match m.reply {
                     Some(ReplyStatus::Success) | None => (Outcome::Success, 0),
-                    Some(ReplyStatus::DeclaredException { .. }) => (Outcome::Exception, 1),
-                    Some(ReplyStatus::AppException(e)) => (Outcome::Error, app_code(e.kind)),
+                    Some(ReplyStatus::DeclaredException { .. }) => (Outcome::Error, 1),
+                    Some(ReplyStatus::AppException(e)) => (Outcome::Exception, app_code(e.kind)),
                 };
                 cx.tracker.response(
                     cx.metrics,

@@ -28,6 +28,7 @@ pub(super) fn labels() -> LabelSet {
         family: "opcode",
         names,
         versions: 0,
+        exceptions: false,
         reply_codes: reply_codes(),
     }
 }
