@@ -49,6 +49,9 @@ impl Filter {
           config:
             name: meltemi
             root_id: meltemi
+            # A VM that fails (a trap) is reloaded for new connections, not left dead.
+            failure_policy: FAIL_RELOAD
+            reload_config: {{ backoff: {{ base_interval: 0.2s, max_interval: 1s }} }}
             vm_config:
               runtime: envoy.wasm.runtime.v8
               code: {{ local: {{ filename: "{}" }} }}

@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 use meltemi_engine::batch::Event;
-use meltemi_engine::{Batch, Engine, FilterConfig, MetricKind, Session, Verdict};
+use meltemi_engine::{Batch, Engine, FilterConfig, HeldBudget, MetricKind, Session, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, PeerType};
@@ -49,6 +49,9 @@ struct Root {
     compiled: Option<Rc<Compiled>>,
     /// This VM's (one worker's) held metric sums, shared by its connections.
     held: Rc<RefCell<Held>>,
+    /// Bytes this VM's connections hold for unfinished frames (`workerHeldBudgetBytes`): the
+    /// VM's memory never grows past it from client input.
+    budget: Rc<RefCell<HeldBudget>>,
 }
 
 /// Counter and gauge sums of every connection of this VM not yet written to the host: each
@@ -157,7 +160,11 @@ impl RootContext for Root {
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
         let compiled = self.compiled.clone()?;
-        Some(Box::new(Connection::new(compiled, Rc::clone(&self.held))))
+        Some(Box::new(Connection::new(
+            compiled,
+            Rc::clone(&self.held),
+            Rc::clone(&self.budget),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -229,15 +236,36 @@ struct Connection {
     session: Option<Session>,
     /// The VM's held metric sums (see [`Held`]).
     held: Rc<RefCell<Held>>,
+    budget: Rc<RefCell<HeldBudget>>,
     closed: bool,
 }
 
+/// Reports what `session` holds to the VM's budget (a budget already borrowed, which no hook
+/// does today, is skipped: the next hook settles).
+fn settle(
+    session: &mut Session,
+    engine: &Engine,
+    budget: &RefCell<HeldBudget>,
+    closing: bool,
+    sink: &mut Batch,
+) -> Verdict {
+    match budget.try_borrow_mut() {
+        Ok(mut b) => session.settle_held(engine, &mut b, 0, closing, sink),
+        Err(_) => Verdict::Continue,
+    }
+}
+
 impl Connection {
-    fn new(compiled: Rc<Compiled>, held: Rc<RefCell<Held>>) -> Self {
+    fn new(
+        compiled: Rc<Compiled>,
+        held: Rc<RefCell<Held>>,
+        budget: Rc<RefCell<HeldBudget>>,
+    ) -> Self {
         Connection {
             compiled,
             session: None,
             held,
+            budget,
             closed: false,
         }
     }
@@ -272,18 +300,22 @@ impl Connection {
             return Action::Continue;
         };
         let c = &*self.compiled;
+        let budget = &*self.budget;
         let v = with_batch(&self.held, &c.handles, false, |sink, now| {
-            let v = match buffer {
+            let mut v = match buffer {
                 BufferType::DownstreamData => session.on_downstream(&c.engine, &data, now, sink),
                 _ => session.on_upstream(&c.engine, &data, now, sink),
             };
+            if v == Verdict::Continue {
+                v = settle(session, &c.engine, budget, false, sink);
+            }
             (v, session.in_flight() == 0)
         });
         if let (Verdict::Close(_), Some(e)) = (v, session.error()) {
             log(
                 LogLevel::Warn,
                 &format!(
-                    "meltemi: {}: malformed stream, closing: {e}",
+                    "meltemi: {}: closing connection: {e}",
                     c.engine.config.stat_prefix
                 ),
             );
@@ -296,7 +328,9 @@ impl Connection {
             return;
         };
         let c = &*self.compiled;
+        let budget = &*self.budget;
         with_batch(&self.held, &c.handles, true, |sink, _| {
+            settle(session, &c.engine, budget, true, sink);
             session.on_close(&c.engine, sink);
             ((), true)
         });

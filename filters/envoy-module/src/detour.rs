@@ -115,6 +115,15 @@ impl Detour {
         self.pending.len()
     }
 
+    /// Bytes this connection's routing holds: a partial request, answers waiting for a
+    /// boundary, detoured requests kept for retries, a partial unframed reply.
+    pub fn buffered(&self) -> usize {
+        self.carry.len()
+            + self.held.len()
+            + self.pending.values().map(|p| p.frame.len()).sum::<usize>()
+            + self.up.pending()
+    }
+
     /// Routes the client bytes in Envoy's read buffer. `observe` is called with the new bytes
     /// (for the observability session) before the buffer changes.
     pub fn on_read(

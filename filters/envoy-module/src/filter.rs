@@ -7,6 +7,7 @@
 
 use crate::config::{Config, Handle, Routing};
 use crate::detour::{Detour, Observer, ReadOutcome};
+use crate::held;
 use crate::host::{CalloutOutcome, Close, Direction, Level, NetworkHost};
 use crate::rds::{self, Discovery, RdsSink};
 use meltemi_engine::batch::Event;
@@ -194,7 +195,13 @@ impl Filter {
             d.on_write(routing, host, &mut obs);
             None
         };
-        let verdict = obs.verdict;
+        let mut verdict = obs.verdict;
+        if verdict == Verdict::Continue && broken.is_none() {
+            let extra = d.buffered();
+            verdict = held::with(|b| {
+                session.settle_held(&config.engine, b, extra, false, &mut self.events)
+            });
+        }
         flush(&mut self.events, &config, host);
         let why = match (broken, verdict) {
             (Some(m), _) => m,
@@ -275,6 +282,10 @@ impl Filter {
                 break;
             }
         }
+        if verdict == Verdict::Continue {
+            verdict =
+                held::with(|b| session.settle_held(&config.engine, b, 0, false, &mut self.events));
+        }
         flush(&mut self.events, &config, host);
         match verdict {
             Verdict::Continue => Flow::Continue,
@@ -303,6 +314,7 @@ impl Filter {
             d.on_close();
         }
         if let Some(s) = self.session.as_mut() {
+            held::with(|b| s.settle_held(&config.engine, b, 0, true, &mut self.events));
             s.on_close(&config.engine, &mut self.events);
             flush(&mut self.events, &config, host);
         }
@@ -367,6 +379,11 @@ impl Filter {
                     verdict: Verdict::Continue,
                 };
                 d.on_callout_done(host, id, outcome, status, body, &mut obs);
+                // An answer held for a boundary, or a request given back: the share changes.
+                let extra = d.buffered();
+                held::with(|b| {
+                    session.settle_held(&config.engine, b, extra, false, &mut self.events)
+                });
                 flush(&mut self.events, &config, host);
                 return;
             }

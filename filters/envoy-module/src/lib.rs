@@ -28,6 +28,7 @@ pub mod config;
 pub mod detour;
 mod ffi;
 pub mod filter;
+mod held;
 pub mod host;
 pub mod rds;
 pub mod resp;

@@ -283,6 +283,12 @@ impl Boundary {
         !self.lost && self.left == 0 && self.hdr_len == 0 && self.unframed.pending() == 0
     }
 
+    /// Bytes held: a partial unframed reply, a header that straddles chunks.
+    #[inline]
+    pub fn pending(&self) -> usize {
+        self.unframed.pending() + self.hdr_len
+    }
+
     /// True once the stream could not be framed.
     #[inline]
     pub fn lost(&self) -> bool {
