@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    before_tcp_proxy, bridged_clusters, dns_piece, envoy_filter, filter_annotations, filter_value,
-    key_of, listener_config, object_name, resolve_adapter, route_table, stat_piece, twin_patches,
-    RenderError, Rendered,
-};
+use super::json::filter_value;
+use super::listener::{bridged_clusters, listener_config, resolve_adapter, route_table};
+use super::names::{dns_piece, object_name, stat_piece};
+use super::output::{key_of, RenderError, Rendered};
+use super::patches::{before_tcp_proxy, envoy_filter, filter_annotations, twin_patches};
 use crate::crd::MetaRouter;
 use crate::inputs::Inputs;
 use crate::istio::{DestinationRuleSpec, Gateway, ListenerMatch, WorkloadSelector};
