@@ -9,7 +9,7 @@ use meltemi_proto as pb;
 use crate::inputs::Adapter;
 use crate::istio::EnvoyFilter;
 use crate::model::ServicePort;
-use crate::routes::Problems;
+use crate::routes::{Problem, Problems};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
@@ -45,6 +45,10 @@ pub struct Rendered {
     pub route_tables: BTreeMap<String, pb::RouteTable>,
     /// One entry per service port rendered (the bootstrap uses them).
     pub listeners: Vec<ListenerPlan>,
+    /// Problems of a Service or ServiceEntry itself (a `meltemi.io/gateways` entry the render
+    /// skips), in service port order. Not route objects, so no report and no status: `meltemi
+    /// validate` shows them.
+    pub source_problems: Vec<(ObjectKey, Problem)>,
 }
 
 /// What goes in front of one service port, independent of Istio or bootstrap packaging.
@@ -89,6 +93,7 @@ impl Rendered {
         self.filters.extend(part.filters);
         self.route_tables.extend(part.route_tables);
         self.listeners.extend(part.listeners);
+        self.source_problems.extend(part.source_problems);
         for (k, rep) in part.reports {
             let dst = self.reports.entry(k).or_default();
             merge_problems(&mut dst.problems, rep.problems);
