@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::istio::{ClientTls, DestinationRuleSpec, TrafficPolicy};
-use crate::render::obj;
+use crate::render::json::obj;
 
 /// Envoy cluster name of istio-agent's SDS server in every sidecar and gateway bootstrap.
 pub const SDS_CLUSTER: &str = "sds-grpc";

@@ -1,9 +1,12 @@
 //! `meltemi validate`: every problem of a set of manifests, with object and field path.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::inputs::{Inputs, ManifestError};
-use crate::render::{render_all, ObjectKey};
+use crate::model::service_ports;
+use crate::render::{gateway, render_all, ObjectKey};
+use crate::routes::Problem;
 use crate::schema;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,13 +58,20 @@ fn tls_finding(object: &str, path: String, mode: &str) -> Option<Finding> {
     })
 }
 
-fn object_name(k: &ObjectKey) -> String {
-    format!("{} {}/{}", k.kind, k.namespace, k.name)
+/// A render problem `p` of the object `k`.
+fn finding(severity: Severity, k: &ObjectKey, p: &Problem) -> Finding {
+    Finding {
+        severity,
+        object: format!("{} {}/{}", k.kind, k.namespace, k.name),
+        path: p.path.clone(),
+        message: p.message.clone(),
+    }
 }
 
-/// Load errors, render problems of each route object, and the rendered EnvoyFilters checked against
-/// Istio's EnvoyFilter schema. Sorted: errors first.
+/// Load errors, render problems of each route object and service, and the rendered EnvoyFilters
+/// checked against Istio's EnvoyFilter schema, all from one render. Sorted: errors first.
 pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> {
+    let rendered = render_all(inputs);
     let mut out: Vec<Finding> = load_errors
         .iter()
         .map(|e| Finding {
@@ -115,21 +125,13 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
             });
         }
     }
-    for sp in crate::model::service_ports(inputs) {
-        for message in crate::render::gateway::annotation_problems(inputs, &sp) {
-            out.push(Finding {
-                severity: Severity::Warning,
-                object: format!(
-                    "{} {}/{}",
-                    sp.source.kind, sp.source.namespace, sp.source.name
-                ),
-                path: format!(
-                    "metadata.annotations[{:?}]",
-                    crate::model::GATEWAYS_ANNOTATION
-                ),
-                message,
-            });
-        }
+    // Problems of the services themselves; without a render (invalid settings), found on their own.
+    let source_problems = match &rendered {
+        Ok(r) => Cow::Borrowed(r.source_problems.as_slice()),
+        Err(_) => Cow::Owned(gateway::source_problems(inputs, &service_ports(inputs))),
+    };
+    for (k, p) in source_problems.iter() {
+        out.push(finding(Severity::Warning, k, p));
     }
     for dr in &inputs.destination_rules {
         let ns = dr.metadata.namespace.clone().unwrap_or_default();
@@ -167,7 +169,7 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
             }
         }
     }
-    match render_all(inputs) {
+    match rendered {
         Err(e) => out.push(Finding {
             severity: Severity::Error,
             object: "render".into(),
@@ -177,20 +179,10 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
         Ok(r) => {
             for (k, rep) in &r.reports {
                 for p in &rep.problems.errors {
-                    out.push(Finding {
-                        severity: Severity::Error,
-                        object: object_name(k),
-                        path: p.path.clone(),
-                        message: p.message.clone(),
-                    });
+                    out.push(finding(Severity::Error, k, p));
                 }
                 for p in &rep.problems.warnings {
-                    out.push(Finding {
-                        severity: Severity::Warning,
-                        object: object_name(k),
-                        path: p.path.clone(),
-                        message: p.message.clone(),
-                    });
+                    out.push(finding(Severity::Warning, k, p));
                 }
             }
             let schema = schema::envoy_filter_schema();
@@ -223,7 +215,7 @@ mod tests {
     use super::*;
     use crate::inputs::Settings;
 
-    fn findings(files: &[&str], extra: &str) -> Vec<String> {
+    fn load(files: &[&str], extra: &str) -> (Inputs, Vec<ManifestError>) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
         let mut inputs = Inputs {
             settings: Settings {
@@ -238,10 +230,53 @@ mod tests {
             inputs.add_yaml(f, &text, &mut errors);
         }
         inputs.add_yaml("extra.yaml", extra, &mut errors);
-        validate(&inputs, &errors)
+        (inputs, errors)
+    }
+
+    fn text(inputs: &Inputs, errors: &[ManifestError]) -> Vec<String> {
+        validate(inputs, errors)
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    fn findings(files: &[&str], extra: &str) -> Vec<String> {
+        let (inputs, errors) = load(files, extra);
+        text(&inputs, &errors)
+    }
+
+    /// The services' own problems come from the render; when it fails (here: invalid settings)
+    /// they are found without it, the same.
+    #[test]
+    fn annotation_problems_with_and_without_a_render() {
+        let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: redis
+  namespace: demo
+  annotations: {meltemi.io/gateways: "nope"}
+spec:
+  ports: [{name: tcp-redis, port: 6379}, {name: tcp-redis-2, port: 6380}]
+"#;
+        let (mut inputs, errors) = load(&[], yaml);
+        let rendered = render_all(&inputs).unwrap().source_problems;
+        assert_eq!(rendered.len(), 2, "{rendered:#?}");
+        assert_eq!(
+            rendered,
+            gateway::source_problems(&inputs, &service_ports(&inputs))
+        );
+        let warning = "warning: Service demo/redis: metadata.annotations[\"meltemi.io/gateways\"]: no Gateway demo/nope";
+        assert_eq!(text(&inputs, &errors), [warning, warning]);
+        inputs.settings.module_name = "bad name".into();
+        assert_eq!(
+            text(&inputs, &errors),
+            [
+                "error: render: invalid settings: module name \"bad name\" must be [A-Za-z0-9_-]+",
+                warning,
+                warning
+            ]
+        );
     }
 
     #[test]

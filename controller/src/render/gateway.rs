@@ -13,16 +13,16 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    before_tcp_proxy, bridged_clusters, dns_piece, envoy_filter, filter_annotations, filter_value,
-    key_of, listener_config, object_name, resolve_adapter, route_table, stat_piece, twin_patches,
-    RenderError, Rendered,
-};
+use super::json::filter_value;
+use super::listener::{bridged_clusters, listener_config, resolve_adapter, route_table};
+use super::names::{dns_piece, object_name, stat_piece};
+use super::output::{key_of, ObjectKey, RenderError, Rendered};
+use super::patches::{before_tcp_proxy, envoy_filter, filter_annotations, twin_patches};
 use crate::crd::MetaRouter;
 use crate::inputs::Inputs;
 use crate::istio::{DestinationRuleSpec, Gateway, ListenerMatch, WorkloadSelector};
-use crate::model::ServicePort;
-use crate::routes::Catalog;
+use crate::model::{ServicePort, GATEWAYS_ANNOTATION};
+use crate::routes::{Catalog, Problem};
 
 /// The reserved gateway name for "all sidecars".
 pub const MESH: &str = "mesh";
@@ -125,25 +125,50 @@ fn add<'a>(
     Ok(())
 }
 
-/// Why an entry of the `meltemi.io/gateways` annotation of `sp` puts nothing on a gateway (for
-/// `meltemi validate`; the render skips such entries).
-pub(crate) fn annotation_problems(inputs: &Inputs, sp: &ServicePort) -> Vec<String> {
-    let mut out = Vec::new();
-    for g in &sp.gateways {
-        let (ns, name) = split_ref(g, &sp.namespace);
-        match find(inputs, ns, name) {
-            None => out.push(format!("no Gateway {ns}/{name}")),
-            Some(gw) if gw.spec.selector.is_empty() => {
-                out.push(format!("Gateway {ns}/{name} has no selector"))
-            }
-            Some(gw) if server_port(gw, sp).is_none() => out.push(format!(
-                "Gateway {ns}/{name} has no TCP server whose hosts match {}",
-                sp.host
-            )),
-            Some(_) => {}
-        }
+/// Where the entry `g` of the `meltemi.io/gateways` annotation of `sp` puts our filter: the Gateway
+/// and its server port, or why nowhere.
+fn annotation_target<'a>(
+    inputs: &'a Inputs,
+    sp: &ServicePort,
+    g: &str,
+) -> Result<(&'a Gateway, u32), String> {
+    let (ns, name) = split_ref(g, &sp.namespace);
+    let gw = find(inputs, ns, name).ok_or_else(|| format!("no Gateway {ns}/{name}"))?;
+    if gw.spec.selector.is_empty() {
+        return Err(format!("Gateway {ns}/{name} has no selector"));
     }
-    out
+    let port = server_port(gw, sp).ok_or_else(|| {
+        format!(
+            "Gateway {ns}/{name} has no TCP server whose hosts match {}",
+            sp.host
+        )
+    })?;
+    Ok((gw, port))
+}
+
+/// An annotation entry of `sp` that puts nothing on a gateway, as a problem of its source object.
+fn annotation_problem(sp: &ServicePort, message: String) -> (ObjectKey, Problem) {
+    let key = ObjectKey {
+        kind: sp.source.kind,
+        namespace: sp.source.namespace.clone(),
+        name: sp.source.name.clone(),
+    };
+    let path = format!("metadata.annotations[{GATEWAYS_ANNOTATION:?}]");
+    (key, Problem { path, message })
+}
+
+/// The annotation problems of `ports` without a render (what [`render`] puts in
+/// `Rendered::source_problems`; for `meltemi validate` when the render fails).
+pub(crate) fn source_problems(inputs: &Inputs, ports: &[ServicePort]) -> Vec<(ObjectKey, Problem)> {
+    ports
+        .iter()
+        .flat_map(|sp| {
+            sp.gateways.iter().filter_map(move |g| {
+                let message = annotation_target(inputs, sp, g).err()?;
+                Some(annotation_problem(sp, message))
+            })
+        })
+        .collect()
 }
 
 /// Renders the gateway EnvoyFilters into `out` (problems go to the routers' reports).
@@ -197,14 +222,15 @@ pub fn render<'a>(
             }
         }
     }
-    // Observe-only requests by annotation (no report object: unresolvable names are skipped).
+    // Observe-only requests by annotation. No route object to report on: an entry naming nothing
+    // usable is skipped and kept as a problem of the Service (`meltemi validate` shows it).
     for sp in ports {
         for g in &sp.gateways {
-            let (ns, name) = split_ref(g, &sp.namespace);
-            if let Some(gw) = find(inputs, ns, name).filter(|g| !g.spec.selector.is_empty()) {
-                if let Some(port) = server_port(gw, sp) {
+            match annotation_target(inputs, sp, g) {
+                Ok((gw, port)) => {
                     let _ = add(&mut targets, gw, port, sp, None);
                 }
+                Err(message) => out.source_problems.push(annotation_problem(sp, message)),
             }
         }
     }

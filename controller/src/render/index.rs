@@ -1,0 +1,153 @@
+//! What the passes look up, built once per render before any EnvoyFilter: the catalog of service
+//! ports, the MetaRouters by the hosts they route (a host naming no routable port is a problem of
+//! the router), and the DestinationRules by host.
+
+use std::collections::BTreeMap;
+
+use meltemi_proto as pb;
+
+use super::gateway;
+use super::output::{key_of, ObjectKey, ObjectReport};
+use crate::crd::MetaRouter;
+use crate::inputs::Inputs;
+use crate::istio::DestinationRuleSpec;
+use crate::model::ServicePort;
+use crate::routes::Catalog;
+
+/// MetaRouters by the host they route, in (namespace, name) order.
+type RoutersByHost<'a> = BTreeMap<&'a str, Vec<&'a MetaRouter>>;
+/// Each router with the service ports it routes.
+type Routed<'a> = Vec<(&'a MetaRouter, Vec<&'a ServicePort>)>;
+
+pub(super) struct Index<'a> {
+    pub cat: Catalog<'a>,
+    /// MetaRouters applying to the sidecars, by the host they route, in (namespace, name) order.
+    pub routers_by_host: RoutersByHost<'a>,
+    /// Each router with the service ports it routes (the gateways pass needs them too).
+    pub routed: Routed<'a>,
+    /// Host -> subset name -> labels (the first DestinationRule naming a subset wins).
+    pub subsets_by_host: BTreeMap<&'a str, BTreeMap<String, BTreeMap<String, String>>>,
+    /// Host -> the first DestinationRule for it.
+    pub drs_by_host: BTreeMap<&'a str, &'a DestinationRuleSpec>,
+}
+
+impl<'a> Index<'a> {
+    /// Indexes `inputs` and `ports`; every MetaRouter gets a report in `reports`, even if it
+    /// matches nothing.
+    pub fn new(
+        inputs: &'a Inputs,
+        ports: &'a [ServicePort],
+        reports: &mut BTreeMap<ObjectKey, ObjectReport>,
+    ) -> Self {
+        let cat = catalog(inputs, ports);
+        let (routers_by_host, routed) = match_routers(inputs, &cat, reports);
+        let mut subsets_by_host: BTreeMap<&str, BTreeMap<String, BTreeMap<String, String>>> =
+            BTreeMap::new();
+        for dr in &inputs.destination_rules {
+            let e = subsets_by_host.entry(dr.spec.host.as_str()).or_default();
+            for s in &dr.spec.subsets {
+                e.entry(s.name.clone()).or_insert_with(|| s.labels.clone());
+            }
+        }
+        let mut drs_by_host: BTreeMap<&str, &DestinationRuleSpec> = BTreeMap::new();
+        for dr in &inputs.destination_rules {
+            drs_by_host.entry(dr.spec.host.as_str()).or_insert(&dr.spec);
+        }
+        Index {
+            cat,
+            routers_by_host,
+            routed,
+            subsets_by_host,
+            drs_by_host,
+        }
+    }
+}
+
+fn catalog<'a>(inputs: &'a Inputs, ports: &'a [ServicePort]) -> Catalog<'a> {
+    let mut cat = Catalog::default();
+    for sp in ports {
+        cat.ports.entry(sp.host.as_str()).or_default().push(sp);
+    }
+    for dr in &inputs.destination_rules {
+        let set = cat.subsets.entry(dr.spec.host.as_str()).or_default();
+        for s in &dr.spec.subsets {
+            set.insert(s.name.as_str());
+        }
+    }
+    cat
+}
+
+/// The FQDNs a route's host may mean: itself, and for Kubernetes short names (`svc`, `svc.ns`)
+/// the service's FQDN.
+fn host_candidates(pattern: &str, ns: &str, domain: &str) -> Vec<String> {
+    let mut v = vec![pattern.to_string()];
+    match pattern.matches('.').count() {
+        0 => v.push(format!("{pattern}.{ns}.svc.{domain}")),
+        1 => v.push(format!("{pattern}.svc.{domain}")),
+        _ => {}
+    }
+    v
+}
+
+/// The MetaRouters by the sidecar hosts they route, and each router with its service ports; a
+/// host naming no port, or a port MetaRouter cannot route, is an error in the router's report.
+fn match_routers<'a>(
+    inputs: &'a Inputs,
+    cat: &Catalog<'a>,
+    reports: &mut BTreeMap<ObjectKey, ObjectReport>,
+) -> (RoutersByHost<'a>, Routed<'a>) {
+    let domain = inputs.settings.cluster_domain.as_str();
+    let mut routers_by_host = RoutersByHost::new();
+    let mut sorted_routers: Vec<&MetaRouter> = inputs.meta_routers.iter().collect();
+    // Same order as `key_of`, without building a key per comparison.
+    fn order(m: &MetaRouter) -> (&str, &str) {
+        (
+            m.metadata.namespace.as_deref().unwrap_or("default"),
+            m.metadata.name.as_deref().unwrap_or(""),
+        )
+    }
+    sorted_routers.sort_by(|a, b| order(a).cmp(&order(b)));
+    let mut routed = Routed::new();
+    for mr in sorted_routers {
+        let key = key_of("MetaRouter", &mr.metadata);
+        let report = reports.entry(key.clone()).or_default();
+        report.generation = mr.metadata.generation;
+        let mut matched = Vec::new();
+        for (i, h) in mr.spec.hosts.iter().enumerate() {
+            let hits: Vec<&ServicePort> = host_candidates(h, &key.namespace, domain)
+                .iter()
+                .filter_map(|c| cat.ports.get(c.as_str()))
+                .next()
+                .cloned()
+                .unwrap_or_default();
+            if hits.is_empty() {
+                report.problems.error(format!("spec.hosts[{i}]"), format!("no ServiceEntry/Service port named tcp-dubbo/tcp-thrift (or tcp-metaprotocol-*) for host {h:?}"));
+            }
+            for sp in hits {
+                if !matches!(sp.protocol, pb::Protocol::Dubbo | pb::Protocol::Thrift) {
+                    report.problems.error(
+                        format!("spec.hosts[{i}]"),
+                        format!(
+                            "host {h:?} port {} speaks {}; MetaRouter routes dubbo and thrift",
+                            sp.port,
+                            sp.protocol.as_str_name()
+                        ),
+                    );
+                    continue;
+                }
+                matched.push(sp);
+                if gateway::applies_to_mesh(mr) {
+                    routers_by_host
+                        .entry(sp.host.as_str())
+                        .or_default()
+                        .push(mr);
+                }
+            }
+        }
+        if mr.spec.hosts.is_empty() {
+            report.problems.error("spec.hosts", "required");
+        }
+        routed.push((mr, matched));
+    }
+    (routers_by_host, routed)
+}
