@@ -2,6 +2,8 @@
 //! harnesses through the real Envoy). This library holds what the harnesses share.
 #![forbid(unsafe_code)]
 
+pub mod driver;
+
 /// Measurement helpers shared by the end-to-end harnesses (`e2e-*`).
 pub mod e2e {
     /// Envoy's CPU time so far, in ns: the sum over its threads of `/proc/<pid>/task/*/schedstat`.
