@@ -72,6 +72,39 @@ pub mod e2e {
             .unwrap_or_default()
     }
 
+    /// Checks, before the first round, that the Envoy binary and the artifacts the selected
+    /// set-ups load (`module`: the `.so`, `wasm`: the `.wasm`, `extra`: other files, e.g. a
+    /// baseline's) are there; otherwise says what is missing and how to get it, and exits with
+    /// status 2.
+    pub fn require(harness: &str, module: bool, wasm: bool, extra: &[std::path::PathBuf]) {
+        use meltemi_testkit::artifacts::{find_module, find_wasm, BUILD_HINT};
+        let mut missing = Vec::new();
+        if let Err(e) = meltemi_testkit::find_envoy_binary() {
+            missing.push(e);
+        }
+        let artifact = |found: Result<std::path::PathBuf, std::path::PathBuf>, what: &str| {
+            found
+                .err()
+                .map(|p| format!("{what} {} is missing: {BUILD_HINT}", p.display()))
+        };
+        if module {
+            missing.extend(artifact(find_module(), "the dynamic module"));
+        }
+        if wasm {
+            missing.extend(artifact(find_wasm(), "the wasm filter"));
+        }
+        for p in extra.iter().filter(|p| !p.is_file()) {
+            missing.push(format!("{} is missing", p.display()));
+        }
+        if !missing.is_empty() {
+            eprintln!("{harness}: cannot run, nothing measured:");
+            for m in &missing {
+                eprintln!("- {m}");
+            }
+            std::process::exit(2);
+        }
+    }
+
     /// Shared by the end-to-end harnesses.
     pub fn free_listen_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")

@@ -327,6 +327,13 @@ impl Setup {
         )
     }
 
+    fn uses_wasm(self) -> bool {
+        matches!(
+            self,
+            Setup::ObserveWasm | Setup::BytesWasm | Setup::ObserveWasmBefore
+        )
+    }
+
     /// The current-build set-up a `(before)` one mirrors, and the baseline directory.
     fn before(self) -> Option<(Setup, &'static std::path::Path)> {
         let now = match self {
@@ -493,6 +500,32 @@ fn main() {
             .collect(),
         None => all,
     };
+    // What the selected set-ups load, checked before the first round: the current `.so` and
+    // `.wasm` (a `(before)` wasm row rewrites the current path, so it needs both), and the
+    // baseline's files.
+    let baseline = |file: &str, rows: &[Setup]| {
+        let dir = BASELINE.get()?.as_ref()?;
+        setups
+            .iter()
+            .any(|s| rows.contains(s))
+            .then(|| dir.join(file))
+    };
+    let extra: Vec<std::path::PathBuf> = [
+        baseline(
+            "libmeltemi.so",
+            &[Setup::ObserveSoBefore, Setup::RouteSoPinnedBefore],
+        ),
+        baseline("meltemi_wasm.wasm", &[Setup::ObserveWasmBefore]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    meltemi_benches::e2e::require(
+        "e2e-rpc",
+        setups.iter().any(|s| s.uses_module()),
+        setups.iter().any(|s| s.uses_wasm()),
+        &extra,
+    );
     // This process (load generator and backends) on CPU 1; Envoy on CPU 0 (`taskset` execs it).
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])

@@ -337,6 +337,10 @@ impl Setup {
     fn uses_module(self) -> bool {
         matches!(self, Setup::ObserveSo | Setup::BytesSo)
     }
+
+    fn uses_wasm(self) -> bool {
+        matches!(self, Setup::ObserveWasm | Setup::BytesWasm)
+    }
 }
 
 const ZOOKEEPER_PROXY: &str = r#"      - name: envoy.filters.network.zookeeper_proxy
@@ -394,6 +398,12 @@ fn main() {
             .collect(),
         None => SETUPS.to_vec(),
     };
+    meltemi_benches::e2e::require(
+        "e2e-stream",
+        setups.iter().any(|s| s.uses_module()),
+        setups.iter().any(|s| s.uses_wasm()),
+        &[],
+    );
     let shapes = meltemi_benches::e2e::shapes(opt("--shapes"));
     // This process (load generator and responder) on CPU 1; Envoy on CPU 0 (`taskset` execs it).
     let _ = Command::new("taskset")
