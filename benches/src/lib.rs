@@ -2,6 +2,8 @@
 //! harnesses through the real Envoy). This library holds what the harnesses share.
 #![forbid(unsafe_code)]
 
+pub mod driver;
+
 /// Measurement helpers shared by the end-to-end harnesses (`e2e-*`).
 pub mod e2e {
     /// Envoy's CPU time so far, in ns: the sum over its threads of `/proc/<pid>/task/*/schedstat`.
@@ -68,6 +70,39 @@ pub mod e2e {
         std::fs::read_to_string("/sys/devices/system/cpu/online")
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
+    }
+
+    /// Checks, before the first round, that the Envoy binary and the artifacts the selected
+    /// set-ups load (`module`: the `.so`, `wasm`: the `.wasm`, `extra`: other files, e.g. a
+    /// baseline's) are there; otherwise says what is missing and how to get it, and exits with
+    /// status 2.
+    pub fn require(harness: &str, module: bool, wasm: bool, extra: &[std::path::PathBuf]) {
+        use meltemi_testkit::artifacts::{find_module, find_wasm, BUILD_HINT};
+        let mut missing = Vec::new();
+        if let Err(e) = meltemi_testkit::find_envoy_binary() {
+            missing.push(e);
+        }
+        let artifact = |found: Result<std::path::PathBuf, std::path::PathBuf>, what: &str| {
+            found
+                .err()
+                .map(|p| format!("{what} {} is missing: {BUILD_HINT}", p.display()))
+        };
+        if module {
+            missing.extend(artifact(find_module(), "the dynamic module"));
+        }
+        if wasm {
+            missing.extend(artifact(find_wasm(), "the wasm filter"));
+        }
+        for p in extra.iter().filter(|p| !p.is_file()) {
+            missing.push(format!("{} is missing", p.display()));
+        }
+        if !missing.is_empty() {
+            eprintln!("{harness}: cannot run, nothing measured:");
+            for m in &missing {
+                eprintln!("- {m}");
+            }
+            std::process::exit(2);
+        }
     }
 
     /// Shared by the end-to-end harnesses.

@@ -1,5 +1,5 @@
-"""Captures Dubbo 2 frames between a real Python Dubbo client (dubbo-ssl-python) and the
-provider in dubbo_provider.py, on 127.0.0.1, into filters/codec/testdata/dubbo/.
+"""Captures Dubbo 2 frames between a real Python Dubbo client (dubbo-ssl-python) and the test
+provider testkit/clients/dubbo_provider.py, on 127.0.0.1, into filters/codec/testdata/dubbo/.
 
 Run: .venv/bin/python scripts/capture/dubbo_capture.py
 Each frame is written as <seq>_<who>_<label>.bin plus an index (captured.txt) with what the
@@ -9,13 +9,13 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dubbo_provider import Provider, SERVICE  # noqa: E402
+root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(root, "testkit", "clients"))
+from dubbo_provider import Provider, GREETING as SERVICE  # noqa: E402
 
 import dubbo_ssl.connection.connections as connections  # noqa: E402
 from dubbo_ssl.client import DubboClient  # noqa: E402
 
-root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 out = os.path.join(root, "filters", "codec", "testdata", "dubbo")
 os.makedirs(out, exist_ok=True)
 for old_name in os.listdir(out):
@@ -33,7 +33,8 @@ def record(who, frame, label, info=None):
     index.append("%s\t%d bytes\t%s" % (name, len(frame), repr(info) if info else ""))
 
 
-prov = Provider(record)
+# Only GreetingService is exported (the "Not found exported service" message lists it alone).
+prov = Provider(record=record, services=(SERVICE,))
 host = "127.0.0.1:%d" % prov.port
 try:
     # Old-style dubbo version: plain response kinds (VALUE/NULL/EXCEPTION).

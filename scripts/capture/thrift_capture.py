@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Captures real Thrift traffic from Apache Thrift's Python library (PyPI `thrift`).
 
-A small hand-written service (TProcessor style, no compiler) runs on 127.0.0.1; a recording TCP
-relay sits between the client and the server and writes every byte of each direction to
-`filters/codec/testdata/thrift/<case>.c2s.bin` (client to server) and `<case>.s2c.bin`.
+The test server's hand-written service (testkit/clients/thrift_server.py: TProcessor style, no
+compiler) runs on 127.0.0.1, one connection per case in that case's transport and protocol; a
+recording TCP relay sits between the client and the server and writes every byte of each
+direction to `filters/codec/testdata/thrift/<case>.c2s.bin` (client to server) and
+`<case>.s2c.bin`.
 
 Service `Calc` (what the IDL would be):
     exception NotFound { 1: string key }
@@ -36,132 +38,10 @@ from thrift.TMultiplexedProcessor import TMultiplexedProcessor
 from thrift.transport import THeaderTransport, TSocket, TTransport
 
 
-# ---- hand-written structs -------------------------------------------------------------
-
-def write_inner(p, depth):
-    p.writeStructBegin("Inner")
-    p.writeFieldBegin("a", TType.I16, 1)
-    p.writeI16(-depth)
-    p.writeFieldEnd()
-    p.writeFieldBegin("b", TType.BYTE, 2)
-    p.writeByte(depth)
-    p.writeFieldEnd()
-    p.writeFieldBegin("children", TType.LIST, 3)
-    kids = 2 if depth < 3 else 0
-    p.writeListBegin(TType.STRUCT, kids)
-    for _ in range(kids):
-        write_inner(p, depth + 1)
-    p.writeListEnd()
-    p.writeFieldEnd()
-    p.writeFieldStop()
-    p.writeStructEnd()
-
-
-def write_big(p):
-    p.writeStructBegin("Big")
-    p.writeFieldBegin("names", TType.LIST, 1)
-    p.writeListBegin(TType.STRING, 200)
-    for i in range(200):
-        p.writeString("name-%03d" % i)
-    p.writeListEnd()
-    p.writeFieldEnd()
-    p.writeFieldBegin("counts", TType.MAP, 2)
-    p.writeMapBegin(TType.STRING, TType.I64, 50)
-    for i in range(50):
-        p.writeString("k%d" % i)
-        p.writeI64(i * 1000003 - 7)
-    p.writeMapEnd()
-    p.writeFieldEnd()
-    p.writeFieldBegin("ids", TType.SET, 3)
-    p.writeSetBegin(TType.I32, 100)
-    for i in range(100):
-        p.writeI32(i * 7919)
-    p.writeSetEnd()
-    p.writeFieldEnd()
-    p.writeFieldBegin("inner", TType.STRUCT, 4)
-    write_inner(p, 0)
-    p.writeFieldEnd()
-    p.writeFieldBegin("ratio", TType.DOUBLE, 5)
-    p.writeDouble(0.625)
-    p.writeFieldEnd()
-    p.writeFieldBegin("flag", TType.BOOL, 6)
-    p.writeBool(True)
-    p.writeFieldEnd()
-    p.writeFieldBegin("blob", TType.STRING, 7)
-    p.writeBinary(bytes(range(128)) * 32)  # ASCII: the library skips binary as UTF-8 text
-    p.writeFieldEnd()
-    p.writeFieldStop()
-    p.writeStructEnd()
-
-
-def read_args(p):
-    """Reads an args struct into {field id: value} for the simple scalar fields; skips the rest."""
-    out = {}
-    p.readStructBegin()
-    while True:
-        _, ftype, fid = p.readFieldBegin()
-        if ftype == TType.STOP:
-            break
-        if ftype == TType.I32:
-            out[fid] = p.readI32()
-        elif ftype == TType.STRING:
-            out[fid] = p.readString()
-        else:
-            p.skip(ftype)
-        p.readFieldEnd()
-    p.readStructEnd()
-    return out
-
-
-def write_result(p, name, seqid, fields):
-    """fields: list of (name, ttype, id, writer)."""
-    p.writeMessageBegin(name, TMessageType.REPLY, seqid)
-    p.writeStructBegin(name + "_result")
-    for fname, ftype, fid, writer in fields:
-        p.writeFieldBegin(fname, ftype, fid)
-        writer()
-        p.writeFieldEnd()
-    p.writeFieldStop()
-    p.writeStructEnd()
-    p.writeMessageEnd()
-    p.trans.flush()
-
-
-class Processor(object):
-    """TProcessor-style dispatcher for the Calc service."""
-
-    def process(self, iprot, oprot):
-        name, mtype, seqid = iprot.readMessageBegin()
-        args = read_args(iprot)
-        iprot.readMessageEnd()
-        if name == "add":
-            write_result(oprot, name, seqid, [("success", TType.I32, 0, lambda: oprot.writeI32(args[1] + args[2]))])
-        elif name == "get":
-            key = args[1]
-            if key == "k":
-                write_result(oprot, name, seqid, [("success", TType.STRING, 0, lambda: oprot.writeString("v"))])
-            else:
-                def nf():
-                    oprot.writeStructBegin("NotFound")
-                    oprot.writeFieldBegin("key", TType.STRING, 1)
-                    oprot.writeString(key)
-                    oprot.writeFieldEnd()
-                    oprot.writeFieldStop()
-                    oprot.writeStructEnd()
-                write_result(oprot, name, seqid, [("nf", TType.STRUCT, 1, nf)])
-        elif name == "ping":
-            write_result(oprot, name, seqid, [])
-        elif name == "log":
-            pass  # oneway: no reply
-        elif name == "echo":
-            write_result(oprot, name, seqid, [("success", TType.STRUCT, 0, lambda: write_big(oprot))])
-        else:
-            x = TApplicationException(TApplicationException.UNKNOWN_METHOD, "Unknown function %s" % name)
-            oprot.writeMessageBegin(name, TMessageType.EXCEPTION, seqid)
-            x.write(oprot)
-            oprot.writeMessageEnd()
-            oprot.trans.flush()
-        return True
+# The service (Calc and the Big struct it echoes) is the test server's.
+root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(root, "testkit", "clients"))
+from thrift_server import Calc, write_big  # noqa: E402
 
 
 # ---- client ---------------------------------------------------------------------------
@@ -302,7 +182,7 @@ CASES = [
 
 def start_server(case):
     sock = TSocket.TServerSocket(host="127.0.0.1", port=0)
-    proc = Processor()
+    proc = Calc()
     if case.get("mux"):
         m = TMultiplexedProcessor()
         m.registerProcessor("Calc", proc)
@@ -339,7 +219,7 @@ def start_server(case):
 
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "..", "filters", "codec", "testdata", "thrift")
+        root, "filters", "codec", "testdata", "thrift")
     for case in CASES:
         sport, st = start_server(case)
         relay = Relay(sport)

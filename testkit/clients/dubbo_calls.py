@@ -19,10 +19,13 @@ import dubbo_ssl.connection.connections as connections
 from dubbo_ssl.client import DubboClient
 from dubbo_ssl.common.exceptions import DubboResponseException
 
+import dubbo_wire
+
 logging.basicConfig(level=logging.CRITICAL)
+# Strings of any length, chunked as Java writes them (the library's own string code is not).
+dubbo_wire.install()
 host = sys.argv[1]
-GREETING = "org.meltemi.demo.GreetingService"
-ECHO = "org.meltemi.demo.EchoService"
+GREETING, ECHO = dubbo_wire.GREETING, dubbo_wire.ECHO
 MISSING = "org.meltemi.demo.MissingService"
 
 wrote = dict(calls=0, heartbeat_requests=0, heartbeat_answers=0)

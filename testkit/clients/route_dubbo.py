@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Dubbo 2 peers for the routing tests (real Hessian2: python-hessian decodes, dubbo-ssl-python
-encodes and is the client).
+encodes and is the client, both with dubbo_wire.py's string fixes).
 
 serve PORT NAME
     A provider on 127.0.0.1:PORT (threaded, one thread per connection, answers in order) whose
@@ -20,7 +20,6 @@ call PORT N METHOD [--service S] [--version V] [--group G] [--attach K=V ...] [-
     a client-side timeout as "timeout"; "connections" is how many TCP connections the library
     opened (must be 1).
 """
-import io
 import json
 import logging
 import socket
@@ -29,44 +28,13 @@ import sys
 import threading
 import time
 
-from pyhessian.parser import Parser
-from dubbo_ssl.codec.encoder import Request as HessianEncoder
+import dubbo_wire
 
 logging.basicConfig(level=logging.CRITICAL)
-
-
-def _hessian_values(data):
-    p = Parser()
-    p._stream = io.BytesIO(data)
-    p.version = 2
-    while p._stream.tell() < len(data):
-        yield p._adapter._read_object()
-
-
-def _enc(*values):
-    e = HessianEncoder({})
-    out = []
-    for v in values:
-        out.extend(e._encode_single_value(v))
-    return bytes(b & 0xFF for b in out)
-
-
-def _frame(flag, status, rid, body):
-    return struct.pack(">HBBqi", 0xDABB, flag, status, rid, len(body)) + body
-
-
-def _text(v):
-    return v.decode() if isinstance(v, bytes) else v
-
-
-def _read(c, n):
-    buf = b""
-    while len(buf) < n:
-        d = c.recv(n - len(buf))
-        if not d:
-            raise EOFError
-        buf += d
-    return buf
+# Strings of any length, chunked as Java writes them (the libraries' own string code is not).
+dubbo_wire.install()
+_hessian_values, _enc, _frame = dubbo_wire.values, dubbo_wire.encode, dubbo_wire.frame
+_text, _read = dubbo_wire.text, dubbo_wire.read_exact
 
 
 def serve(port, name):

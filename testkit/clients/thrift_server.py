@@ -1,16 +1,21 @@
 """A real Thrift server on Apache Thrift's Python library (PyPI `thrift` 0.22.0), for the
-end-to-end tests. No compiler: the service is hand-written TProcessor-style code.
+end-to-end tests and the frame capture (scripts/capture/thrift_capture.py imports `Calc`). No
+compiler: the service is hand-written TProcessor-style code.
 
 Usage: thrift_server.py PORT
 Listens on 127.0.0.1:PORT with Thrift's own TThreadedServer and THeaderProtocol, which detects
 each connection's dialect (framed or unframed binary/compact, or THeader) and answers in it.
 Service `Calc`, also registered under the multiplexed name "Calc" (TMultiplexedProcessor):
     exception NotFound { 1: string key }
+    struct Big { 1: list<string> names, 2: map<string,i64> counts, 3: set<i32> ids,
+                 4: Inner inner, 5: double ratio, 6: bool flag, 7: binary blob }
+    struct Inner { 1: i16 a, 2: byte b, 3: list<Inner> children }
     service Calc {
       i32 add(1: i32 a, 2: i32 b)
       string get(1: string key) throws (1: NotFound nf)   # "k" -> "v", anything else -> NotFound
       void ping()
       oneway void log(1: string msg)
+      Big echo(1: Big big)      # the argument is skipped; the answer is always the same Big
     }
 Any other method gets a TApplicationException UNKNOWN_METHOD, as a generated processor does.
 """
@@ -57,6 +62,63 @@ def write_result(p, name, seqid, fields):
     p.trans.flush()
 
 
+def write_inner(p, depth):
+    p.writeStructBegin("Inner")
+    p.writeFieldBegin("a", TType.I16, 1)
+    p.writeI16(-depth)
+    p.writeFieldEnd()
+    p.writeFieldBegin("b", TType.BYTE, 2)
+    p.writeByte(depth)
+    p.writeFieldEnd()
+    p.writeFieldBegin("children", TType.LIST, 3)
+    kids = 2 if depth < 3 else 0
+    p.writeListBegin(TType.STRUCT, kids)
+    for _ in range(kids):
+        write_inner(p, depth + 1)
+    p.writeListEnd()
+    p.writeFieldEnd()
+    p.writeFieldStop()
+    p.writeStructEnd()
+
+
+def write_big(p):
+    """A `Big` (see the module doc): lists, a map, a set, nested structs, binary."""
+    p.writeStructBegin("Big")
+    p.writeFieldBegin("names", TType.LIST, 1)
+    p.writeListBegin(TType.STRING, 200)
+    for i in range(200):
+        p.writeString("name-%03d" % i)
+    p.writeListEnd()
+    p.writeFieldEnd()
+    p.writeFieldBegin("counts", TType.MAP, 2)
+    p.writeMapBegin(TType.STRING, TType.I64, 50)
+    for i in range(50):
+        p.writeString("k%d" % i)
+        p.writeI64(i * 1000003 - 7)
+    p.writeMapEnd()
+    p.writeFieldEnd()
+    p.writeFieldBegin("ids", TType.SET, 3)
+    p.writeSetBegin(TType.I32, 100)
+    for i in range(100):
+        p.writeI32(i * 7919)
+    p.writeSetEnd()
+    p.writeFieldEnd()
+    p.writeFieldBegin("inner", TType.STRUCT, 4)
+    write_inner(p, 0)
+    p.writeFieldEnd()
+    p.writeFieldBegin("ratio", TType.DOUBLE, 5)
+    p.writeDouble(0.625)
+    p.writeFieldEnd()
+    p.writeFieldBegin("flag", TType.BOOL, 6)
+    p.writeBool(True)
+    p.writeFieldEnd()
+    p.writeFieldBegin("blob", TType.STRING, 7)
+    p.writeBinary(bytes(range(128)) * 32)  # ASCII: the library skips binary as UTF-8 text
+    p.writeFieldEnd()
+    p.writeFieldStop()
+    p.writeStructEnd()
+
+
 class Calc(object):
     """What a generated `Calc.Processor` does, by hand."""
 
@@ -85,6 +147,9 @@ class Calc(object):
             write_result(oprot, name, seqid, [])
         elif name == "log" and mtype == TMessageType.ONEWAY:
             pass  # oneway: no reply
+        elif name == "echo":
+            write_result(oprot, name, seqid,
+                         [("success", TType.STRUCT, 0, lambda: write_big(oprot))])
         else:
             x = TApplicationException(TApplicationException.UNKNOWN_METHOD,
                                       "Unknown function %s" % name)

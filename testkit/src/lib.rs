@@ -14,7 +14,7 @@ mod proc;
 mod relay;
 pub mod routing;
 
-pub use envoy::{Envoy, EnvoyOptions};
+pub use envoy::{find_envoy_binary, Envoy, EnvoyOptions};
 pub use peers::{
     redis_cli, run_client, venv_python, DubboProvider, KafkaBroker, RedisServer, ThriftServer,
     ZooKeeperServer,

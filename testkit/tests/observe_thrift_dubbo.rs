@@ -173,6 +173,66 @@ fn bytes(recorded: &[Recorded]) -> (u64, u64) {
     })
 }
 
+/// Envoy with both artifacts (configured for `methods`) before `tcp_proxy` to a recording relay
+/// in front of the server on `upstream`; returns the relay, Envoy's listener port and Envoy.
+fn through_envoy(protocol: &str, methods: &[&str], upstream: u16) -> (Relay, u16, Envoy) {
+    let relay = Relay::start(upstream).expect("relay");
+    let listen = free_port();
+    let yaml = bootstrap(
+        listen,
+        &chain(protocol, methods, protocol),
+        &[(protocol, relay.port())],
+    );
+    let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
+    (relay, listen, envoy)
+}
+
+/// What the oracles say about one artifact's connection and request counters.
+#[derive(Default)]
+struct Totals {
+    connections: u64,
+    c2s: u64,
+    s2c: u64,
+    call: u64,
+    oneway: u64,
+    event: u64,
+    success: u64,
+    error: u64,
+    exception: u64,
+    server_event: u64,
+}
+
+impl Totals {
+    /// Every counter (per-method ones aside) these totals imply once the connections are
+    /// closed: nothing active or unanswered, nothing unmatched, no decoding error, no panic.
+    fn stats(&self) -> BTreeMap<String, u64> {
+        [
+            ("cx_total", self.connections),
+            ("cx_active", 0),
+            ("downstream_rx_bytes", self.c2s),
+            ("upstream_rx_bytes", self.s2c),
+            ("panic", 0),
+            ("request", self.call + self.oneway + self.event),
+            ("request_call", self.call),
+            ("request_oneway", self.oneway),
+            ("request_event", self.event),
+            ("request_active", 0),
+            ("request_no_reply", 0),
+            ("request_decoding_error", 0),
+            ("response", self.success + self.error + self.exception),
+            ("response_success", self.success),
+            ("response_error", self.error),
+            ("response_exception", self.exception),
+            ("response_unmatched", 0),
+            ("response_decoding_error", 0),
+            ("server_event", self.server_event),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
 /// Asserts both artifacts' stats equal `want` exactly, naming every difference.
 fn assert_stats(stats: &BTreeMap<String, u64>, protocol: &str, want: &BTreeMap<String, u64>) {
     for (host, prefix) in [("dynamicmodulescustom", "so"), ("wasmcustom", "wasm")] {
@@ -194,14 +254,7 @@ const THRIFT_METHODS: &[&str] = &["add", "get", "ping", "log", "Calc:add"];
 #[test]
 fn thrift_counts_per_method_and_outcome_match_the_client_in_every_dialect_and_both_artifacts() {
     let server = ThriftServer::start().expect("thrift server");
-    let relay = Relay::start(server.port()).expect("relay");
-    let listen = free_port();
-    let yaml = bootstrap(
-        listen,
-        &chain("thrift", THRIFT_METHODS, "thrift"),
-        &[("thrift", relay.port())],
-    );
-    let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
+    let (relay, listen, envoy) = through_envoy("thrift", THRIFT_METHODS, server.port());
 
     let out = run_client(
         "thrift_calls.py",
@@ -224,30 +277,20 @@ fn thrift_counts_per_method_and_outcome_match_the_client_in_every_dialect_and_bo
 
     let (c2s, s2c) = bytes(&relay.recorded());
     let t = |k: &str| tally[&format!("totals.{k}")];
-    let mut want: BTreeMap<String, u64> = [
-        ("cx_total", tally["connections"]),
-        ("cx_active", 0),
-        ("downstream_rx_bytes", c2s),
-        ("upstream_rx_bytes", s2c),
-        ("panic", 0),
-        ("request", t("request")),
-        ("request_call", t("call")),
-        ("request_oneway", t("oneway")),
-        ("request_event", 0),
-        ("request_active", 0),
-        ("request_no_reply", 0),
-        ("request_decoding_error", 0),
-        ("response", t("response")),
-        ("response_success", t("success")),
-        ("response_error", t("error")),
-        ("response_exception", t("exception")),
-        ("response_unmatched", 0),
-        ("response_decoding_error", 0),
-        ("server_event", 0),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    assert_eq!(t("request"), t("call") + t("oneway"));
+    assert_eq!(t("response"), t("success") + t("error") + t("exception"));
+    let mut want = Totals {
+        connections: tally["connections"],
+        c2s,
+        s2c,
+        call: t("call"),
+        oneway: t("oneway"),
+        success: t("success"),
+        error: t("error"),
+        exception: t("exception"),
+        ..Totals::default()
+    }
+    .stats();
     want.extend(method_stats(&tally, "method", THRIFT_METHODS));
     // The rule, spelled out once: multiplexed "Calc:add" has its own label, "Calc:get" falls
     // back to "get", "nosuch" is `other`.
@@ -339,14 +382,7 @@ fn dubbo_frames(stream: &[u8]) -> Vec<(u8, u8, i64, Option<u8>)> {
 #[test]
 fn dubbo_counts_per_service_and_method_match_the_client_and_the_wire_in_both_artifacts() {
     let provider = DubboProvider::start().expect("dubbo provider");
-    let relay = Relay::start(provider.port()).expect("relay");
-    let listen = free_port();
-    let yaml = bootstrap(
-        listen,
-        &chain("dubbo", DUBBO_METHODS, "dubbo"),
-        &[("dubbo", relay.port())],
-    );
-    let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
+    let (relay, listen, envoy) = through_envoy("dubbo", DUBBO_METHODS, provider.port());
 
     let out = run_client(
         "dubbo_calls.py",
@@ -410,30 +446,19 @@ fn dubbo_counts_per_service_and_method_match_the_client_and_the_wire_in_both_art
     );
 
     let (c2s, s2c) = bytes(&recorded);
-    let mut want: BTreeMap<String, u64> = [
-        ("cx_total", 1),
-        ("cx_active", 0),
-        ("downstream_rx_bytes", c2s),
-        ("upstream_rx_bytes", s2c),
-        ("panic", 0),
-        ("request", calls + client_hb),
-        ("request_call", calls),
-        ("request_oneway", 0),
-        ("request_event", client_hb),
-        ("request_active", 0),
-        ("request_no_reply", 0),
-        ("request_decoding_error", 0),
-        ("response", ok + error + exception),
-        ("response_success", ok),
-        ("response_error", error),
-        ("response_exception", exception),
-        ("response_unmatched", 0),
-        ("response_decoding_error", 0),
-        ("server_event", provider_hb),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut want = Totals {
+        connections: 1,
+        c2s,
+        s2c,
+        call: calls,
+        event: client_hb,
+        success: ok,
+        error,
+        exception,
+        server_event: provider_hb,
+        ..Totals::default()
+    }
+    .stats();
     // Per method: only invocations; heartbeats are not calls of any method.
     want.extend(method_stats(&tally, "call", DUBBO_METHODS));
     assert_eq!(
@@ -476,4 +501,74 @@ fn dubbo_counts_per_service_and_method_match_the_client_and_the_wire_in_both_art
             assert_eq!(by_code, codes, "{artifact} {metric}");
         }
     }
+}
+
+/// Issue 20: strings beyond one Hessian2 chunk (Hessian 2.0 serialization 4.12: `R` chunks of
+/// at most 65535 UTF-16 units, then a final `S` or short chunk; Java writes 0x8000-unit
+/// chunks). A 100 KiB and a 1 MiB string argument go through both artifacts to both services
+/// and come back prefixed; the client checks every reply character for character, and the
+/// filters must count each call and reply as a success with no decoding error.
+#[test]
+fn dubbo_100_kib_and_1_mib_strings_round_trip_exactly_through_both_artifacts() {
+    let provider = DubboProvider::start().expect("dubbo provider");
+    let (relay, listen, envoy) = through_envoy("dubbo", DUBBO_METHODS, provider.port());
+
+    let sizes = [100 * 1024, 1024 * 1024];
+    let mut args = vec![format!("127.0.0.1:{listen}")];
+    args.extend(sizes.iter().map(|n| n.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_client("dubbo_large.py", &args, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}\nprovider log:\n{}", provider.log()));
+    let tally = flat_json(&out);
+    settle(&envoy, "dubbo");
+    let calls = 2 * sizes.len() as u64;
+    assert_eq!(tally["calls"], calls, "{out}");
+    assert_eq!(tally["exact"], calls, "every reply exact: {out}");
+
+    // The wire: every call answered with status 20 and a VALUE (0x91); the frames as large as
+    // the strings (a character takes 1 to 6 bytes); heartbeats only from the idle provider.
+    let recorded = relay.recorded();
+    assert_eq!(recorded.len(), 1, "the client keeps one connection");
+    let requests: Vec<_> = dubbo_frames(&recorded[0].c2s)
+        .into_iter()
+        .filter(|(flag, ..)| flag & 0xa0 == 0x80)
+        .collect();
+    assert_eq!(requests.len() as u64, calls);
+    let mut provider_hb = 0;
+    let mut ok = 0;
+    for (flag, status, _, kind) in dubbo_frames(&recorded[0].s2c) {
+        match (flag & 0x80 != 0, status, kind) {
+            (true, _, _) => provider_hb += 1,
+            (false, 20, Some(0x91)) => ok += 1,
+            other => panic!("an unexpected response {other:?}"),
+        }
+    }
+    assert_eq!(ok, calls);
+    let (c2s, s2c) = bytes(&recorded);
+    assert!(
+        s2c >= 2 * sizes.iter().sum::<usize>() as u64,
+        "{s2c} bytes back"
+    );
+
+    let mut want = Totals {
+        connections: 1,
+        c2s,
+        s2c,
+        call: calls,
+        success: calls,
+        server_event: provider_hb,
+        ..Totals::default()
+    }
+    .stats();
+    let per_service: BTreeMap<String, u64> = [
+        ("call.org.meltemi.demo.GreetingService:sayHello.success", 2),
+        ("call.org.meltemi.demo.GreetingService:sayHello.total", 2),
+        ("call.org.meltemi.demo.EchoService:sayHello.success", 2),
+        ("call.org.meltemi.demo.EchoService:sayHello.total", 2),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    want.extend(method_stats(&per_service, "call", DUBBO_METHODS));
+    assert_stats(&envoy.stats(), "dubbo", &want);
 }

@@ -118,6 +118,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let requests: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
+    // Every set-up runs in every round, the `.so` and the `.wasm` ones too.
+    meltemi_benches::e2e::require("e2e-redis", true, true, &[]);
     let redis = RedisServer::start().expect("redis-server");
     let _ = Command::new("taskset")
         .args(["-pc", "1", &redis.pid().to_string()])

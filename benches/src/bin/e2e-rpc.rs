@@ -11,7 +11,7 @@
 //!   decoded) before `tcp_proxy`, the cost of the filter hooks alone.
 //!
 //! Envoy is pinned to CPU 0; this process (load generator and backends, std threads) to CPU 1.
-//! The load generator replays one captured request frame (`filters/codec/testdata/`), rewriting
+//! The load generator (`meltemi_benches::driver`, shared with the other harness) replays one captured request frame (`filters/codec/testdata/`), rewriting
 //! the Thrift seqid / Dubbo request id per request, and matches answers by id. The backends are
 //! benchmark responders, not servers: for each request frame they answer one fixed captured
 //! response frame carrying the request's id, so the server side is never the bottleneck
@@ -28,18 +28,12 @@
 //! nothing, it measures. `--baseline DIR` adds `(before)` rows (indices 9-11) running the
 //! `libmeltemi.so` / `meltemi_wasm.wasm` found in DIR, for before/after in the same run.
 
-use meltemi_benches::e2e::{
-    cpu0_jiffies, envoy_cpu_ns, free_listen_port, loadavg, median, online_cpus,
-};
+use meltemi_benches::driver::{self, Responder, Timing, Window};
+use meltemi_benches::e2e::{free_listen_port, loadavg, median, online_cpus};
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::{workspace_root, Envoy, EnvoyOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Proto {
@@ -143,213 +137,55 @@ fn is_ok(proto: Proto, f: &[u8]) -> bool {
     }
 }
 
-/// Dubbo event frames (heartbeats) are not answers to our requests.
-fn is_event(proto: Proto, f: &[u8]) -> bool {
-    proto == Proto::Dubbo && f.get(2).is_some_and(|b| b & 0x20 != 0)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Benchmark responder
-
-/// A benchmark responder on 127.0.0.1: one thread per connection; for each whole request frame
-/// it writes the captured response frame with the request's id (a read's answers in one write).
-#[derive(Debug)]
-struct Responder {
-    port: u16,
-    served: Arc<AtomicU64>,
-}
-
-impl Responder {
-    fn start(wire: &Wire) -> Responder {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().unwrap().port();
-        let served = Arc::new(AtomicU64::new(0));
-        let (w, s) = (wire.clone(), served.clone());
-        thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (w, s) = (w.clone(), s.clone());
-                thread::spawn(move || respond(conn, &w, &s));
-            }
-        });
-        Responder { port, served }
+/// The frames and rules the shared driver and responder replay.
+impl driver::Wire for Wire {
+    fn frames(&self) -> (&[u8], &[u8]) {
+        (&self.request, &self.response)
     }
-}
 
-fn respond(mut c: TcpStream, w: &Wire, served: &AtomicU64) {
-    let _ = c.set_nodelay(true);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut have = 0usize;
-    let mut out = Vec::with_capacity(64 * 1024);
-    loop {
-        if have == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match c.read(&mut buf[have..]) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => have += n,
-        }
-        let mut at = 0;
-        while let Some(n) = frame_len(w.proto, &buf[at..have]) {
-            let f = &buf[at..at + n];
-            at += n;
-            if is_event(w.proto, f) {
-                continue;
-            }
-            let Some(id) = read_id(w.proto, f) else {
-                continue;
-            };
-            let start = out.len();
-            out.extend_from_slice(&w.response);
-            write_id(w.proto, &mut out[start..], id);
-            served.fetch_add(1, Ordering::Relaxed);
-        }
-        buf.copy_within(at..have, 0);
-        have -= at;
-        if !out.is_empty() {
-            if c.write_all(&out).is_err() {
-                return;
-            }
-            out.clear();
-        }
+    fn frame_len(&self, b: &[u8]) -> Option<usize> {
+        frame_len(self.proto, b)
     }
-}
 
-// ---------------------------------------------------------------------------------------------
-// Load generator
-
-#[derive(Debug, Default)]
-struct ConnResult {
-    done: u64,
-    errors: u64,
-    latencies_us: Vec<u32>,
-    failure: Option<String>,
-}
-
-/// One client connection keeping `depth` requests in flight until `t1`; records answers that
-/// arrive in `[t0, t1)`.
-fn drive_conn(port: u16, w: &Wire, depth: usize, t0: Instant, t1: Instant) -> ConnResult {
-    let mut r = ConnResult::default();
-    let mut c = match TcpStream::connect(("127.0.0.1", port)) {
-        Ok(c) => c,
-        Err(e) => {
-            r.failure = Some(format!("connect: {e}"));
-            return r;
-        }
-    };
-    let _ = c.set_nodelay(true);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
-    // In flight: slot = id % SLOTS holds (id, sent at). Ids are consecutive and at most
-    // `depth` are outstanding, so slots never collide.
-    const SLOTS: usize = 1024;
-    let mut pending: Vec<(u64, Option<Instant>)> = vec![(u64::MAX, None); SLOTS];
-    let mut next_id: u64 = 1;
-    let mut out = Vec::with_capacity(depth * w.request.len());
-    let mut send = |out: &mut Vec<u8>, pending: &mut Vec<(u64, Option<Instant>)>, now| {
-        let id = next_id;
-        next_id += 1;
-        let start = out.len();
-        out.extend_from_slice(&w.request);
-        write_id(w.proto, &mut out[start..], id);
-        // Thrift seqids are 32-bit on the wire.
-        let key = match w.proto {
-            Proto::Thrift => id as u32 as u64,
-            Proto::Dubbo => id,
-        };
-        pending[key as usize % SLOTS] = (key, Some(now));
-    };
-    let now = Instant::now();
-    for _ in 0..depth {
-        send(&mut out, &mut pending, now);
+    fn read_id(&self, f: &[u8], _request: bool) -> Option<u64> {
+        read_id(self.proto, f)
     }
-    if let Err(e) = c.write_all(&out) {
-        r.failure = Some(format!("write: {e}"));
-        return r;
+
+    fn write_id(&self, f: &mut [u8], id: u64, _request: bool) {
+        write_id(self.proto, f, id)
     }
-    out.clear();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut have = 0usize;
-    loop {
-        if have == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match c.read(&mut buf[have..]) {
-            Ok(0) => {
-                r.failure = Some("closed by Envoy".into());
-                return r;
-            }
-            Ok(n) => have += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => {
-                r.failure = Some(format!("read: {e}"));
-                return r;
-            }
-        }
-        let now = Instant::now();
-        let mut at = 0;
-        let mut answered = 0;
-        while let Some(n) = frame_len(w.proto, &buf[at..have]) {
-            let f = &buf[at..at + n];
-            at += n;
-            if is_event(w.proto, f) {
-                continue;
-            }
-            let sent = read_id(w.proto, f).and_then(|id| {
-                let slot = &mut pending[id as usize % SLOTS];
-                (slot.0 == id).then(|| {
-                    slot.0 = u64::MAX;
-                    slot.1.take()
-                })?
-            });
-            let Some(sent) = sent else {
-                r.failure = Some("answer with an unknown id".into());
-                return r;
-            };
-            answered += 1;
-            if now >= t0 && now < t1 {
-                r.done += 1;
-                if !is_ok(w.proto, f) {
-                    r.errors += 1;
-                }
-                r.latencies_us
-                    .push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
-            }
-        }
-        buf.copy_within(at..have, 0);
-        have -= at;
-        if now >= t1 {
-            return r;
-        }
-        for _ in 0..answered {
-            send(&mut out, &mut pending, now);
-        }
-        if !out.is_empty() {
-            if let Err(e) = c.write_all(&out) {
-                r.failure = Some(format!("write: {e}"));
-                return r;
-            }
-            out.clear();
+
+    fn is_ok(&self, f: &[u8]) -> bool {
+        is_ok(self.proto, f)
+    }
+
+    /// Dubbo event frames (heartbeats) are not answers to our requests.
+    fn is_event(&self, f: &[u8]) -> bool {
+        self.proto == Proto::Dubbo && f.get(2).is_some_and(|b| b & 0x20 != 0)
+    }
+
+    /// Thrift seqids are 32-bit on the wire.
+    fn max_id(&self) -> u64 {
+        match self.proto {
+            Proto::Thrift => u32::MAX as u64,
+            Proto::Dubbo => u64::MAX,
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Sample {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    cpu_us_per_req: f64,
-    errors: u64,
+    window: Window,
     /// Share of requests the `v2` backend served during the whole run.
     v2_share: f64,
-    /// Fraction of CPU 0 busy with something other than Envoy during the window.
-    cpu0_other: f64,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Timing {
-    warm: Duration,
-    measure: Duration,
+impl std::ops::Deref for Sample {
+    type Target = Window;
+
+    fn deref(&self) -> &Window {
+        &self.window
+    }
 }
 
 /// `--perf DIR`: record Envoy with `perf record -g` over each measured window into
@@ -367,21 +203,9 @@ fn drive(
     backends: (&Responder, &Responder),
     label: &str,
 ) -> Result<Sample, String> {
-    let served0 = (
-        backends.0.served.load(Ordering::Relaxed),
-        backends.1.served.load(Ordering::Relaxed),
-    );
-    let start = Instant::now();
-    let t0 = start + t.warm;
-    let t1 = t0 + t.measure;
-    let handles: Vec<_> = (0..conns)
-        .map(|_| {
-            let w = w.clone();
-            thread::spawn(move || drive_conn(port, &w, depth, t0, t1))
-        })
-        .collect();
-    thread::sleep(t0.saturating_duration_since(Instant::now()));
-    let perf = PERF_DIR.get().cloned().flatten().and_then(|dir| {
+    let served0 = (backends.0.served(), backends.1.served());
+    let (window, perf) = driver::measure(w, port, (conns, depth), t, envoy_pid, || {
+        let dir = PERF_DIR.get().cloned().flatten()?;
         Command::new("perf")
             .args([
                 "record",
@@ -400,38 +224,15 @@ fn drive(
             .spawn()
             .ok()
     });
-    let (cpu_a, c0a) = (envoy_cpu_ns(envoy_pid), cpu0_jiffies());
-    thread::sleep(t1.saturating_duration_since(Instant::now()));
-    let (cpu_b, c0b) = (envoy_cpu_ns(envoy_pid), cpu0_jiffies());
-    let results: Vec<ConnResult> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     if let Some(mut p) = perf {
         let _ = p.wait();
     }
-    if let Some(f) = results.iter().find_map(|r| r.failure.clone()) {
-        return Err(f);
-    }
-    let done: u64 = results.iter().map(|r| r.done).sum();
-    if done == 0 {
-        return Err("no answers".into());
-    }
-    let mut lat: Vec<u32> = results
-        .iter()
-        .flat_map(|r| r.latencies_us.iter().copied())
-        .collect();
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64;
-    let v1 = backends.0.served.load(Ordering::Relaxed) - served0.0;
-    let v2 = backends.1.served.load(Ordering::Relaxed) - served0.1;
-    let envoy_jiffies = (cpu_b - cpu_a) as f64 / 1e7; // ns -> USER_HZ (100) ticks
-    let cpu0_total = (c0b.1 - c0a.1).max(1) as f64;
+    let window = window?;
+    let v1 = backends.0.served() - served0.0;
+    let v2 = backends.1.served() - served0.1;
     Ok(Sample {
-        rps: done as f64 / t.measure.as_secs_f64(),
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-        cpu_us_per_req: (cpu_b - cpu_a) as f64 / 1e3 / done as f64,
-        errors: results.iter().map(|r| r.errors).sum(),
+        window,
         v2_share: v2 as f64 / (v1 + v2).max(1) as f64,
-        cpu0_other: ((c0b.0 - c0a.0) as f64 - envoy_jiffies).max(0.0) / cpu0_total,
     })
 }
 
@@ -523,6 +324,13 @@ impl Setup {
         matches!(
             self,
             Setup::ObserveSo | Setup::RouteSoPinned | Setup::RouteSoSplit | Setup::BytesSo
+        )
+    }
+
+    fn uses_wasm(self) -> bool {
+        matches!(
+            self,
+            Setup::ObserveWasm | Setup::BytesWasm | Setup::ObserveWasmBefore
         )
     }
 
@@ -692,6 +500,32 @@ fn main() {
             .collect(),
         None => all,
     };
+    // What the selected set-ups load, checked before the first round: the current `.so` and
+    // `.wasm` (a `(before)` wasm row rewrites the current path, so it needs both), and the
+    // baseline's files.
+    let baseline = |file: &str, rows: &[Setup]| {
+        let dir = BASELINE.get()?.as_ref()?;
+        setups
+            .iter()
+            .any(|s| rows.contains(s))
+            .then(|| dir.join(file))
+    };
+    let extra: Vec<std::path::PathBuf> = [
+        baseline(
+            "libmeltemi.so",
+            &[Setup::ObserveSoBefore, Setup::RouteSoPinnedBefore],
+        ),
+        baseline("meltemi_wasm.wasm", &[Setup::ObserveWasmBefore]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    meltemi_benches::e2e::require(
+        "e2e-rpc",
+        setups.iter().any(|s| s.uses_module()),
+        setups.iter().any(|s| s.uses_wasm()),
+        &extra,
+    );
     // This process (load generator and backends) on CPU 1; Envoy on CPU 0 (`taskset` execs it).
     let _ = Command::new("taskset")
         .args(["-a", "-p", "-c", "1", &std::process::id().to_string()])

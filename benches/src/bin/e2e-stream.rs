@@ -9,7 +9,7 @@
 //!   decoded), the cost of the filter hooks alone.
 //!
 //! Envoy is pinned to CPU 0; this process (load generator and responder, std threads) to CPU 1.
-//! The load generator replays one captured request frame (`filters/codec/testdata/`), rewriting
+//! The load generator (`meltemi_benches::driver`, shared with the other harness) replays one captured request frame (`filters/codec/testdata/`), rewriting
 //! the Kafka correlation id / ZooKeeper xid per request, and matches answers by id. The responder
 //! answers each request with one captured response frame carrying the request's id:
 //! - Kafka: Metadata v12 request / response of `kafka-python.frames` connection 0 (request
@@ -25,19 +25,14 @@
 //! `cargo run --release -p meltemi-benches --bin e2e-stream -- [--quick] [--rounds N] [--secs S]
 //! [--only kafka|zookeeper] [--setups 0,2,..] [--shapes 1x16,16x1]`. Not a test: it measures.
 
-use meltemi_benches::e2e::{
-    cpu0_jiffies, envoy_cpu_ns, free_listen_port, loadavg, median, online_cpus,
-};
+use meltemi_benches::driver::{self, Responder, Timing, Window};
+use meltemi_benches::e2e::{free_listen_port, loadavg, median, online_cpus};
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::{workspace_root, Envoy, EnvoyOptions};
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Proto {
@@ -177,222 +172,58 @@ fn is_ok(w: &Wire, f: &[u8]) -> bool {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Benchmark responder
-
-/// A benchmark responder on 127.0.0.1: one thread per connection; answers the ZooKeeper
-/// ConnectRequest with the captured ConnectResponse, and every other request frame with the
-/// captured response frame carrying the request's id (a read's answers in one write).
-#[derive(Debug)]
-struct Responder {
-    port: u16,
-    served: Arc<AtomicU64>,
-}
-
-impl Responder {
-    fn start(wire: &Wire) -> Responder {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = l.local_addr().unwrap().port();
-        let served = Arc::new(AtomicU64::new(0));
-        let (w, s) = (wire.clone(), served.clone());
-        thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(conn) = conn else { continue };
-                let (w, s) = (w.clone(), s.clone());
-                thread::spawn(move || respond(conn, &w, &s));
-            }
-        });
-        Responder { port, served }
+/// The frames and rules the shared driver and responder replay.
+impl driver::Wire for Wire {
+    fn frames(&self) -> (&[u8], &[u8]) {
+        (&self.request, &self.response)
     }
-}
 
-fn respond(mut c: TcpStream, w: &Wire, served: &AtomicU64) {
-    let _ = c.set_nodelay(true);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut have = 0usize;
-    let mut out = Vec::with_capacity(64 * 1024);
-    let mut greeted = w.hello.is_none();
-    loop {
-        if have == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match c.read(&mut buf[have..]) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => have += n,
-        }
-        let mut at = 0;
-        while let Some(n) = frame_len(&buf[at..have]) {
-            let f = &buf[at..at + n];
-            at += n;
-            if !greeted {
-                greeted = true;
-                out.extend_from_slice(&w.hello.as_ref().unwrap().1);
-                continue;
-            }
-            let Some(id) = read_id(w, f, true) else {
-                continue;
-            };
-            let start = out.len();
-            out.extend_from_slice(&w.response);
-            write_id(w, &mut out[start..], id, false);
-            served.fetch_add(1, Ordering::Relaxed);
-        }
-        buf.copy_within(at..have, 0);
-        have -= at;
-        if !out.is_empty() {
-            if c.write_all(&out).is_err() {
-                return;
-            }
-            out.clear();
-        }
+    fn frame_len(&self, b: &[u8]) -> Option<usize> {
+        frame_len(b)
+    }
+
+    fn read_id(&self, f: &[u8], request: bool) -> Option<u64> {
+        read_id(self, f, request).map(u64::from)
+    }
+
+    fn write_id(&self, f: &mut [u8], id: u64, request: bool) {
+        write_id(self, f, id as u32, request)
+    }
+
+    fn is_ok(&self, f: &[u8]) -> bool {
+        is_ok(self, f)
+    }
+
+    fn hello(&self) -> Option<(&[u8], &[u8])> {
+        self.hello.as_ref().map(|(c, s)| (&c[..], &s[..]))
+    }
+
+    /// Ids start at 1 and stay positive (ZooKeeper's negative xids are pings, auth and watch
+    /// events).
+    fn max_id(&self) -> u64 {
+        i32::MAX as u64
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Load generator
-
-#[derive(Debug, Default)]
-struct ConnResult {
-    done: u64,
-    errors: u64,
-    latencies_us: Vec<u32>,
-    failure: Option<String>,
-}
-
-/// One client connection (ZooKeeper: after its ConnectRequest/Response) keeping `depth`
-/// requests in flight until `t1`; records answers that arrive in `[t0, t1)`.
-fn drive_conn(port: u16, w: &Wire, depth: usize, t0: Instant, t1: Instant) -> ConnResult {
-    let mut r = ConnResult::default();
-    let mut c = match TcpStream::connect(("127.0.0.1", port)) {
-        Ok(c) => c,
-        Err(e) => {
-            r.failure = Some(format!("connect: {e}"));
-            return r;
-        }
-    };
-    let _ = c.set_nodelay(true);
-    let _ = c.set_read_timeout(Some(Duration::from_secs(3)));
-    // In flight: slot = id % SLOTS holds (id, sent at). Ids are consecutive and at most
-    // `depth` are outstanding, so slots never collide. Ids start at 1 and stay positive
-    // (ZooKeeper's negative xids are pings, auth and watch events).
-    const SLOTS: usize = 1024;
-    let mut pending: Vec<(u32, Option<Instant>)> = vec![(u32::MAX, None); SLOTS];
-    let mut next_id: u32 = 1;
-    let mut out = Vec::with_capacity(depth * w.request.len() + 64);
-    let mut send = |out: &mut Vec<u8>, pending: &mut Vec<(u32, Option<Instant>)>, now| {
-        let id = next_id;
-        next_id = if next_id >= i32::MAX as u32 {
-            1
-        } else {
-            next_id + 1
-        };
-        let start = out.len();
-        out.extend_from_slice(&w.request);
-        write_id(w, &mut out[start..], id, true);
-        pending[id as usize % SLOTS] = (id, Some(now));
-    };
-    let mut awaiting_hello = false;
-    if let Some((hello, _)) = &w.hello {
-        out.extend_from_slice(hello);
-        awaiting_hello = true;
-    }
-    let now = Instant::now();
-    for _ in 0..depth {
-        send(&mut out, &mut pending, now);
-    }
-    if let Err(e) = c.write_all(&out) {
-        r.failure = Some(format!("write: {e}"));
-        return r;
-    }
-    out.clear();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut have = 0usize;
-    loop {
-        if have == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match c.read(&mut buf[have..]) {
-            Ok(0) => {
-                r.failure = Some("closed by Envoy".into());
-                return r;
-            }
-            Ok(n) => have += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => {
-                r.failure = Some(format!("read: {e}"));
-                return r;
-            }
-        }
-        let now = Instant::now();
-        let mut at = 0;
-        let mut answered = 0;
-        while let Some(n) = frame_len(&buf[at..have]) {
-            let f = &buf[at..at + n];
-            at += n;
-            if awaiting_hello {
-                awaiting_hello = false; // the ConnectResponse
-                continue;
-            }
-            let sent = read_id(w, f, false).and_then(|id| {
-                let slot = &mut pending[id as usize % SLOTS];
-                (slot.0 == id).then(|| {
-                    slot.0 = u32::MAX;
-                    slot.1.take()
-                })?
-            });
-            let Some(sent) = sent else {
-                r.failure = Some("answer with an unknown id".into());
-                return r;
-            };
-            answered += 1;
-            if now >= t0 && now < t1 {
-                r.done += 1;
-                if !is_ok(w, f) {
-                    r.errors += 1;
-                }
-                r.latencies_us
-                    .push(now.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
-            }
-        }
-        buf.copy_within(at..have, 0);
-        have -= at;
-        if now >= t1 {
-            return r;
-        }
-        for _ in 0..answered {
-            send(&mut out, &mut pending, now);
-        }
-        if !out.is_empty() {
-            if let Err(e) = c.write_all(&out) {
-                r.failure = Some(format!("write: {e}"));
-                return r;
-            }
-            out.clear();
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Sample {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    cpu_us_per_req: f64,
-    errors: u64,
+    window: Window,
     /// Requests the observing filter counted (native: its request counter) during the run.
     decoded: u64,
     /// Request + response decode errors the observing filter counted during the run.
     decode_errors: u64,
     /// Responses the observing filter could not match to a request during the run.
     unmatched: u64,
-    /// Fraction of CPU 0 busy with something other than Envoy during the window.
-    cpu0_other: f64,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Timing {
-    warm: Duration,
-    measure: Duration,
+impl std::ops::Deref for Sample {
+    type Target = Window;
+
+    fn deref(&self) -> &Window {
+        &self.window
+    }
 }
 
 /// Counters that tell whether the filter under test decoded the run: (decoded requests,
@@ -433,32 +264,13 @@ fn drive(
     setup: Setup,
     backend: &Responder,
 ) -> Result<Sample, String> {
-    let served0 = backend.served.load(Ordering::Relaxed);
+    let served0 = backend.served();
     let counts0 = filter_counts(setup, w, &envoy.stats());
-    let start = Instant::now();
-    let t0 = start + t.warm;
-    let t1 = t0 + t.measure;
-    let handles: Vec<_> = (0..conns)
-        .map(|_| {
-            let w = w.clone();
-            thread::spawn(move || drive_conn(port, &w, depth, t0, t1))
-        })
-        .collect();
-    thread::sleep(t0.saturating_duration_since(Instant::now()));
-    let (cpu_a, c0a) = (envoy_cpu_ns(envoy.pid()), cpu0_jiffies());
-    thread::sleep(t1.saturating_duration_since(Instant::now()));
-    let (cpu_b, c0b) = (envoy_cpu_ns(envoy.pid()), cpu0_jiffies());
-    let results: Vec<ConnResult> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    if let Some(f) = results.iter().find_map(|r| r.failure.clone()) {
-        return Err(f);
-    }
-    let done: u64 = results.iter().map(|r| r.done).sum();
-    if done == 0 {
-        return Err("no answers".into());
-    }
+    let (window, ()) = driver::measure(w, port, (conns, depth), t, envoy.pid(), || ());
+    let window = window?;
     // The last answers are in flight through the filter: let its counters catch up, then read
-    // them. The client connections are closed when `drive_conn` returns.
-    let served = backend.served.load(Ordering::Relaxed) - served0;
+    // them. The client connections are closed when the driver returns.
+    let served = backend.served() - served0;
     let mut counts1 = filter_counts(setup, w, &envoy.stats());
     for _ in 0..20 {
         if setup.observes() && counts1.0 - counts0.0 < served {
@@ -468,24 +280,11 @@ fn drive(
             break;
         }
     }
-    let mut lat: Vec<u32> = results
-        .iter()
-        .flat_map(|r| r.latencies_us.iter().copied())
-        .collect();
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64;
-    let envoy_jiffies = (cpu_b - cpu_a) as f64 / 1e7; // ns -> USER_HZ (100) ticks
-    let cpu0_total = (c0b.1 - c0a.1).max(1) as f64;
     Ok(Sample {
-        rps: done as f64 / t.measure.as_secs_f64(),
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-        cpu_us_per_req: (cpu_b - cpu_a) as f64 / 1e3 / done as f64,
-        errors: results.iter().map(|r| r.errors).sum(),
+        window,
         decoded: counts1.0 - counts0.0,
         decode_errors: counts1.1 - counts0.1,
         unmatched: counts1.2 - counts0.2,
-        cpu0_other: ((c0b.0 - c0a.0) as f64 - envoy_jiffies).max(0.0) / cpu0_total,
     })
 }
 
@@ -537,6 +336,10 @@ impl Setup {
 
     fn uses_module(self) -> bool {
         matches!(self, Setup::ObserveSo | Setup::BytesSo)
+    }
+
+    fn uses_wasm(self) -> bool {
+        matches!(self, Setup::ObserveWasm | Setup::BytesWasm)
     }
 }
 
@@ -595,6 +398,12 @@ fn main() {
             .collect(),
         None => SETUPS.to_vec(),
     };
+    meltemi_benches::e2e::require(
+        "e2e-stream",
+        setups.iter().any(|s| s.uses_module()),
+        setups.iter().any(|s| s.uses_wasm()),
+        &[],
+    );
     let shapes = meltemi_benches::e2e::shapes(opt("--shapes"));
     // This process (load generator and responder) on CPU 1; Envoy on CPU 0 (`taskset` execs it).
     let _ = Command::new("taskset")
