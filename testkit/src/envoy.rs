@@ -132,6 +132,18 @@ impl Envoy {
             .arg("--log-level")
             .arg(&o.log_level)
             .arg("--disable-hot-restart");
+        // The module Envoy loads for `dynamic_module_config: {name: meltemi}` is the one in
+        // `artifacts::module_dir()` (`$MELTEMI_MODULE_DIR` picks older builds to compare).
+        if !o
+            .env
+            .iter()
+            .any(|(k, _)| k == "ENVOY_DYNAMIC_MODULES_SEARCH_PATH")
+        {
+            cmd.env(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                crate::artifacts::module_dir(),
+            );
+        }
         for (k, v) in &o.env {
             cmd.env(k, v);
         }
