@@ -403,3 +403,45 @@ fn a_trapped_wasm_vm_is_reloaded_and_serves_new_connections() {
         envoy.log()
     );
 }
+
+/// The `.so`'s routing holds a partial request (it routes whole frames): that counts against
+/// the worker's budget too, and the connection past it is closed while the others are served.
+#[test]
+fn a_routed_connection_past_the_budget_is_closed() {
+    let server = meltemi_testkit::ThriftServer::start().expect("thrift server");
+    let listen = free_port();
+    let json = r#"{"protocol":"thrift","statPrefix":"routed","workerHeldBudgetBytes":262144,"routing":{"primary_cluster":"v1","services":[{"service":"*","routes":[{"name":"all","route":{"cluster":"v1"}}]}]}}"#;
+    let filters = [Filter::Module(json.into()), Filter::TcpProxy("v1".into())];
+    let yaml = bootstrap(listen, &filters, &[("v1", server.port())]);
+    let mut envoy = Envoy::start(&yaml, &[]).expect("envoy");
+    let name = |s: &str| format!("dynamicmodulescustom.thrift.routed.{s}");
+    assert_eq!(thrift_add(listen, 1, 2, 1), 3);
+    // A 1 MiB call cut after 300 KiB: the router holds it until it is whole.
+    let mut m = vec![0x80, 0x01, 0x00, 0x01];
+    m.extend(3u32.to_be_bytes());
+    m.extend(b"add");
+    m.extend(9i32.to_be_bytes());
+    let mut body = ((1u32 << 20) - 4).to_be_bytes().to_vec();
+    body.extend(m);
+    body.resize(300 << 10, 0);
+    let mut big = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    big.write_all(&body).unwrap();
+    let closed = wait_for(Duration::from_secs(5), || {
+        envoy.stat(&name("cx_buffer_overflow")).filter(|n| *n == 1)
+    });
+    assert!(
+        closed.is_some(),
+        "overflow: {:?}, held {:?}",
+        envoy.stat(&name("cx_buffer_overflow")),
+        envoy.stat(&name("held_bytes"))
+    );
+    big.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut b = [0u8; 8];
+    assert!(matches!(big.read(&mut b), Ok(0) | Err(_)), "the connection is closed");
+    assert_eq!(thrift_add(listen, 20, 22, 2), 42, "the others are served");
+    let zero = wait_for(Duration::from_secs(5), || {
+        (envoy.stat(&name("held_bytes")) == Some(0)).then_some(())
+    });
+    assert!(zero.is_some(), "held_bytes {:?}", envoy.stat(&name("held_bytes")));
+    assert!(envoy.is_running());
+}

@@ -212,6 +212,8 @@ impl Totals {
             ("downstream_rx_bytes", self.c2s),
             ("upstream_rx_bytes", self.s2c),
             ("panic", 0),
+            ("cx_buffer_overflow", 0),
+            ("held_bytes", 0),
             ("request", self.call + self.oneway + self.event),
             ("request_call", self.call),
             ("request_oneway", self.oneway),
