@@ -34,7 +34,6 @@ pub mod detour;
 mod ffi;
 pub mod filter;
 mod held;
-#[allow(unsafe_code)]
 pub mod host;
 pub mod rds;
 pub mod resp;
