@@ -701,7 +701,7 @@ impl Poller {
         unsafe {
             abi::envoy_dynamic_module_callback_bootstrap_extension_timer_enable(self.timer, TICK_MS)
         };
-        let now = crate::filter::now_ns();
+        let now = crate::clock::now_ns();
         let all = rds::registered();
         for d in &all {
             if d.in_flight.load(Ordering::Acquire) || !d.claim_poll(now) {

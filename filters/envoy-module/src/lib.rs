@@ -28,6 +28,7 @@
 #[allow(unsafe_code)]
 pub mod abi;
 pub mod bridge;
+mod clock;
 pub mod config;
 pub mod detour;
 #[allow(unsafe_code)]
@@ -37,3 +38,4 @@ mod held;
 pub mod host;
 pub mod rds;
 pub mod resp;
+pub mod routing;
