@@ -1,7 +1,7 @@
 //! The safe host layer: small traits the glue code is written against, and the plain types they
 //! speak in. Split three ways:
 //! - this file: the traits ([`NetworkHost`], [`BridgeHost`], [`MetricsRegistry`]) and plain
-//!   types; no `unsafe`, nothing of Envoy but a few ABI enums mapped onto ours.
+//!   types; no `unsafe` and nothing of Envoy.
 //! - `envoy`: their implementation over Envoy's raw pointers. Every `unsafe` block of the
 //!   crate that calls into Envoy lives there (the exported hooks in `crate::ffi` hold the rest:
 //!   turning Envoy's opaque pointers back into our objects). Re-exported here.
