@@ -6,10 +6,12 @@
 //! connection as is. Upstream bytes are collected until as many whole replies as requests have
 //! arrived, then answered as one HTTP 200 whose body is the reply bytes. Envoy hands each
 //! `encode_data` / `on_upstream_data` only the new bytes (it drains or moves them after the
-//! hook), so both sides are fed to the counters exactly once.
+//! hook), so both sides are fed to the counters exactly once. Redis values are counted with
+//! the codec's resumable walker ([`meltemi_codec::redis::Skipper`]): nothing is held for them
+//! but the reply itself.
 
 use crate::host::BridgeHost;
-use crate::resp::{RespCounter, ValueCounter};
+use meltemi_codec::redis::Skipper;
 use meltemi_codec::{dubbo, thrift, Decoded, Limits};
 use meltemi_engine::route::{ResponseCounter, RpcProtocol};
 use serde::Deserialize;
@@ -143,16 +145,93 @@ fn expected_replies(proto: RpcProtocol, mut body: &[u8]) -> u64 {
     n
 }
 
+/// Counts the whole RESP values of a stream fed in any split: one [`Skipper`] walks each value
+/// across the pieces (nothing is copied). Stops counting, rather than guessing, at the first
+/// broken structure.
+#[derive(Debug)]
+struct RespValues {
+    /// Client requests (a value not starting with `*` is an inline command), else replies.
+    requests: bool,
+    /// The walk of the value in progress.
+    walking: Option<Skipper>,
+    broken: bool,
+}
+
+impl RespValues {
+    /// No size limit: a walker holds nothing, and the filter limited the frames it detoured.
+    const LIMITS: Limits = Limits {
+        max_frame: usize::MAX,
+        max_depth: 32,
+    };
+
+    fn new(requests: bool) -> Self {
+        RespValues {
+            requests,
+            walking: None,
+            broken: false,
+        }
+    }
+
+    /// Feeds the next bytes of the stream; returns how many values ended in them.
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut n = 0;
+        while !self.broken && !data.is_empty() {
+            let walker = match &mut self.walking {
+                Some(w) => w,
+                // Line ends between requests are empty inline commands: redis-server skips them.
+                None if self.requests && matches!(data[0], b'\r' | b'\n') => {
+                    data = &data[1..];
+                    continue;
+                }
+                None if self.requests => self
+                    .walking
+                    .insert(Skipper::request(data[0], &Self::LIMITS)),
+                None => self.walking.insert(Skipper::reply(&Self::LIMITS)),
+            };
+            match walker.feed(data) {
+                Ok(Some(used)) => {
+                    n += 1;
+                    self.walking = None;
+                    data = &data[used..];
+                }
+                Ok(None) => break,
+                Err(_) => self.broken = true,
+            }
+        }
+        n
+    }
+
+    /// True once the stream was found not to be RESP; no further values are counted.
+    fn broken(&self) -> bool {
+        self.broken
+    }
+}
+
 /// One bridged request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Bridge {
     rpc: Option<Rpc>,
-    requests: RespCounter,
-    replies: RespCounter,
+    requests: RespValues,
+    replies: RespValues,
     requests_seen: u64,
     replies_seen: u64,
     response: Vec<u8>,
     answered: bool,
+}
+
+impl Default for Bridge {
+    /// A Redis bridge.
+    fn default() -> Self {
+        Bridge {
+            rpc: None,
+            requests: RespValues::new(true),
+            replies: RespValues::new(false),
+            requests_seen: 0,
+            replies_seen: 0,
+            response: Vec::new(),
+            answered: false,
+        }
+    }
 }
 
 impl Bridge {
@@ -394,6 +473,71 @@ mod tests {
             assert_eq!(h.responses.len(), 1, "{case}: oneway");
             assert_eq!((h.responses[0].0, h.responses[0].2.len()), (200, 0));
         }
+    }
+
+    // The RESP counting the bridge waits on (these cases were the tests of the adapter's own
+    // RESP counter, which the codec's walker replaced).
+    const SET: &[u8] = b"*3\r\n$3\r\nSET\r\n$3\r\nfoo\r\n$3\r\nbar\r\n";
+    const GET: &[u8] = b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n";
+
+    #[test]
+    fn resp_counts_whole_commands() {
+        let mut c = RespValues::new(true);
+        assert_eq!(c.feed(SET), 1);
+        assert_eq!(c.feed(GET), 1);
+        let both = [SET, GET].concat();
+        assert_eq!(RespValues::new(true).feed(&both), 2);
+    }
+
+    #[test]
+    fn resp_every_split_point_counts_the_same() {
+        let both = [SET, GET, b"PING\r\n".as_slice()].concat();
+        for cut in 0..=both.len() {
+            let mut c = RespValues::new(true);
+            let n = c.feed(&both[..cut]) + c.feed(&both[cut..]);
+            assert_eq!(n, 3, "cut at {cut}");
+            assert!(!c.broken());
+        }
+        // Byte by byte.
+        let mut c = RespValues::new(true);
+        let n: u64 = both.iter().map(|b| c.feed(std::slice::from_ref(b))).sum();
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn resp_replies_and_nulls() {
+        let mut c = RespValues::new(false);
+        assert_eq!(
+            c.feed(b"+PONG\r\n$-1\r\n*0\r\n:12\r\n*2\r\n*1\r\n+a\r\n$1\r\nb\r\n"),
+            5
+        );
+        assert_eq!(c.feed(b"%1\r\n+k\r\n+v\r\n"), 1);
+    }
+
+    #[test]
+    fn resp_bulk_payload_may_contain_crlf_and_type_bytes() {
+        let mut c = RespValues::new(true);
+        assert_eq!(c.feed(b"*1\r\n$6\r\n*\r\n$\r\n\r\n"), 1);
+        assert!(!c.broken());
+    }
+
+    #[test]
+    fn resp_garbage_inside_an_aggregate_stops_counting() {
+        let mut c = RespValues::new(true);
+        assert_eq!(c.feed(b"*2\r\nxx\r\n"), 0);
+        assert!(c.broken());
+        assert_eq!(c.feed(SET), 0);
+        let mut c = RespValues::new(true);
+        assert_eq!(c.feed(b"*x\r\n"), 0);
+        assert!(c.broken());
+    }
+
+    #[test]
+    fn resp_depth_is_bounded() {
+        let deep = b"*1\r\n".repeat(33);
+        let mut c = RespValues::new(true);
+        c.feed(&deep);
+        assert!(c.broken());
     }
 
     #[test]

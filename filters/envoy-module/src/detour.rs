@@ -14,8 +14,10 @@
 //!   at once when the stream is between frames, else held and put into the write buffer at the
 //!   next boundary (`prepend`/`append_write_buffer`).
 
-use crate::config::{Config, InFlight, Routing};
+use crate::clock::now_ns;
+use crate::config::Config;
 use crate::host::{CalloutOutcome, Direction, Level, NetworkHost};
+use crate::routing::{InFlight, Routing};
 use meltemi_codec::{Decoded, Limits};
 use meltemi_engine::route::{
     encode_failure, route_request_with, Boundary, Failure, RequestFrame, SplitMix64, Target,
@@ -92,7 +94,7 @@ pub enum ReadOutcome {
 
 impl Detour {
     pub fn new(config: &Config, routing: &Routing, connection_id: u64) -> Self {
-        let seed = routing.table.seed.unwrap_or_else(crate::filter::now_ns)
+        let seed = routing.table.seed.unwrap_or_else(now_ns)
             ^ connection_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let limits = Limits {
             max_frame: config.engine.config.max_frame_bytes,
@@ -168,7 +170,7 @@ impl Detour {
         let steps = &mut scratch.steps;
         let mut off = 0;
         let mut all_pass = true;
-        let now = crate::filter::now_ns();
+        let now = now_ns();
         while off < data.len() {
             let r = route_request_with(
                 routing.proto,

@@ -5,28 +5,23 @@
 //! the stream unless the engine asks to close it. `tcp_proxy` consumes the whole read buffer on
 //! every `onData` (it asserts so), hence each read hook sees only new bytes.
 
-use crate::config::{Config, Handle, Routing};
+use crate::clock::now_ns;
+use crate::config::{Config, Handle};
 use crate::detour::{Detour, Observer, ReadOutcome};
 use crate::held;
 use crate::host::{CalloutOutcome, Close, Direction, Level, NetworkHost};
 use crate::rds::{self, Discovery, RdsSink};
+use crate::routing::Routing;
 use meltemi_engine::batch::Event;
 use meltemi_engine::route::RequestFrame;
 use meltemi_engine::{Batch, DecodeFailure, Engine, Session, Verdict};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 /// What a data hook tells Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
     Stop,
-}
-
-/// Monotonic nanoseconds since the module's first use.
-pub(crate) fn now_ns() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// Metric events of one hook, applied to the host after the host's buffers are released (the

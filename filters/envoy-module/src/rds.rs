@@ -19,8 +19,9 @@
 //! - tables are compiled where the answer arrives (main thread or the polling worker), never on
 //!   the request path.
 
-use crate::config::{Routing, StatBook};
+use crate::clock::now_ns;
 use crate::host::{ConfigStats, CounterId, GaugeId, Level};
+use crate::routing::{Routing, StatBook};
 use meltemi_engine::route::{Limiters, RouteTable, RpcProtocol};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -234,7 +235,7 @@ impl Discovery {
                         &routing.table,
                         &cur.table,
                         &lock(&cur.limiters),
-                        crate::filter::now_ns(),
+                        now_ns(),
                     );
                     routing.limiters = Mutex::new(carried);
                     // The retry budget counts the detours of every table still in flight.
@@ -511,13 +512,13 @@ mod tests {
         );
         let take = |n: usize| {
             let cur = d.current();
-            let now = crate::filter::now_ns();
+            let now = now_ns();
             let mut lim = cur.limiters.lock().unwrap();
             (0..n).filter(|_| lim.take(&cur.table, 0, now)).count()
         };
         assert_eq!(take(2), 2);
         // A detour in flight on version 5 still counts for the retry budget under version 6.
-        let slot = crate::config::InFlight::new(&d.current(), true);
+        let slot = crate::routing::InFlight::new(&d.current(), true);
         // Version 6, same route: one token left, not a fresh three.
         assert_eq!(
             d.offer(limited(6, 3).as_bytes(), &mut s),
