@@ -292,7 +292,7 @@ impl FilterConfig {
             })?;
         }
         if let Some(m) = &self.istio {
-            let labels = crate::proto::labels(self);
+            let labels = crate::protocols::labels(self);
             let n = crate::istio::combinations(m, labels.names.len(), labels.reply_codes.len());
             if n > crate::istio::MAX_COMBINATIONS {
                 return Err(ConfigError {

@@ -275,7 +275,7 @@ request_protocol=.=redis;.;response_code=.=ok;.;response_flags=.=-;.;istio_reque
     fn request_method_adds_a_row_per_label_and_decode_errors_flag_the_rest() {
         let e = engine(r#"{"enabled":true,"reporter":"source","requestMethod":true}"#);
         let counters = named(&e, super::REQUESTS_TOTAL);
-        let commands = crate::proto::labels(&e.config).names.len();
+        let commands = crate::protocols::labels(&e.config).names.len();
         assert_eq!(counters.len(), commands * 6);
         let get_dpe = counters
             .iter()

@@ -18,7 +18,7 @@ mod framer;
 pub mod istio;
 pub mod metrics;
 pub mod observe;
-mod proto;
+mod protocols;
 pub mod route;
 mod session;
 
@@ -26,5 +26,5 @@ pub use batch::Batch;
 pub use config::{ConfigError, FilterConfig, OnDecodeError, Protocol};
 pub use metrics::{LabelSet, MetricDef, MetricId, MetricKind, MetricSink, Metrics};
 pub use observe::{Outcome, RequestKind};
-pub use proto::DecodeFailure;
+pub use protocols::DecodeFailure;
 pub use session::{CloseReason, Engine, HeldBudget, Session, Verdict};

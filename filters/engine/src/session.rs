@@ -4,7 +4,7 @@ use crate::config::{FilterConfig, OnDecodeError};
 use crate::framer::{FrameError, Framer};
 use crate::metrics::{MetricSink, Metrics};
 use crate::observe::Tracker;
-use crate::proto::{self, Ctx, DecodeFailure, Wire};
+use crate::protocols::{self, Ctx, DecodeFailure, Wire};
 use crate::route::RequestFrame;
 use meltemi_codec::Limits;
 
@@ -51,18 +51,18 @@ pub struct Engine {
     /// The metric table built from it.
     pub metrics: Metrics,
     limits: Limits,
-    methods: proto::MethodIndex,
+    methods: protocols::MethodIndex,
 }
 
 impl Engine {
     /// Compiles a validated configuration.
     pub fn new(config: FilterConfig) -> Engine {
-        let metrics = Metrics::new(&config, &proto::labels(&config));
+        let metrics = Metrics::new(&config, &protocols::labels(&config));
         let limits = Limits {
             max_frame: config.max_frame_bytes,
             ..Limits::default()
         };
-        let methods = proto::MethodIndex::new(&config.methods);
+        let methods = protocols::MethodIndex::new(&config.methods);
         Engine {
             config,
             metrics,
@@ -171,8 +171,8 @@ impl Session {
             now_ns,
         };
         match (&self.wire, frame) {
-            (Wire::Thrift, RequestFrame::Thrift(f)) => proto::thrift_request(f, &mut cx),
-            (Wire::Dubbo, RequestFrame::Dubbo(m)) => proto::dubbo_request(m, &mut cx),
+            (Wire::Thrift, RequestFrame::Thrift(f)) => protocols::thrift_request(f, &mut cx),
+            (Wire::Dubbo, RequestFrame::Dubbo(m)) => protocols::dubbo_request(m, &mut cx),
             _ => {}
         }
     }
@@ -231,7 +231,7 @@ impl Session {
             now_ns,
         };
         let cap = engine.config.max_held_bytes;
-        let mut d = proto::Direction { wire, cx, request };
+        let mut d = protocols::Direction { wire, cx, request };
         let framer = if request { down } else { up };
         let r = framer.feed_capped(data, cap, &mut d).map_err(|e| match e {
             FrameError::Decode(e) => e,

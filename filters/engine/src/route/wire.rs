@@ -4,7 +4,7 @@
 use super::{Attributes, Decision, Request, RouteTable, SplitMix64, Target};
 use crate::config::Protocol;
 use crate::framer::Framer;
-use crate::proto::DecodeFailure;
+use crate::protocols::DecodeFailure;
 use meltemi_codec::{dubbo, thrift, Decoded, Limits};
 
 /// Which protocol a routed connection speaks.
