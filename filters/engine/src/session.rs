@@ -57,7 +57,7 @@ pub struct Engine {
 impl Engine {
     /// Compiles a validated configuration.
     pub fn new(config: FilterConfig) -> Engine {
-        let metrics = Metrics::new(&config, &protocols::labels(&config));
+        let metrics = Metrics::new(config.metric_spec(), &config.labels());
         let limits = Limits {
             max_frame: config.max_frame_bytes,
             ..Limits::default()

@@ -1,14 +1,14 @@
 //! Per-protocol glue between a codec and the [`Tracker`]: which frames are requests, what their
 //! id and label are, and how a response ends.
 
-use crate::config::{FilterConfig, Protocol};
+pub(crate) use crate::failure::DecodeFailure;
 use crate::fasthash::{FxBuild, FxHasher};
 use crate::framer::{FrameDecoder, Step};
 use crate::metrics::{LabelSet, MetricSink, Metrics};
 use crate::observe::Tracker;
+use crate::protocol::Protocol;
 use meltemi_codec::{Decoded, Limits};
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::Hasher;
 
 mod dubbo;
@@ -19,23 +19,6 @@ mod zookeeper;
 
 pub(crate) use dubbo::account_request as dubbo_request;
 pub(crate) use thrift::account_request as thrift_request;
-
-/// A frame that broke its protocol's rules: the codec's own message (allocated only on this
-/// error path, once per connection).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeFailure(pub String);
-
-impl fmt::Display for DecodeFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl DecodeFailure {
-    pub(crate) fn from<E: fmt::Display>(e: E) -> Self {
-        DecodeFailure(e.to_string())
-    }
-}
 
 /// The protocol state of one connection.
 #[derive(Debug)]
@@ -134,8 +117,8 @@ impl MethodIndex {
 }
 
 /// The label set of configured methods, with dots (stat-name separators) written as `_`.
-fn method_labels(config: &FilterConfig, reply_codes: Vec<String>) -> LabelSet {
-    let mut names: Vec<String> = config.methods.iter().map(|m| m.replace('.', "_")).collect();
+fn method_labels(methods: &[String], reply_codes: Vec<String>) -> LabelSet {
+    let mut names: Vec<String> = methods.iter().map(|m| m.replace('.', "_")).collect();
     names.push("other".into());
     LabelSet {
         family: "method",
@@ -255,14 +238,14 @@ impl<S: MetricSink> FrameDecoder for Direction<'_, '_, S> {
     }
 }
 
-/// The per-label metric set of a protocol.
-pub(crate) fn labels(config: &FilterConfig) -> LabelSet {
-    match config.protocol {
+/// The per-label metric set of a protocol (`methods`: the configured ones, for Dubbo and Thrift).
+pub(crate) fn labels(protocol: Protocol, methods: &[String]) -> LabelSet {
+    match protocol {
         Protocol::Redis => redis::labels(),
         Protocol::Kafka => kafka::labels(),
         Protocol::ZooKeeper => zookeeper::labels(),
-        Protocol::Thrift => method_labels(config, thrift::reply_codes()),
-        Protocol::Dubbo => method_labels(config, dubbo::reply_codes()),
+        Protocol::Thrift => method_labels(methods, thrift::reply_codes()),
+        Protocol::Dubbo => method_labels(methods, dubbo::reply_codes()),
         Protocol::Raw => LabelSet {
             family: "method",
             names: Vec::new(),
