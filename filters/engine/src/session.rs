@@ -4,7 +4,7 @@ use crate::config::{FilterConfig, OnDecodeError};
 use crate::framer::{FrameError, Framer};
 use crate::metrics::{MetricSink, Metrics};
 use crate::observe::Tracker;
-use crate::protocols::{self, Ctx, DecodeFailure, Wire};
+use crate::protocols::{self, Ctx, DecodeFailure, Dubbo, Observe, Thrift, Wire};
 use crate::route::RequestFrame;
 use meltemi_codec::Limits;
 
@@ -171,8 +171,8 @@ impl Session {
             now_ns,
         };
         match (&self.wire, frame) {
-            (Wire::Thrift, RequestFrame::Thrift(f)) => protocols::thrift_request(f, &mut cx),
-            (Wire::Dubbo, RequestFrame::Dubbo(m)) => protocols::dubbo_request(m, &mut cx),
+            (Wire::Thrift(_), RequestFrame::Thrift(f)) => Thrift::request(f, &mut cx),
+            (Wire::Dubbo(_), RequestFrame::Dubbo(m)) => Dubbo::request(m, &mut cx),
             _ => {}
         }
     }

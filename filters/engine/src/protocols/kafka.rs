@@ -3,11 +3,11 @@
 //! `acks = 0` gets no response. Responses whose body starts with an error code count as errors
 //! when it is non-zero.
 
-use super::{Ctx, DecodeFailure};
+use super::{Ctx, Observe};
 use crate::metrics::{LabelSet, MetricSink};
-use crate::observe::{Outcome, RequestKind};
+use crate::observe::{Outcome, RequestKind, Tracker};
 use meltemi_codec::kafka::{self, ApiKey};
-use meltemi_codec::{Decoded, Need};
+use meltemi_codec::{Decoded, Limits, Need};
 
 /// Api versions counted per api key: `0..MAX_VERSION_LABEL` (Fetch, the highest, is at 17 in
 /// current Kafka; later versions are still counted per api key).
@@ -19,18 +19,6 @@ fn label(k: ApiKey) -> u16 {
         .iter()
         .position(|a| *a == k)
         .unwrap_or(ApiKey::ALL.len()) as u16
-}
-
-pub(super) fn labels() -> LabelSet {
-    let mut names: Vec<String> = ApiKey::ALL.iter().map(|a| a.as_str().to_string()).collect();
-    names.push("unknown".into());
-    LabelSet {
-        family: "api",
-        names,
-        versions: MAX_VERSION_LABEL,
-        exceptions: false,
-        reply_codes: reply_codes(),
-    }
 }
 
 /// Error codes with their own Istio `response_code` (Kafka's number): -1..=40 and a few common
@@ -75,78 +63,117 @@ fn unpack(aux: u32) -> (ApiKey, i16) {
     )
 }
 
-pub(super) fn request<S: MetricSink>(
-    buf: &[u8],
-    head: bool,
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    let decoded = if head {
-        kafka::decode_request_head(buf, cx.limits)
-    } else {
-        kafka::decode_request(buf, cx.limits)
-    };
-    match decoded.map_err(DecodeFailure::from)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            let h = frame.header;
-            let kind = if frame.expects_response() {
-                RequestKind::Call
-            } else {
-                RequestKind::Oneway
-            };
-            cx.tracker.request_aux(
-                cx.metrics,
-                cx.sink,
-                i64::from(h.correlation_id),
-                label(h.api_key),
-                kind,
-                pack(h.api_key, h.api_version),
-                cx.now_ns,
-            );
-            if let Some(id) = cx.metrics.version_counter(label(h.api_key), h.api_version) {
-                cx.sink.inc(id, 1);
-            }
-            Ok(Decoded::Frame { frame: (), used })
-        }
-    }
+/// A response, with the request it answers as the tracker kept it (api key and version).
+pub(crate) struct Answer<'a> {
+    correlation_id: i32,
+    request: Option<(ApiKey, i16)>,
+    frame: kafka::Response<'a>,
 }
 
-pub(super) fn response<S: MetricSink>(
-    buf: &[u8],
-    head: bool,
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    // The correlation id comes first: it tells which request (and so which header version).
-    let Some(cid) = kafka::peek_correlation_id(buf) else {
-        return Ok(Decoded::NeedMore(Need::AtLeast(8)));
-    };
-    let known = cx.tracker.aux(i64::from(cid)).map(unpack);
-    let hv = known.map_or(0, |(k, v)| kafka::response_header_version(k, v));
-    let decoded = if head {
-        kafka::decode_response_head(buf, hv, cx.limits)
-    } else {
-        kafka::decode_response(buf, hv, cx.limits)
-    };
-    match decoded.map_err(DecodeFailure::from)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            let error_code = known.and_then(|(k, v)| frame.error_code(k, v));
-            let failed = error_code.is_some_and(|e| e != 0);
-            let outcome = if failed {
-                Outcome::Error
-            } else {
-                Outcome::Success
-            };
-            cx.tracker.response(
-                cx.metrics,
-                cx.sink,
-                i64::from(cid),
-                outcome,
-                code_index(error_code),
-                cx.now_ns,
-            );
-            Ok(Decoded::Frame { frame: (), used })
+/// Kafka's [`Observe`]: labelled by api key, counted per api version too.
+pub(crate) struct Kafka;
+
+impl Observe for Kafka {
+    type Conn = ();
+    type Request<'a> = kafka::Request<'a>;
+    type Response<'a> = Answer<'a>;
+    type Error = kafka::Error;
+
+    fn labels(_methods: &[String]) -> LabelSet {
+        let mut names: Vec<String> = ApiKey::ALL.iter().map(|a| a.as_str().to_string()).collect();
+        names.push("unknown".into());
+        LabelSet {
+            family: "api",
+            names,
+            versions: MAX_VERSION_LABEL,
+            exceptions: false,
+            reply_codes: reply_codes(),
         }
+    }
+
+    #[inline]
+    fn decode_request<'a>(
+        _: &mut (),
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+    ) -> Result<Decoded<kafka::Request<'a>>, kafka::Error> {
+        if head {
+            kafka::decode_request_head(buf, limits)
+        } else {
+            kafka::decode_request(buf, limits)
+        }
+    }
+
+    #[inline]
+    fn decode_response<'a>(
+        _: &mut (),
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+        tracker: &Tracker,
+    ) -> Result<Decoded<Answer<'a>>, kafka::Error> {
+        // The correlation id comes first: it tells which request (and so which header version).
+        let Some(cid) = kafka::peek_correlation_id(buf) else {
+            return Ok(Decoded::NeedMore(Need::AtLeast(8)));
+        };
+        let known = tracker.aux(i64::from(cid)).map(unpack);
+        let hv = known.map_or(0, |(k, v)| kafka::response_header_version(k, v));
+        let decoded = if head {
+            kafka::decode_response_head(buf, hv, limits)
+        } else {
+            kafka::decode_response(buf, hv, limits)
+        }?;
+        Ok(match decoded {
+            Decoded::NeedMore(n) => Decoded::NeedMore(n),
+            Decoded::Frame { frame, used } => Decoded::Frame {
+                frame: Answer {
+                    correlation_id: cid,
+                    request: known,
+                    frame,
+                },
+                used,
+            },
+        })
+    }
+
+    fn request<S: MetricSink>(frame: &kafka::Request<'_>, cx: &mut Ctx<'_, S>) {
+        let h = frame.header;
+        let kind = if frame.expects_response() {
+            RequestKind::Call
+        } else {
+            RequestKind::Oneway
+        };
+        cx.tracker.request_aux(
+            cx.metrics,
+            cx.sink,
+            i64::from(h.correlation_id),
+            label(h.api_key),
+            kind,
+            pack(h.api_key, h.api_version),
+            cx.now_ns,
+        );
+        if let Some(id) = cx.metrics.version_counter(label(h.api_key), h.api_version) {
+            cx.sink.inc(id, 1);
+        }
+    }
+
+    fn response<S: MetricSink>(a: Answer<'_>, cx: &mut Ctx<'_, S>) {
+        let error_code = a.request.and_then(|(k, v)| a.frame.error_code(k, v));
+        let failed = error_code.is_some_and(|e| e != 0);
+        let outcome = if failed {
+            Outcome::Error
+        } else {
+            Outcome::Success
+        };
+        cx.tracker.response(
+            cx.metrics,
+            cx.sink,
+            i64::from(a.correlation_id),
+            outcome,
+            code_index(error_code),
+            cx.now_ns,
+        );
     }
 }
 

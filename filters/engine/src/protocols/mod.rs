@@ -1,7 +1,8 @@
 //! Per-protocol glue between a codec and the [`Tracker`]: which frames are requests, what their
-//! id and label are, and how a response ends.
+//! id and label are, and how a response ends. Each protocol implements [`Observe`] once, in its
+//! own file; [`step`] is the one driver they all share, and the `table!` below is the only list
+//! of them (a new protocol adds a [`Protocol`] variant, its file and one line there).
 
-pub(crate) use crate::failure::DecodeFailure;
 use crate::fasthash::{FxBuild, FxHasher};
 use crate::framer::{FrameDecoder, Step};
 use crate::metrics::{LabelSet, MetricSink, Metrics};
@@ -9,36 +10,211 @@ use crate::observe::Tracker;
 use crate::protocol::Protocol;
 use meltemi_codec::{Decoded, Limits};
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::Hasher;
+
+pub(crate) use crate::failure::DecodeFailure;
 
 mod dubbo;
 mod kafka;
+mod raw;
 mod redis;
 mod thrift;
 mod zookeeper;
 
-pub(crate) use dubbo::account_request as dubbo_request;
-pub(crate) use thrift::account_request as thrift_request;
+pub(crate) use dubbo::Dubbo;
+pub(crate) use thrift::Thrift;
 
-/// The protocol state of one connection.
-#[derive(Debug)]
-pub(crate) enum Wire {
-    /// No decoding.
-    Raw,
-    /// Redis: replies come back in request order. The walks of a request and of a reply too
-    /// big to hold (head mode), boxed: most connections never need one.
-    Redis {
-        down: Option<Box<meltemi_codec::redis::Skipper>>,
-        up: Option<Box<meltemi_codec::redis::Skipper>>,
-    },
-    /// Kafka: by correlation id.
-    Kafka,
-    /// ZooKeeper: by xid, with the handshake phase per direction.
-    ZooKeeper(meltemi_codec::zookeeper::Connection),
-    /// Thrift: by sequence id.
-    Thrift,
-    /// Dubbo: by request id.
-    Dubbo,
+/// What a protocol implements to be observed: how its codec decodes each direction (a whole
+/// frame, or in head mode the first bytes of one too big to hold, see `framer`), how a decoded
+/// frame is accounted for (calls on the [`Tracker`] in [`Ctx`]), its closed label set, and how
+/// answers find their request.
+pub(crate) trait Observe {
+    /// Per-connection decoding state: ZooKeeper's handshake phase, Redis's walks; `()` for most.
+    type Conn: fmt::Debug + Default;
+    /// A decoded client frame.
+    type Request<'a>;
+    /// A decoded server frame.
+    type Response<'a>;
+    /// The codec's error.
+    type Error: fmt::Display;
+    /// Answers come back in request order (Redis) rather than by request id.
+    const ORDERED: bool = false;
+
+    /// The label set of the per-label stats and the Istio reply codes (`methods`: the
+    /// configured method names, for the protocols that label by method).
+    fn labels(methods: &[String]) -> LabelSet;
+
+    /// Decodes the client frame at the start of `buf` (`head`: only its first bytes are given;
+    /// `used` is then the whole frame's length).
+    fn decode_request<'a>(
+        conn: &mut Self::Conn,
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+    ) -> Result<Decoded<Self::Request<'a>>, Self::Error>;
+
+    /// Decodes the server frame at the start of `buf`, as [`Observe::decode_request`];
+    /// `tracker` holds what the requests in flight kept for their answers.
+    fn decode_response<'a>(
+        conn: &mut Self::Conn,
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+        tracker: &Tracker,
+    ) -> Result<Decoded<Self::Response<'a>>, Self::Error>;
+
+    /// Accounts for one client frame (routing calls it too, with the frame it decoded).
+    fn request<S: MetricSink>(frame: &Self::Request<'_>, cx: &mut Ctx<'_, S>);
+
+    /// Accounts for one server frame.
+    fn response<S: MetricSink>(frame: Self::Response<'_>, cx: &mut Ctx<'_, S>);
+
+    /// Head mode: accounts for a frame too big to hold from its first bytes. By default the
+    /// head decodes like a frame and the rest is passed by length ([`Step::Skip`]); a protocol
+    /// whose frames carry no length walks them itself ([`Step::Stream`], [`Observe::stream`]).
+    #[inline]
+    fn head<S: MetricSink>(
+        conn: &mut Self::Conn,
+        buf: &[u8],
+        request: bool,
+        cx: &mut Ctx<'_, S>,
+    ) -> Result<Step, DecodeFailure> {
+        step::<Self, S>(conn, buf, request, true, cx)
+    }
+
+    /// Head mode, after [`Step::Stream`]: the next bytes of the frame being walked; `Some(used)`
+    /// when it ends `used` bytes into `data`.
+    fn stream(
+        _conn: &mut Self::Conn,
+        _data: &[u8],
+        _request: bool,
+    ) -> Result<Option<usize>, DecodeFailure> {
+        Ok(Some(0))
+    }
+}
+
+/// The one driver of every protocol: decodes the frame at the start of `buf` (a client frame
+/// when `request`; `head`: only its first bytes), accounts for it, and tells the framer how
+/// to go on.
+#[inline]
+pub(crate) fn step<P: Observe + ?Sized, S: MetricSink>(
+    conn: &mut P::Conn,
+    buf: &[u8],
+    request: bool,
+    head: bool,
+    cx: &mut Ctx<'_, S>,
+) -> Result<Step, DecodeFailure> {
+    let used = if request {
+        match P::decode_request(conn, buf, head, cx.limits).map_err(DecodeFailure::from)? {
+            Decoded::NeedMore(n) => return Ok(Step::Need(n)),
+            Decoded::Frame { frame, used } => {
+                P::request(&frame, cx);
+                used
+            }
+        }
+    } else {
+        let d = P::decode_response(conn, buf, head, cx.limits, cx.tracker);
+        match d.map_err(DecodeFailure::from)? {
+            Decoded::NeedMore(n) => return Ok(Step::Need(n)),
+            Decoded::Frame { frame, used } => {
+                P::response(frame, cx);
+                used
+            }
+        }
+    };
+    // A head decode reports the whole frame's length: the rest is passed by.
+    Ok(if used > buf.len() {
+        Step::Skip(used)
+    } else {
+        Step::Frame(used)
+    })
+}
+
+/// The pairing discipline of `P`'s connections.
+fn tracker<P: Observe>() -> Tracker {
+    if P::ORDERED {
+        Tracker::ordered()
+    } else {
+        Tracker::by_id()
+    }
+}
+
+/// The table of protocols: each [`Protocol`] variant with the type that implements [`Observe`]
+/// for it. It writes [`Wire`] (one variant per protocol, holding its `Conn`) and the dispatch
+/// from a [`Protocol`] or a [`Wire`] to that type, so no other list of protocols exists here.
+macro_rules! table {
+    ($($name:ident => $ty:ty),* $(,)?) => {
+        /// The protocol state of one connection.
+        #[derive(Debug)]
+        pub(crate) enum Wire {
+            $(
+                #[doc = concat!("`", stringify!($ty), "`'s connection state.")]
+                $name(<$ty as Observe>::Conn),
+            )*
+        }
+
+        impl Wire {
+            /// The state and pairing discipline of a new connection.
+            pub(crate) fn new(p: Protocol) -> (Wire, Tracker) {
+                match p {
+                    $(Protocol::$name => (Wire::$name(Default::default()), tracker::<$ty>()),)*
+                }
+            }
+
+            /// Decodes and accounts for one frame at the start of `buf` (`request`: a client
+            /// frame); `head`: `buf` is only the first bytes of a frame too big to hold (see
+            /// `framer`).
+            #[inline]
+            pub(crate) fn frame<S: MetricSink>(
+                &mut self,
+                buf: &[u8],
+                request: bool,
+                head: bool,
+                cx: &mut Ctx<'_, S>,
+            ) -> Result<Step, DecodeFailure> {
+                match self {
+                    $(Wire::$name(c) if head => <$ty>::head(c, buf, request, cx),
+                      Wire::$name(c) => step::<$ty, S>(c, buf, request, false, cx),)*
+                }
+            }
+
+            /// Head mode: the next bytes of a frame whose end only a walk finds (RESP).
+            pub(crate) fn stream(
+                &mut self,
+                data: &[u8],
+                request: bool,
+            ) -> Result<Option<usize>, DecodeFailure> {
+                match self {
+                    $(Wire::$name(c) => <$ty>::stream(c, data, request),)*
+                }
+            }
+        }
+
+        /// The per-label metric set of a protocol (`methods`: the configured ones, for Dubbo
+        /// and Thrift).
+        pub(crate) fn labels(protocol: Protocol, methods: &[String]) -> LabelSet {
+            match protocol {
+                $(Protocol::$name => <$ty>::labels(methods),)*
+            }
+        }
+    };
+}
+
+table! {
+    Redis => redis::Redis,
+    Dubbo => dubbo::Dubbo,
+    Thrift => thrift::Thrift,
+    Kafka => kafka::Kafka,
+    ZooKeeper => zookeeper::ZooKeeper,
+    Raw => raw::Raw,
+}
+
+impl Wire {
+    /// True when this connection decodes frames at all.
+    pub(crate) fn decodes(&self) -> bool {
+        !matches!(self, Wire::Raw(_))
+    }
 }
 
 /// Configured method names to label indexes (`other` is `len()`). A configured name is looked
@@ -117,7 +293,7 @@ impl MethodIndex {
 }
 
 /// The label set of configured methods, with dots (stat-name separators) written as `_`.
-fn method_labels(methods: &[String], reply_codes: Vec<String>) -> LabelSet {
+pub(crate) fn method_labels(methods: &[String], reply_codes: Vec<String>) -> LabelSet {
     let mut names: Vec<String> = methods.iter().map(|m| m.replace('.', "_")).collect();
     names.push("other".into());
     LabelSet {
@@ -137,81 +313,6 @@ pub(crate) struct Ctx<'a, S> {
     pub(crate) tracker: &'a mut Tracker,
     pub(crate) sink: &'a mut S,
     pub(crate) now_ns: u64,
-}
-
-impl Wire {
-    /// The state and pairing discipline of a new connection.
-    pub(crate) fn new(p: Protocol) -> (Wire, Tracker) {
-        match p {
-            Protocol::Raw => (Wire::Raw, Tracker::ordered()),
-            Protocol::Redis => (
-                Wire::Redis {
-                    down: None,
-                    up: None,
-                },
-                Tracker::ordered(),
-            ),
-            Protocol::Kafka => (Wire::Kafka, Tracker::by_id()),
-            Protocol::ZooKeeper => (
-                Wire::ZooKeeper(meltemi_codec::zookeeper::Connection::new()),
-                Tracker::by_id(),
-            ),
-            Protocol::Thrift => (Wire::Thrift, Tracker::by_id()),
-            Protocol::Dubbo => (Wire::Dubbo, Tracker::by_id()),
-        }
-    }
-
-    /// True when this connection decodes frames at all.
-    pub(crate) fn decodes(&self) -> bool {
-        !matches!(self, Wire::Raw)
-    }
-
-    /// Decodes and accounts for one frame at the start of `buf` (`request`: a client frame);
-    /// `head`: `buf` is only the first bytes of a frame too big to hold (see `framer`).
-    pub(crate) fn frame<S: MetricSink>(
-        &mut self,
-        buf: &[u8],
-        request: bool,
-        head: bool,
-        cx: &mut Ctx<'_, S>,
-    ) -> Result<Step, DecodeFailure> {
-        let d = match (self, request) {
-            (Wire::Raw, _) => Ok(Decoded::Frame {
-                frame: (),
-                used: buf.len(),
-            }),
-            (Wire::Redis { down, .. }, true) if head => return redis::head(down, buf, true, cx),
-            (Wire::Redis { up, .. }, false) if head => return redis::head(up, buf, false, cx),
-            (Wire::Redis { .. }, true) => redis::request(buf, cx),
-            (Wire::Redis { .. }, false) => redis::response(buf, cx),
-            (Wire::Kafka, true) => kafka::request(buf, head, cx),
-            (Wire::Kafka, false) => kafka::response(buf, head, cx),
-            (Wire::ZooKeeper(c), true) => zookeeper::request(c, buf, head, cx),
-            (Wire::ZooKeeper(c), false) => zookeeper::response(c, buf, head, cx),
-            (Wire::Thrift, true) => thrift::request(buf, head, cx),
-            (Wire::Thrift, false) => thrift::response(buf, head, cx),
-            (Wire::Dubbo, true) => dubbo::request(buf, head, cx),
-            (Wire::Dubbo, false) => dubbo::response(buf, head, cx),
-        }?;
-        Ok(match d {
-            // A head decode reports the whole frame's length: the rest is passed by.
-            Decoded::Frame { used, .. } if used > buf.len() => Step::Skip(used),
-            d => Step::from(d),
-        })
-    }
-
-    /// Head mode: the next bytes of a frame whose end only a walk finds (RESP).
-    pub(crate) fn stream(
-        &mut self,
-        data: &[u8],
-        request: bool,
-    ) -> Result<Option<usize>, DecodeFailure> {
-        match self {
-            Wire::Redis { down, .. } if request => redis::stream(down, data),
-            Wire::Redis { up, .. } => redis::stream(up, data),
-            _ => Ok(Some(0)),
-        }
-    }
 }
 
 /// One direction of a session's decoding, as the framer drives it.
@@ -235,24 +336,6 @@ impl<S: MetricSink> FrameDecoder for Direction<'_, '_, S> {
 
     fn stream(&mut self, data: &[u8]) -> Result<Option<usize>, DecodeFailure> {
         self.wire.stream(data, self.request)
-    }
-}
-
-/// The per-label metric set of a protocol (`methods`: the configured ones, for Dubbo and Thrift).
-pub(crate) fn labels(protocol: Protocol, methods: &[String]) -> LabelSet {
-    match protocol {
-        Protocol::Redis => redis::labels(),
-        Protocol::Kafka => kafka::labels(),
-        Protocol::ZooKeeper => zookeeper::labels(),
-        Protocol::Thrift => method_labels(methods, thrift::reply_codes()),
-        Protocol::Dubbo => method_labels(methods, dubbo::reply_codes()),
-        Protocol::Raw => LabelSet {
-            family: "method",
-            names: Vec::new(),
-            versions: 0,
-            exceptions: false,
-            reply_codes: Vec::new(),
-        },
     }
 }
 

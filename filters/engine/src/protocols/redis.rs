@@ -1,39 +1,103 @@
 //! Redis: requests are paired with replies in order (pipelines included). Pushes (RESP3 `>`)
 //! answer no request. Per-command metrics use the codec's closed command table.
 
-use super::{Ctx, DecodeFailure};
+use super::{Ctx, DecodeFailure, Observe};
 use crate::framer::Step;
 use crate::metrics::{LabelSet, MetricSink};
-use crate::observe::{Outcome, RequestKind};
+use crate::observe::{Outcome, RequestKind, Tracker};
 use meltemi_codec::redis::{self, catalog, Skipper};
-use meltemi_codec::Decoded;
+use meltemi_codec::{Decoded, Limits};
 
-pub(super) fn labels() -> LabelSet {
-    LabelSet {
-        family: "command",
-        names: (0..=catalog::COUNT)
-            .filter_map(catalog::by_index)
-            .map(|c| c.as_str().to_string())
-            .collect(),
-        versions: 0,
-        exceptions: false,
-        reply_codes: vec!["ok".into(), "error".into()],
+/// The walks of a request and of a reply too big to hold (head mode), boxed: most connections
+/// never need one.
+#[derive(Debug, Default)]
+pub(crate) struct Walks {
+    down: Option<Box<Skipper>>,
+    up: Option<Box<Skipper>>,
+}
+
+impl Walks {
+    fn of(&mut self, request: bool) -> &mut Option<Box<Skipper>> {
+        if request {
+            &mut self.down
+        } else {
+            &mut self.up
+        }
     }
 }
 
-pub(super) fn request<S: MetricSink>(
-    buf: &[u8],
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    match redis::decode_request(buf, cx.limits).map_err(DecodeFailure::from)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            // An empty request (`*0`, blank inline line) gets no reply from the server.
-            if !frame.is_empty() {
-                account_request(frame.command, cx);
-            }
-            Ok(Decoded::Frame { frame: (), used })
+/// Redis's [`Observe`]: in-order pairing, labelled by the codec's command table; head mode walks
+/// a value with a [`Skipper`] (RESP carries no total length).
+pub(crate) struct Redis;
+
+impl Observe for Redis {
+    type Conn = Walks;
+    type Request<'a> = redis::Request<'a>;
+    type Response<'a> = redis::Reply<'a>;
+    type Error = redis::Error;
+    const ORDERED: bool = true;
+
+    fn labels(_methods: &[String]) -> LabelSet {
+        LabelSet {
+            family: "command",
+            names: (0..=catalog::COUNT)
+                .filter_map(catalog::by_index)
+                .map(|c| c.as_str().to_string())
+                .collect(),
+            versions: 0,
+            exceptions: false,
+            reply_codes: vec!["ok".into(), "error".into()],
         }
+    }
+
+    /// Whole frames only: a head is walked ([`Observe::head`]).
+    #[inline]
+    fn decode_request<'a>(
+        _: &mut Walks,
+        buf: &'a [u8],
+        _head: bool,
+        limits: &Limits,
+    ) -> Result<Decoded<redis::Request<'a>>, redis::Error> {
+        redis::decode_request(buf, limits)
+    }
+
+    #[inline]
+    fn decode_response<'a>(
+        _: &mut Walks,
+        buf: &'a [u8],
+        _head: bool,
+        limits: &Limits,
+        _: &Tracker,
+    ) -> Result<Decoded<redis::Reply<'a>>, redis::Error> {
+        redis::decode_response(buf, limits)
+    }
+
+    fn request<S: MetricSink>(frame: &redis::Request<'_>, cx: &mut Ctx<'_, S>) {
+        // An empty request (`*0`, blank inline line) gets no reply from the server.
+        if !frame.is_empty() {
+            account_request(frame.command, cx);
+        }
+    }
+
+    fn response<S: MetricSink>(frame: redis::Reply<'_>, cx: &mut Ctx<'_, S>) {
+        account_reply(frame.is_push(), frame.error().is_some(), cx);
+    }
+
+    fn head<S: MetricSink>(
+        conn: &mut Walks,
+        buf: &[u8],
+        request: bool,
+        cx: &mut Ctx<'_, S>,
+    ) -> Result<Step, DecodeFailure> {
+        head(conn.of(request), buf, request, cx)
+    }
+
+    fn stream(
+        conn: &mut Walks,
+        data: &[u8],
+        request: bool,
+    ) -> Result<Option<usize>, DecodeFailure> {
+        stream(conn.of(request), data)
     }
 }
 
@@ -46,19 +110,6 @@ fn account_request<S: MetricSink>(command: redis::Command, cx: &mut Ctx<'_, S>) 
     };
     cx.tracker
         .request(cx.metrics, cx.sink, 0, label, kind, cx.now_ns);
-}
-
-pub(super) fn response<S: MetricSink>(
-    buf: &[u8],
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    match redis::decode_response(buf, cx.limits).map_err(DecodeFailure::from)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            account_reply(frame.is_push(), frame.error().is_some(), cx);
-            Ok(Decoded::Frame { frame: (), used })
-        }
-    }
 }
 
 fn account_reply<S: MetricSink>(push: bool, error: bool, cx: &mut Ctx<'_, S>) {
@@ -78,7 +129,7 @@ fn account_reply<S: MetricSink>(push: bool, error: bool, cx: &mut Ctx<'_, S>) {
 /// Head mode (a request or reply too big to hold, see `framer`): accounts for it from its first
 /// bytes (the command; the reply's type byte), then walks it with a [`Skipper`] that takes
 /// every later byte until it ends.
-pub(super) fn head<S: MetricSink>(
+fn head<S: MetricSink>(
     walk: &mut Option<Box<Skipper>>,
     buf: &[u8],
     request: bool,
@@ -109,10 +160,7 @@ pub(super) fn head<S: MetricSink>(
 }
 
 /// Head mode: the next bytes of the value [`head`] started walking.
-pub(super) fn stream(
-    walk: &mut Option<Box<Skipper>>,
-    data: &[u8],
-) -> Result<Option<usize>, DecodeFailure> {
+fn stream(walk: &mut Option<Box<Skipper>>, data: &[u8]) -> Result<Option<usize>, DecodeFailure> {
     let Some(s) = walk.as_mut() else {
         return Ok(Some(0));
     };

@@ -4,16 +4,16 @@
 //! (`response_error`), an `EXCEPTION` message (TApplicationException) is an exception
 //! (`response_exception`).
 
-use super::{Ctx, DecodeFailure};
-use crate::metrics::MetricSink;
-use crate::observe::{Outcome, RequestKind};
+use super::{method_labels, Ctx, Observe};
+use crate::metrics::{LabelSet, MetricSink};
+use crate::observe::{Outcome, RequestKind, Tracker};
 use meltemi_codec::thrift::{self, AppExceptionType, MessageType, ReplyStatus};
-use meltemi_codec::Decoded;
+use meltemi_codec::{Decoded, Limits};
 
 /// The Istio `response_code` values: `0` for a normal reply, `error` for a reply carrying a
 /// declared exception (`response_error`), `app_<type>` for a TApplicationException of type
 /// 0..=10 and `app_other` beyond (`response_exception`).
-pub(super) fn reply_codes() -> Vec<String> {
+fn reply_codes() -> Vec<String> {
     let mut v = vec!["0".to_string(), "error".to_string()];
     v.extend((0..=10).map(|t| format!("app_{t}")));
     v.push("app_other".into());
@@ -27,78 +27,77 @@ fn app_code(t: AppExceptionType) -> u16 {
     }
 }
 
-/// A whole frame, or (`head`) the first bytes of one too big to hold (see `framer`).
-fn decode<'a>(
-    buf: &'a [u8],
-    head: bool,
-    cx: &Ctx<'_, impl MetricSink>,
-) -> Result<Decoded<thrift::Frame<'a>>, DecodeFailure> {
-    if head {
-        thrift::decode_head(buf, cx.limits)
-    } else {
-        thrift::decode(buf, cx.limits)
-    }
-    .map_err(DecodeFailure::from)
-}
+/// Thrift's [`Observe`]: the codec's frames both ways, labelled by configured method.
+pub(crate) struct Thrift;
 
-pub(super) fn request<S: MetricSink>(
-    buf: &[u8],
-    head: bool,
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    match decode(buf, head, cx)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            account_request(&frame, cx);
-            Ok(Decoded::Frame { frame: (), used })
+impl Observe for Thrift {
+    type Conn = ();
+    type Request<'a> = thrift::Frame<'a>;
+    type Response<'a> = thrift::Frame<'a>;
+    type Error = thrift::Error;
+
+    fn labels(methods: &[String]) -> LabelSet {
+        method_labels(methods, reply_codes())
+    }
+
+    #[inline]
+    fn decode_request<'a>(
+        _: &mut (),
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+    ) -> Result<Decoded<thrift::Frame<'a>>, thrift::Error> {
+        if head {
+            thrift::decode_head(buf, limits)
+        } else {
+            thrift::decode(buf, limits)
         }
     }
-}
 
-/// Accounts for one decoded client frame (also called by routing, which decodes it once).
-pub(crate) fn account_request<S: MetricSink>(frame: &thrift::Frame<'_>, cx: &mut Ctx<'_, S>) {
-    // A transformed (zlib) THeader payload has no readable message: forwarded, uncounted.
-    let Some(m) = &frame.message else { return };
-    let kind = match m.kind {
-        MessageType::Oneway => RequestKind::Oneway,
-        _ => RequestKind::Call,
-    };
-    let label = cx.methods.label(m.service, m.method);
-    cx.tracker.request(
-        cx.metrics,
-        cx.sink,
-        i64::from(m.seq_id),
-        label,
-        kind,
-        cx.now_ns,
-    );
-}
+    #[inline]
+    fn decode_response<'a>(
+        conn: &mut (),
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+        _: &Tracker,
+    ) -> Result<Decoded<thrift::Frame<'a>>, thrift::Error> {
+        Self::decode_request(conn, buf, head, limits)
+    }
 
-pub(super) fn response<S: MetricSink>(
-    buf: &[u8],
-    head: bool,
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    match decode(buf, head, cx)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            if let Some(m) = frame.message {
-                let (outcome, code) = match m.reply {
-                    Some(ReplyStatus::Success) | None => (Outcome::Success, 0),
-                    Some(ReplyStatus::DeclaredException { .. }) => (Outcome::Error, 1),
-                    Some(ReplyStatus::AppException(e)) => (Outcome::Exception, app_code(e.kind)),
-                };
-                cx.tracker.response(
-                    cx.metrics,
-                    cx.sink,
-                    i64::from(m.seq_id),
-                    outcome,
-                    code,
-                    cx.now_ns,
-                );
-            }
-            Ok(Decoded::Frame { frame: (), used })
-        }
+    fn request<S: MetricSink>(frame: &thrift::Frame<'_>, cx: &mut Ctx<'_, S>) {
+        // A transformed (zlib) THeader payload has no readable message: forwarded, uncounted.
+        let Some(m) = &frame.message else { return };
+        let kind = match m.kind {
+            MessageType::Oneway => RequestKind::Oneway,
+            _ => RequestKind::Call,
+        };
+        let label = cx.methods.label(m.service, m.method);
+        cx.tracker.request(
+            cx.metrics,
+            cx.sink,
+            i64::from(m.seq_id),
+            label,
+            kind,
+            cx.now_ns,
+        );
+    }
+
+    fn response<S: MetricSink>(frame: thrift::Frame<'_>, cx: &mut Ctx<'_, S>) {
+        let Some(m) = frame.message else { return };
+        let (outcome, code) = match m.reply {
+            Some(ReplyStatus::Success) | None => (Outcome::Success, 0),
+            Some(ReplyStatus::DeclaredException { .. }) => (Outcome::Error, 1),
+            Some(ReplyStatus::AppException(e)) => (Outcome::Exception, app_code(e.kind)),
+        };
+        cx.tracker.response(
+            cx.metrics,
+            cx.sink,
+            i64::from(m.seq_id),
+            outcome,
+            code,
+            cx.now_ns,
+        );
     }
 }
 

@@ -2,11 +2,11 @@
 //! counted apart; pings (xid -2) and auth (xid -4) are housekeeping. The handshake is paired as
 //! the `connect` opcode.
 
-use super::{Ctx, DecodeFailure};
+use super::{Ctx, Observe};
 use crate::metrics::{LabelSet, MetricSink};
-use crate::observe::{Outcome, RequestKind};
-use meltemi_codec::zookeeper::{Connection, ErrorCode, OpCode, ReplyKind, Request, Response};
-use meltemi_codec::Decoded;
+use crate::observe::{Outcome, RequestKind, Tracker};
+use meltemi_codec::zookeeper::{self, Connection, ErrorCode, OpCode, ReplyKind, Request, Response};
+use meltemi_codec::{Decoded, Limits};
 
 /// The xid the handshake is tracked under (no real request uses it).
 const CONNECT_XID: i64 = i64::MIN;
@@ -17,19 +17,6 @@ fn label(op: Option<OpCode>) -> u16 {
     match op {
         None => n as u16,
         Some(op) => OpCode::ALL.iter().position(|o| *o == op).unwrap_or(n + 1) as u16,
-    }
-}
-
-pub(super) fn labels() -> LabelSet {
-    let mut names: Vec<String> = OpCode::ALL.iter().map(|o| o.as_str().to_string()).collect();
-    names.push("connect".into());
-    names.push("unknown".into());
-    LabelSet {
-        family: "opcode",
-        names,
-        versions: 0,
-        exceptions: false,
-        reply_codes: reply_codes(),
     }
 }
 
@@ -51,97 +38,118 @@ fn code_index(e: ErrorCode) -> u16 {
         .unwrap_or(ErrorCode::ALL.len()) as u16
 }
 
-pub(super) fn request<S: MetricSink>(
-    conn: &mut Connection,
-    buf: &[u8],
-    head: bool,
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    let decoded = if head {
-        conn.decode_request_head(buf, cx.limits)
-    } else {
-        conn.decode_request(buf, cx.limits)
-    };
-    match decoded.map_err(DecodeFailure::from)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            match frame {
-                Request::Connect(_) => cx.tracker.request(
+/// ZooKeeper's [`Observe`]: labelled by opcode; the connection's handshake phase per direction
+/// is the codec's [`Connection`].
+pub(crate) struct ZooKeeper;
+
+impl Observe for ZooKeeper {
+    type Conn = Connection;
+    type Request<'a> = Request<'a>;
+    type Response<'a> = Response<'a>;
+    type Error = zookeeper::Error;
+
+    fn labels(_methods: &[String]) -> LabelSet {
+        let mut names: Vec<String> = OpCode::ALL.iter().map(|o| o.as_str().to_string()).collect();
+        names.push("connect".into());
+        names.push("unknown".into());
+        LabelSet {
+            family: "opcode",
+            names,
+            versions: 0,
+            exceptions: false,
+            reply_codes: reply_codes(),
+        }
+    }
+
+    #[inline]
+    fn decode_request<'a>(
+        conn: &mut Connection,
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+    ) -> Result<Decoded<Request<'a>>, zookeeper::Error> {
+        if head {
+            conn.decode_request_head(buf, limits)
+        } else {
+            conn.decode_request(buf, limits)
+        }
+    }
+
+    #[inline]
+    fn decode_response<'a>(
+        conn: &mut Connection,
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+        _: &Tracker,
+    ) -> Result<Decoded<Response<'a>>, zookeeper::Error> {
+        if head {
+            conn.decode_response_head(buf, limits)
+        } else {
+            conn.decode_response(buf, limits)
+        }
+    }
+
+    fn request<S: MetricSink>(frame: &Request<'_>, cx: &mut Ctx<'_, S>) {
+        match frame {
+            Request::Connect(_) => cx.tracker.request(
+                cx.metrics,
+                cx.sink,
+                CONNECT_XID,
+                label(None),
+                RequestKind::Event,
+                cx.now_ns,
+            ),
+            Request::Op(op) => {
+                let kind = match op.op {
+                    OpCode::Ping | OpCode::Auth | OpCode::SetWatches | OpCode::SetWatches2 => {
+                        RequestKind::Event
+                    }
+                    _ => RequestKind::Call,
+                };
+                cx.tracker.request(
                     cx.metrics,
                     cx.sink,
-                    CONNECT_XID,
-                    label(None),
-                    RequestKind::Event,
+                    i64::from(op.xid),
+                    label(Some(op.op)),
+                    kind,
                     cx.now_ns,
-                ),
-                Request::Op(op) => {
-                    let kind = match op.op {
-                        OpCode::Ping | OpCode::Auth | OpCode::SetWatches | OpCode::SetWatches2 => {
-                            RequestKind::Event
-                        }
-                        _ => RequestKind::Call,
+                );
+            }
+            // Four-letter words and what follows are not requests of a session.
+            Request::FourLetter(_) | Request::Raw(_) => {}
+        }
+    }
+
+    fn response<S: MetricSink>(frame: Response<'_>, cx: &mut Ctx<'_, S>) {
+        match frame {
+            Response::Connect(_) => cx.tracker.response(
+                cx.metrics,
+                cx.sink,
+                CONNECT_XID,
+                Outcome::Success,
+                code_index(ErrorCode::Ok),
+                cx.now_ns,
+            ),
+            Response::Reply(r) => match r.kind {
+                ReplyKind::Watch(_) => cx.tracker.server_event(cx.metrics, cx.sink),
+                _ => {
+                    let outcome = if r.err == ErrorCode::Ok {
+                        Outcome::Success
+                    } else {
+                        Outcome::Error
                     };
-                    cx.tracker.request(
+                    cx.tracker.response(
                         cx.metrics,
                         cx.sink,
-                        i64::from(op.xid),
-                        label(Some(op.op)),
-                        kind,
+                        i64::from(r.xid),
+                        outcome,
+                        code_index(r.err),
                         cx.now_ns,
                     );
                 }
-                // Four-letter words and what follows are not requests of a session.
-                Request::FourLetter(_) | Request::Raw(_) => {}
-            }
-            Ok(Decoded::Frame { frame: (), used })
-        }
-    }
-}
-
-pub(super) fn response<S: MetricSink>(
-    conn: &mut Connection,
-    buf: &[u8],
-    head: bool,
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    let decoded = if head {
-        conn.decode_response_head(buf, cx.limits)
-    } else {
-        conn.decode_response(buf, cx.limits)
-    };
-    match decoded.map_err(DecodeFailure::from)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            match frame {
-                Response::Connect(_) => cx.tracker.response(
-                    cx.metrics,
-                    cx.sink,
-                    CONNECT_XID,
-                    Outcome::Success,
-                    code_index(ErrorCode::Ok),
-                    cx.now_ns,
-                ),
-                Response::Reply(r) => match r.kind {
-                    ReplyKind::Watch(_) => cx.tracker.server_event(cx.metrics, cx.sink),
-                    _ => {
-                        let outcome = if r.err == ErrorCode::Ok {
-                            Outcome::Success
-                        } else {
-                            Outcome::Error
-                        };
-                        cx.tracker.response(
-                            cx.metrics,
-                            cx.sink,
-                            i64::from(r.xid),
-                            outcome,
-                            code_index(r.err),
-                            cx.now_ns,
-                        );
-                    }
-                },
-                Response::Raw(_) => {}
-            }
-            Ok(Decoded::Frame { frame: (), used })
+            },
+            Response::Raw(_) => {}
         }
     }
 }
