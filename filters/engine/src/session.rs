@@ -309,3 +309,15 @@ impl Session {
         }
     }
 }
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// Per-connection memory: a protocol's state lives inline in `Wire`, so a protocol with a
+    /// big state (boxed, like the Redis walks) must not grow every connection. 272 bytes when
+    /// the protocol table landed.
+    #[test]
+    fn a_session_stays_small() {
+        let n = std::mem::size_of::<super::Session>();
+        assert!(n <= 272, "size_of::<Session>() = {n}");
+    }
+}
