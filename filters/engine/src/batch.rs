@@ -7,7 +7,7 @@
 //! Bounded: sums live in a fixed open-addressed table of [`SLOTS`] entries (no allocation per
 //! connection beyond it); when it is three-quarters full, further metrics are kept unsummed.
 
-use crate::metrics::{MetricId, MetricSink};
+use crate::metrics::sink::{MetricId, MetricSink};
 
 /// Distinct counters and gauges summed per hook.
 pub const SLOTS: usize = 64;

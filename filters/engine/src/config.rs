@@ -3,51 +3,10 @@
 //! Adapters hand the raw configuration string to [`FilterConfig::parse`]; it is validated once
 //! and refused with a message naming the field, never a panic.
 
+use crate::metrics::{istio, LabelSet, Spec};
+pub use crate::protocol::Protocol;
+use crate::route::{self, RawRouting};
 use std::fmt;
-
-/// The protocol a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// Redis RESP2/RESP3.
-    Redis,
-    /// Dubbo 2.
-    Dubbo,
-    /// Apache Thrift.
-    Thrift,
-    /// Apache Kafka.
-    Kafka,
-    /// Apache ZooKeeper.
-    ZooKeeper,
-    /// Bytes only: no decoding (counts bytes and connections).
-    Raw,
-}
-
-impl Protocol {
-    /// The lower-case name used in configuration and stat names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Redis => "redis",
-            Protocol::Dubbo => "dubbo",
-            Protocol::Thrift => "thrift",
-            Protocol::Kafka => "kafka",
-            Protocol::ZooKeeper => "zookeeper",
-            Protocol::Raw => "raw",
-        }
-    }
-
-    /// Parses a configured protocol name.
-    pub fn parse(s: &str) -> Option<Protocol> {
-        Some(match s {
-            "redis" => Protocol::Redis,
-            "dubbo" => Protocol::Dubbo,
-            "thrift" => Protocol::Thrift,
-            "kafka" => Protocol::Kafka,
-            "zookeeper" => Protocol::ZooKeeper,
-            "raw" | "tcp" => Protocol::Raw,
-            _ => return None,
-        })
-    }
-}
 
 /// A configuration the engine refused, with the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +76,7 @@ pub struct FilterConfig {
     pub access_log: bool,
     /// Per-request routing (Dubbo and Thrift), validated; compile it with
     /// [`crate::route::RouteTable::compile`].
-    pub routing: Option<crate::route::RawRouting>,
+    pub routing: Option<RawRouting>,
     /// Istio-style request metrics and their fixed labels (only when enabled).
     pub istio: Option<meltemi_proto::IstioMetrics>,
 }
@@ -161,7 +120,7 @@ impl FilterConfig {
             Some(serde_json::Value::String(s)) => Some(s.into_bytes()),
             Some(_) => return Err(err("panic_on", "must be a string".into())),
         };
-        let routing: Option<crate::route::RawRouting> = match obj.remove("routing") {
+        let routing: Option<RawRouting> = match obj.remove("routing") {
             None => None,
             Some(v) => Some(serde_json::from_value(v).map_err(|e| err("routing", e.to_string()))?),
         };
@@ -208,7 +167,7 @@ impl FilterConfig {
                 ))
             }
             (Some(r), None) => Some(r),
-            (None, Some(t)) => Some(crate::route::from_proto(&t).map_err(|e| ConfigError {
+            (None, Some(t)) => Some(route::from_proto(&t).map_err(|e| ConfigError {
                 field: e.field,
                 message: e.message,
             })?),
@@ -244,6 +203,22 @@ impl FilterConfig {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The closed label set of this listener's per-label stats (its protocol's, with the
+    /// configured methods for Dubbo and Thrift).
+    pub(crate) fn labels(&self) -> LabelSet {
+        crate::protocols::labels(self.protocol, &self.methods)
+    }
+
+    /// What the metric table takes from this configuration.
+    pub(crate) fn metric_spec(&self) -> Spec<'_> {
+        Spec {
+            protocol: self.protocol,
+            stat_prefix: &self.stat_prefix,
+            access_log: self.access_log,
+            istio: self.istio.as_ref(),
+        }
     }
 
     /// Checks the invariants every adapter relies on.
@@ -286,20 +261,20 @@ impl FilterConfig {
                     ),
                 });
             }
-            crate::route::RouteTable::compile(r).map_err(|e| ConfigError {
+            route::RouteTable::compile(r).map_err(|e| ConfigError {
                 field: e.field,
                 message: e.message,
             })?;
         }
         if let Some(m) = &self.istio {
-            let labels = crate::proto::labels(self);
-            let n = crate::istio::combinations(m, labels.names.len(), labels.reply_codes.len());
-            if n > crate::istio::MAX_COMBINATIONS {
+            let labels = self.labels();
+            let n = istio::combinations(m, labels.names.len(), labels.reply_codes.len());
+            if n > istio::MAX_COMBINATIONS {
                 return Err(ConfigError {
                     field: "istioMetrics.requestMethod".into(),
                     message: format!(
                         "{n} (method, response code) pairs, above {}: configure fewer methods or turn requestMethod off",
-                        crate::istio::MAX_COMBINATIONS
+                        istio::MAX_COMBINATIONS
                     ),
                 });
             }

@@ -11,20 +11,29 @@
 //! the same stats.
 #![forbid(unsafe_code)]
 
-pub mod batch;
-pub mod config;
+// Layers, each importing only those above it in this list: leaves (`protocol`, `failure`,
+// `fasthash`, `framer`, `metrics::sink`), then `route`, `metrics` (with `istio`), `batch`,
+// `observe`, `protocols`, `config`, `session` (docs/architecture-engine.md).
+mod failure;
 mod fasthash;
 mod framer;
-pub mod istio;
+mod protocol;
+
+pub mod route;
+
+pub mod batch;
 pub mod metrics;
 pub mod observe;
-mod proto;
-pub mod route;
+mod protocols;
+
+pub mod config;
 mod session;
+
+pub use metrics::istio;
 
 pub use batch::Batch;
 pub use config::{ConfigError, FilterConfig, OnDecodeError, Protocol};
+pub use failure::DecodeFailure;
 pub use metrics::{LabelSet, MetricDef, MetricId, MetricKind, MetricSink, Metrics};
 pub use observe::{Outcome, RequestKind};
-pub use proto::DecodeFailure;
 pub use session::{CloseReason, Engine, HeldBudget, Session, Verdict};

@@ -3,7 +3,7 @@
 //! them into metric events.
 
 use crate::fasthash::IdTable;
-use crate::istio::NoReply;
+use crate::metrics::istio::NoReply;
 use crate::metrics::{MetricSink, Metrics};
 use std::collections::VecDeque;
 

@@ -4,7 +4,7 @@ use crate::config::{FilterConfig, OnDecodeError};
 use crate::framer::{FrameError, Framer};
 use crate::metrics::{MetricSink, Metrics};
 use crate::observe::Tracker;
-use crate::proto::{self, Ctx, DecodeFailure, Wire};
+use crate::protocols::{self, Ctx, DecodeFailure, Dubbo, Observe, Thrift, Wire};
 use crate::route::RequestFrame;
 use meltemi_codec::Limits;
 
@@ -51,18 +51,18 @@ pub struct Engine {
     /// The metric table built from it.
     pub metrics: Metrics,
     limits: Limits,
-    methods: proto::MethodIndex,
+    methods: protocols::MethodIndex,
 }
 
 impl Engine {
     /// Compiles a validated configuration.
     pub fn new(config: FilterConfig) -> Engine {
-        let metrics = Metrics::new(&config, &proto::labels(&config));
+        let metrics = Metrics::new(config.metric_spec(), &config.labels());
         let limits = Limits {
             max_frame: config.max_frame_bytes,
             ..Limits::default()
         };
-        let methods = proto::MethodIndex::new(&config.methods);
+        let methods = protocols::MethodIndex::new(&config.methods);
         Engine {
             config,
             metrics,
@@ -171,8 +171,8 @@ impl Session {
             now_ns,
         };
         match (&self.wire, frame) {
-            (Wire::Thrift, RequestFrame::Thrift(f)) => proto::thrift_request(f, &mut cx),
-            (Wire::Dubbo, RequestFrame::Dubbo(m)) => proto::dubbo_request(m, &mut cx),
+            (Wire::Thrift(_), RequestFrame::Thrift(f)) => Thrift::request(f, &mut cx),
+            (Wire::Dubbo(_), RequestFrame::Dubbo(m)) => Dubbo::request(m, &mut cx),
             _ => {}
         }
     }
@@ -231,7 +231,7 @@ impl Session {
             now_ns,
         };
         let cap = engine.config.max_held_bytes;
-        let mut d = proto::Direction { wire, cx, request };
+        let mut d = protocols::Direction { wire, cx, request };
         let framer = if request { down } else { up };
         let r = framer.feed_capped(data, cap, &mut d).map_err(|e| match e {
             FrameError::Decode(e) => e,
@@ -307,5 +307,17 @@ impl Session {
             sink.gauge_add(engine.metrics.core.cx_active, -1);
             self.tracker.close(&engine.metrics, sink);
         }
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// Per-connection memory: a protocol's state lives inline in `Wire`, so a protocol with a
+    /// big state (boxed, like the Redis walks) must not grow every connection. 272 bytes when
+    /// the protocol table landed.
+    #[test]
+    fn a_session_stays_small() {
+        let n = std::mem::size_of::<super::Session>();
+        assert!(n <= 272, "size_of::<Session>() = {n}");
     }
 }

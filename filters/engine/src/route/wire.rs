@@ -2,9 +2,9 @@
 //! locally generated error reply needs, and the frame boundaries of the response stream.
 
 use super::{Attributes, Decision, Request, RouteTable, SplitMix64, Target};
-use crate::config::Protocol;
+use crate::failure::DecodeFailure;
 use crate::framer::Framer;
-use crate::proto::DecodeFailure;
+use crate::protocol::Protocol;
 use meltemi_codec::{dubbo, thrift, Decoded, Limits};
 
 /// Which protocol a routed connection speaks.

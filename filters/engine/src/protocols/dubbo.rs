@@ -3,11 +3,11 @@
 //! client's answer to it is not a request. A non-OK status is an error; an OK response carrying
 //! an exception is a business exception.
 
-use super::{Ctx, DecodeFailure};
-use crate::metrics::MetricSink;
-use crate::observe::{Outcome, RequestKind};
+use super::{method_labels, Ctx, Observe};
+use crate::metrics::{LabelSet, MetricSink};
+use crate::observe::{Outcome, RequestKind, Tracker};
 use meltemi_codec::dubbo::{self, Message, RequestPayload, ResponsePayload};
-use meltemi_codec::Decoded;
+use meltemi_codec::{Decoded, Limits};
 
 /// A label index outside every method label set: no per-method stats.
 const NO_METHOD: u16 = u16::MAX;
@@ -21,7 +21,7 @@ const EXCEPTION: u16 = OTHER_STATUS + 1;
 
 /// The Istio `response_code` values: the status byte, `other`, and `exception` for status 20
 /// with an exception in the body.
-pub(super) fn reply_codes() -> Vec<String> {
+fn reply_codes() -> Vec<String> {
     let mut v: Vec<String> = STATUSES.iter().map(|s| s.to_string()).collect();
     v.push("other".into());
     v.push("exception".into());
@@ -35,86 +35,86 @@ fn status_code(status: u8) -> u16 {
         .map_or(OTHER_STATUS, |i| i as u16)
 }
 
-/// A whole frame, or (`head`) the first bytes of one too big to hold (see `framer`).
-fn decode<'a>(
-    buf: &'a [u8],
-    head: bool,
-    cx: &Ctx<'_, impl MetricSink>,
-) -> Result<Decoded<Message<'a>>, DecodeFailure> {
-    if head {
-        dubbo::decode_head(buf, cx.limits)
-    } else {
-        dubbo::decode(buf, cx.limits)
-    }
-    .map_err(DecodeFailure::from)
-}
+/// Dubbo's [`Observe`]: the codec's messages both ways, labelled by configured method.
+pub(crate) struct Dubbo;
 
-pub(super) fn request<S: MetricSink>(
-    buf: &[u8],
-    head: bool,
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    match decode(buf, head, cx)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            account_request(&frame, cx);
-            Ok(Decoded::Frame { frame: (), used })
+impl Observe for Dubbo {
+    type Conn = ();
+    type Request<'a> = Message<'a>;
+    type Response<'a> = Message<'a>;
+    type Error = dubbo::Error;
+
+    fn labels(methods: &[String]) -> LabelSet {
+        method_labels(methods, reply_codes())
+    }
+
+    #[inline]
+    fn decode_request<'a>(
+        _: &mut (),
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+    ) -> Result<Decoded<Message<'a>>, dubbo::Error> {
+        if head {
+            dubbo::decode_head(buf, limits)
+        } else {
+            dubbo::decode(buf, limits)
         }
     }
-}
 
-/// Accounts for one decoded client message (also called by routing, which decodes it once).
-pub(crate) fn account_request<S: MetricSink>(frame: &Message<'_>, cx: &mut Ctx<'_, S>) {
-    let Message::Request(r) = frame else { return };
-    let id = r.header.request_id as i64;
-    let (label, kind) = match &r.payload {
-        RequestPayload::Invocation(inv) => (
-            cx.methods
-                .label(inv.service.as_str(), inv.method.as_str().unwrap_or("")),
-            if r.header.is_two_way() {
-                RequestKind::Call
-            } else {
-                RequestKind::Oneway
-            },
-        ),
-        // Not a call of any method: counted as an event, never under `other`.
-        RequestPayload::Heartbeat | RequestPayload::Event(_) => (NO_METHOD, RequestKind::Event),
-        RequestPayload::Opaque => (cx.methods.label(None, ""), RequestKind::Call),
-    };
-    cx.tracker
-        .request(cx.metrics, cx.sink, id, label, kind, cx.now_ns);
-}
+    #[inline]
+    fn decode_response<'a>(
+        conn: &mut (),
+        buf: &'a [u8],
+        head: bool,
+        limits: &Limits,
+        _: &Tracker,
+    ) -> Result<Decoded<Message<'a>>, dubbo::Error> {
+        Self::decode_request(conn, buf, head, limits)
+    }
 
-pub(super) fn response<S: MetricSink>(
-    buf: &[u8],
-    head: bool,
-    cx: &mut Ctx<'_, S>,
-) -> Result<Decoded<()>, DecodeFailure> {
-    match decode(buf, head, cx)? {
-        Decoded::NeedMore(n) => Ok(Decoded::NeedMore(n)),
-        Decoded::Frame { frame, used } => {
-            match frame {
-                Message::Request(_) => cx.tracker.server_event(cx.metrics, cx.sink),
-                Message::Response(r) => {
-                    let status = status_code(r.header.status);
-                    let (outcome, code) = match r.payload {
-                        ResponsePayload::Error(_) => (Outcome::Error, status),
-                        ResponsePayload::Result(res) if res.kind.is_exception() => {
-                            (Outcome::Exception, EXCEPTION)
-                        }
-                        _ => (Outcome::Success, status),
-                    };
-                    cx.tracker.response(
-                        cx.metrics,
-                        cx.sink,
-                        r.header.request_id as i64,
-                        outcome,
-                        code,
-                        cx.now_ns,
-                    );
-                }
+    fn request<S: MetricSink>(frame: &Message<'_>, cx: &mut Ctx<'_, S>) {
+        let Message::Request(r) = frame else { return };
+        let id = r.header.request_id as i64;
+        let (label, kind) = match &r.payload {
+            RequestPayload::Invocation(inv) => (
+                cx.methods
+                    .label(inv.service.as_str(), inv.method.as_str().unwrap_or("")),
+                if r.header.is_two_way() {
+                    RequestKind::Call
+                } else {
+                    RequestKind::Oneway
+                },
+            ),
+            // Not a call of any method: counted as an event, never under `other`.
+            RequestPayload::Heartbeat | RequestPayload::Event(_) => (NO_METHOD, RequestKind::Event),
+            RequestPayload::Opaque => (cx.methods.label(None, ""), RequestKind::Call),
+        };
+        cx.tracker
+            .request(cx.metrics, cx.sink, id, label, kind, cx.now_ns);
+    }
+
+    fn response<S: MetricSink>(frame: Message<'_>, cx: &mut Ctx<'_, S>) {
+        match frame {
+            Message::Request(_) => cx.tracker.server_event(cx.metrics, cx.sink),
+            Message::Response(r) => {
+                let status = status_code(r.header.status);
+                let (outcome, code) = match r.payload {
+                    ResponsePayload::Error(_) => (Outcome::Error, status),
+                    ResponsePayload::Result(res) if res.kind.is_exception() => {
+                        (Outcome::Exception, EXCEPTION)
+                    }
+                    _ => (Outcome::Success, status),
+                };
+                cx.tracker.response(
+                    cx.metrics,
+                    cx.sink,
+                    r.header.request_id as i64,
+                    outcome,
+                    code,
+                    cx.now_ns,
+                );
             }
-            Ok(Decoded::Frame { frame: (), used })
         }
     }
 }

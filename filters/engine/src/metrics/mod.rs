@@ -1,45 +1,29 @@
-//! Metric definitions shared by both adapters, and the sink they implement.
+//! The metric table of one configuration: every stat the adapters define on their host, in
+//! definition order ([`MetricId`] indexes it), and the ids the tracker counts under.
+//! The vocabulary (ids, kinds, the sink, label sets) is the leaf [`sink`]; the Istio-style
+//! stats are [`istio`].
 //!
 //! Every stat is named `<protocol>.<stat_prefix>.<name>`; Envoy shows it under
 //! `wasmcustom.` (the `.wasm` filter) or `dynamicmodulescustom.` (the `.so`) in `/stats`.
 
-use crate::config::{FilterConfig, Protocol};
-use crate::istio::IstioTable;
+pub mod istio;
+pub mod sink;
 
-/// What kind of stat a metric is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    /// Monotonic counter.
-    Counter,
-    /// Up/down gauge.
-    Gauge,
-    /// Histogram of recorded values.
-    Histogram,
-}
+use crate::protocol::Protocol;
+use istio::IstioTable;
+pub use sink::{LabelSet, MetricDef, MetricId, MetricKind, MetricSink};
 
-/// Index of a metric in [`Metrics::defs`]; stable for the life of a configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MetricId(pub u32);
-
-/// One metric the adapter must define on its host at configuration time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricDef {
-    /// Full stat name (without the host's `wasmcustom.`/`dynamicmodulescustom.` prefix).
-    pub name: String,
-    /// Counter, gauge or histogram.
-    pub kind: MetricKind,
-}
-
-/// Where the engine sends metric events; the adapters map ids onto host handles.
-pub trait MetricSink {
-    /// Adds `delta` to a counter.
-    fn inc(&mut self, id: MetricId, delta: u64);
-    /// Adds `delta` (may be negative) to a gauge.
-    fn gauge_add(&mut self, id: MetricId, delta: i64);
-    /// Records one histogram value.
-    fn record(&mut self, id: MetricId, value: u64);
-    /// One access log line (only called when the configuration asks for access logs).
-    fn access_log(&mut self, _line: &str) {}
+/// What the metric table takes from the configuration (see `FilterConfig::metric_spec`).
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    /// The first part of every stat name.
+    pub protocol: Protocol,
+    /// The second part of every stat name.
+    pub stat_prefix: &'a str,
+    /// One log line per request/response pair.
+    pub access_log: bool,
+    /// Istio-style request metrics, when enabled.
+    pub istio: Option<&'a meltemi_proto::IstioMetrics>,
 }
 
 /// The fixed metrics of every session.
@@ -115,23 +99,6 @@ pub struct LabelStats {
     pub latency_us: MetricId,
 }
 
-/// A closed set of label values for per-label metrics.
-#[derive(Debug, Clone)]
-pub struct LabelSet {
-    /// The family segment of the stat name (`command`, `method`, `api`, `opcode`).
-    pub family: &'static str,
-    /// Label values, indexed by the `u16` the protocol module passes to the tracker.
-    pub names: Vec<String>,
-    /// Also count requests per label and protocol version `0..versions`
-    /// (`<family>_version.<label>.v<N>`); 0 for none. Kafka uses it for api versions.
-    pub versions: u16,
-    /// Answers can be exceptions: each label also gets `<family>.<label>.exception`.
-    pub exceptions: bool,
-    /// The protocol's reply codes, the closed set of the Istio `response_code` label (the
-    /// protocol module passes an index into it).
-    pub reply_codes: Vec<String>,
-}
-
 /// All metrics of one configuration, in definition order.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -189,7 +156,7 @@ impl Metrics {
     }
 
     /// Builds the metric table for `config`, with per-label metrics for `labels`.
-    pub fn new(config: &FilterConfig, labels_in: &LabelSet) -> Metrics {
+    pub fn new(config: Spec<'_>, labels_in: &LabelSet) -> Metrics {
         let labels = labels_in;
         let mut defs = Vec::new();
         let prefix = format!("{}.{}.", config.protocol.as_str(), config.stat_prefix);
@@ -251,11 +218,10 @@ impl Metrics {
         }
         let istio = config
             .istio
-            .as_ref()
             .filter(|_| config.protocol != Protocol::Raw)
             .map(|m| {
-                crate::istio::define(
-                    config,
+                istio::define(
+                    config.protocol,
                     m,
                     &labels_in.names,
                     &labels_in.reply_codes,

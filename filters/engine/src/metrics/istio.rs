@@ -17,8 +17,8 @@
 //! (Kafka per api key would be ~5000 of them), and per-method latency is already in the
 //! per-protocol stats (`<family>.<label>.latency_us`).
 
-use crate::config::FilterConfig;
-use crate::metrics::MetricId;
+use super::sink::MetricId;
+use crate::protocol::Protocol;
 
 /// The counter's metric name.
 pub const REQUESTS_TOTAL: &str = "istio_requests_total";
@@ -95,7 +95,7 @@ impl IstioTable {
     }
 }
 
-/// The number of (method, code) pairs `cfg` would define, for the cardinality check.
+/// The number of (method, code) pairs a configuration would define, for the cardinality check.
 pub fn combinations(m: &meltemi_proto::IstioMetrics, methods: usize, codes: usize) -> usize {
     let rows = if m.request_method { methods.max(1) } else { 1 };
     rows * (codes + NO_REPLY_FLAGS.len())
@@ -116,11 +116,11 @@ fn tag(out: &mut String, name: &str, value: &str) {
     out.push_str(";.;");
 }
 
-/// Defines every Istio stat of `cfg` through `def` (called with the full stat name and
+/// Defines every Istio stat of a listener of `protocol` through `def` (called with the full stat name and
 /// whether it is the histogram) and returns their table. `methods` are the protocol's method
 /// labels, `codes` its reply codes, both closed sets.
 pub(crate) fn define(
-    cfg: &FilterConfig,
+    protocol: Protocol,
     m: &meltemi_proto::IstioMetrics,
     methods: &[String],
     codes: &[String],
@@ -139,7 +139,7 @@ pub(crate) fn define(
     for (name, v) in m.labels() {
         tag(&mut head, name, value(v));
     }
-    tag(&mut head, "request_protocol", cfg.protocol.as_str());
+    tag(&mut head, "request_protocol", protocol.as_str());
     let rows: Vec<Option<&str>> = if m.request_method {
         methods.iter().map(|s| Some(s.as_str())).collect()
     } else {
@@ -275,7 +275,7 @@ request_protocol=.=redis;.;response_code=.=ok;.;response_flags=.=-;.;istio_reque
     fn request_method_adds_a_row_per_label_and_decode_errors_flag_the_rest() {
         let e = engine(r#"{"enabled":true,"reporter":"source","requestMethod":true}"#);
         let counters = named(&e, super::REQUESTS_TOTAL);
-        let commands = crate::proto::labels(&e.config).names.len();
+        let commands = e.config.labels().names.len();
         assert_eq!(counters.len(), commands * 6);
         let get_dpe = counters
             .iter()
