@@ -437,11 +437,18 @@ fn a_routed_connection_past_the_budget_is_closed() {
     );
     big.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut b = [0u8; 8];
-    assert!(matches!(big.read(&mut b), Ok(0) | Err(_)), "the connection is closed");
+    assert!(
+        matches!(big.read(&mut b), Ok(0) | Err(_)),
+        "the connection is closed"
+    );
     assert_eq!(thrift_add(listen, 20, 22, 2), 42, "the others are served");
     let zero = wait_for(Duration::from_secs(5), || {
         (envoy.stat(&name("held_bytes")) == Some(0)).then_some(())
     });
-    assert!(zero.is_some(), "held_bytes {:?}", envoy.stat(&name("held_bytes")));
+    assert!(
+        zero.is_some(),
+        "held_bytes {:?}",
+        envoy.stat(&name("held_bytes"))
+    );
     assert!(envoy.is_running());
 }
