@@ -72,7 +72,8 @@ pub fn unix_now() -> f64 {
 
 impl Prometheus {
     /// Starts Prometheus scraping `/stats/prometheus` of the Envoys whose admin ports are
-    /// `envoy_admin_ports` (job `envoy`), and waits (up to 30 s) until it is ready.
+    /// `envoy_admin_ports` (job `envoy`; [`Prometheus::set_targets`] changes them), and waits
+    /// (up to 30 s) until it is ready.
     pub fn start(envoy_admin_ports: &[u16]) -> io::Result<Prometheus> {
         let dir = TempDir::new("prometheus")?;
         let port = free_port();
@@ -84,15 +85,14 @@ impl Prometheus {
             .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
             .map(|l| format!("    {l}\n"))
             .collect();
-        let targets: Vec<String> = envoy_admin_ports
-            .iter()
-            .map(|p| format!("'127.0.0.1:{p}'"))
-            .collect();
+        write_targets(dir.path(), envoy_admin_ports)?;
+        // Targets from a file Prometheus watches, so one Prometheus can follow Envoys that come
+        // and go (the demo's two parts).
         let cfg = format!(
             "global:\n  scrape_interval: {SCRAPE_INTERVAL_S}s\n  scrape_timeout: {SCRAPE_INTERVAL_S}s\n  \
              evaluation_interval: {SCRAPE_INTERVAL_S}s\nscrape_configs:\n  - job_name: envoy\n    \
-             metrics_path: /stats/prometheus\n    static_configs:\n      - targets: [{}]\n{relabel}",
-            targets.join(", ")
+             metrics_path: /stats/prometheus\n    file_sd_configs:\n      - files: ['{}']\n{relabel}",
+            dir.path().join("targets.json").display()
         );
         let cfg_path = dir.path().join("prometheus.yml");
         std::fs::write(&cfg_path, cfg)?;
@@ -124,6 +124,14 @@ impl Prometheus {
             targets: envoy_admin_ports.len(),
             dir,
         })
+    }
+
+    /// Scrapes these Envoys (admin ports) from now on instead; Prometheus sees the file change
+    /// at once (it watches it).
+    pub fn set_targets(&mut self, envoy_admin_ports: &[u16]) -> io::Result<()> {
+        write_targets(self.dir.path(), envoy_admin_ports)?;
+        self.targets = envoy_admin_ports.len();
+        Ok(())
     }
 
     /// The HTTP port on 127.0.0.1.
@@ -233,6 +241,15 @@ impl Prometheus {
         }
         Ok(v["data"].clone())
     }
+}
+
+/// The file_sd targets file (written whole, then renamed, so Prometheus never reads half).
+fn write_targets(dir: &std::path::Path, ports: &[u16]) -> io::Result<()> {
+    let targets: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let text = serde_json::json!([{ "targets": targets }]).to_string();
+    let tmp = dir.join("targets.json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(tmp, dir.join("targets.json"))
 }
 
 fn labels(m: &Value) -> BTreeMap<String, String> {
