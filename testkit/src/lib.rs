@@ -1,8 +1,8 @@
 //! The real-component test rig: starts the real Envoy 1.40 binary and real protocol peers on
 //! 127.0.0.1, reads Envoy's `/stats`, and stops every process it started, by its PID, on drop.
 //!
-//! Deliberately small and dependency-free (std only): tests and the end-to-end benchmark harness
-//! both use it. It does not build the artifacts; `.ci/run` (and `scripts/build-artifacts.sh`)
+//! Deliberately small (std, plus `serde_json` for Prometheus's HTTP API): tests, the demo and
+//! the end-to-end benchmark harness all use it. It does not build the artifacts; `.ci/run` (and `scripts/build-artifacts.sh`)
 //! build the `.so` and `.wasm` first and [`artifacts`] finds them.
 #![forbid(unsafe_code)]
 
@@ -11,6 +11,7 @@ pub mod config;
 mod envoy;
 mod peers;
 mod proc;
+pub mod prometheus;
 mod relay;
 pub mod routing;
 
@@ -20,6 +21,7 @@ pub use peers::{
     ZooKeeperServer,
 };
 pub use proc::{free_port, workspace_root, Process, TempDir};
+pub use prometheus::Prometheus;
 pub use relay::{Recorded, Relay};
 pub use routing::ThriftConn;
 

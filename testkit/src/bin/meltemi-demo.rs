@@ -7,17 +7,24 @@
 //!    ONE client connection calls continuously through a 90/10 split, then the MetaRouter is
 //!    rewritten to send everything to v2 and the change lands on that same live connection.
 //!
+//! Each part has its own real Prometheus (Debian's) scraping that Envoy's `/stats/prometheus`
+//! every second; the split, the rates and the latency percentiles are printed from PromQL
+//! (`/api/v1/query`), and a PNG (matplotlib) of per-version requests through the route change
+//! and latency percentiles per command is drawn from range queries (`/api/v1/query_range`).
+//!
 //! Every process it starts is stopped by PID when it ends; every loop is time-bounded.
 
 use meltemi_testkit::config::{bootstrap, Filter};
+use meltemi_testkit::prometheus::{unix_now, RangeSeries};
 use meltemi_testkit::routing::{
     await_listening, meltemi_binary, version_server, without_top_level, write_calc_router,
     write_calc_service, ROUTE_DISCOVERY_FLAGS,
 };
 use meltemi_testkit::{
-    free_port, prometheus_samples, redis_cli, Envoy, EnvoyOptions, Process, RedisServer, TempDir,
-    ThriftConn,
+    free_port, prometheus_samples, redis_cli, run_client, Envoy, EnvoyOptions, Process, Prometheus,
+    RedisServer, TempDir, ThriftConn,
 };
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -34,14 +41,108 @@ type Res = Result<(), Box<dyn std::error::Error>>;
 fn run() -> Res {
     let t = Instant::now();
     println!("== 1. Observe: Redis through Envoy ==\n");
-    observe_redis()?;
+    // One Prometheus for both parts; each part points it at its Envoy.
+    let mut prom = Prometheus::start(&[])?;
+    let latency = observe_redis(&mut prom)?;
     println!("\n== 2. Route: per-request routing of Thrift calls, a live route change ==\n");
-    route_thrift()?;
+    let mut plot = route_thrift(&mut prom)?;
+    plot["latency"] = latency;
+    let png = draw(&plot)?;
     println!("\ndemo done in {:.1} s", t.elapsed().as_secs_f64());
+    println!("picture (from Prometheus range queries): {}", png.display());
     Ok(())
 }
 
-fn observe_redis() -> Res {
+/// Where the picture goes: `$MELTEMI_DEMO_PNG`, else next to the build in the cargo target dir.
+fn png_path() -> std::path::PathBuf {
+    std::env::var_os("MELTEMI_DEMO_PNG")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            meltemi_testkit::artifacts::target_dir()
+                .join("demo")
+                .join("meltemi-demo.png")
+        })
+}
+
+fn draw(plot: &serde_json::Value) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let png = png_path();
+    if let Some(d) = png.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let data = png.with_extension("json");
+    std::fs::write(&data, serde_json::to_string(plot)?)?;
+    run_client(
+        "demo_plot.py",
+        &[&data.to_string_lossy(), &png.to_string_lossy()],
+        Duration::from_secs(60),
+    )?;
+    Ok(png)
+}
+
+/// Points `prom` at `envoy` and waits for the first scrape.
+fn scrape(prom: &mut Prometheus, envoy: &Envoy) -> Res {
+    prom.set_targets(&[envoy.admin_port()])?;
+    prom.wait_scraped_after(unix_now(), Duration::from_secs(10))?;
+    println!(
+        "Prometheus (pid {}) on 127.0.0.1:{} scrapes Envoy's /stats/prometheus every 1 s",
+        prom.pid(),
+        prom.port()
+    );
+    Ok(())
+}
+
+/// Waits for the second scrape after `t`: Envoy merges histograms when the admin handler
+/// flushes (`stats_flush_on_admin`), so one scrape's histograms may lag by one flush. Queries
+/// evaluated at one scrape interval past "now" see that last scrape with every step of a
+/// subquery.
+fn settle(prom: &Prometheus, t: f64) -> Result<(), Box<dyn std::error::Error>> {
+    prom.wait_scraped_after(t, Duration::from_secs(10))?;
+    prom.wait_scraped_after(unix_now(), Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// The one value of an instant query (NaN when it returns nothing).
+fn one(prom: &Prometheus, expr: &str, at: f64) -> Result<f64, Box<dyn std::error::Error>> {
+    Ok(prom
+        .query_at(expr, Some(at))?
+        .first()
+        .map(|s| s.value)
+        .unwrap_or(f64::NAN))
+}
+
+/// `[[t, v], ...]` of the first series of a range query.
+fn points(series: &[RangeSeries]) -> serde_json::Value {
+    json!(series
+        .first()
+        .map(|s| s
+            .points
+            .iter()
+            .map(|(t, v)| json!([t, v]))
+            .collect::<Vec<_>>())
+        .unwrap_or_default())
+}
+
+/// The Istio-style histogram's percentiles, `sel` its label matchers, over `window`.
+fn percentiles(
+    prom: &Prometheus,
+    metric: &str,
+    window: &str,
+    at: f64,
+    scale: f64,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    for q in [0.5, 0.9, 0.99] {
+        let v = one(
+            prom,
+            &format!("histogram_quantile({q}, sum by (le) (rate({metric}[{window}])))"),
+            at,
+        )?;
+        out.push(format!("p{} {:.2} ms", (q * 100.0) as u32, v * scale));
+    }
+    Ok(out.join(", "))
+}
+
+fn observe_redis(prom: &mut Prometheus) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let redis = RedisServer::start()?;
     let listen = free_port();
     let yaml = bootstrap(
@@ -58,7 +159,9 @@ fn observe_redis() -> Res {
         "Envoy 1.40 (pid {}) listens on 127.0.0.1:{listen} with the Meltemi .so and .wasm filters",
         envoy.pid()
     );
-    println!("redis-server (port {}) is the backend\n", redis.port());
+    println!("redis-server (port {}) is the backend", redis.port());
+    scrape(prom, &envoy)?;
+    println!();
 
     println!(
         "redis-cli SET demo meltemi -> {}",
@@ -69,6 +172,7 @@ fn observe_redis() -> Res {
         redis_cli(listen, &["GET", "demo"])?
     );
     println!("\nredis-benchmark -t set,get -n 10000 -c 10 through Envoy...");
+    let bench_start = unix_now();
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &listen.to_string()])
         .args(["-t", "set,get", "-n", "10000", "-c", "10", "--csv"])
@@ -80,7 +184,58 @@ fn observe_redis() -> Res {
             println!("  {:<4} {:>9} req/s  p50 {} ms", cols[0], cols[1], cols[4]);
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    settle(prom, unix_now())?;
+    let at = unix_now() + 1.0;
+    let window = format!("{}s", (at - bench_start).ceil() as u64 + 1);
+    println!("\nFrom Prometheus (PromQL), per command, both artifacts:");
+    let mut bars = serde_json::Map::new();
+    for (artifact, prefix) in [
+        (".so  ", "envoy_dynamicmodulescustom_redis_demo_so_command"),
+        (".wasm", "redis_demo_wasm_command"),
+    ] {
+        for cmd in ["set", "get"] {
+            let n = one(prom, &format!("{prefix}_{cmd}_total"), at)?;
+            let peak = one(
+                prom,
+                &format!("max_over_time(rate({prefix}_{cmd}_total[2s])[{window}:1s])"),
+                at,
+            )?;
+            let lat = percentiles(
+                prom,
+                &format!("{prefix}_{cmd}_latency_us_bucket"),
+                &window,
+                at,
+                1e-3,
+            )?;
+            println!(
+                "  {artifact} {:<3} {n:>6} requests, peak {peak:>6.0} req/s (2 s rate), {lat}",
+                cmd.to_uppercase()
+            );
+            // The picture's bars: the same percentiles as one range query each, its one step
+            // the end of the benchmark (the window covers all of it; a benchmark of 1-2 s has
+            // too few 1 s scrapes for a line over time).
+            for q in [0.5, 0.9, 0.99] {
+                let r = prom.query_range(
+                    &format!(
+                        "histogram_quantile({q}, sum by (le) (rate({prefix}_{cmd}_latency_us_bucket[{window}]))) / 1000"
+                    ),
+                    at,
+                    at,
+                    1.0,
+                )?;
+                let v = r.first().and_then(|s| s.points.last()).map(|p| p.1);
+                bars.insert(
+                    format!(
+                        "{} {} p{}",
+                        artifact.trim(),
+                        cmd.to_uppercase(),
+                        (q * 100.0) as u32
+                    ),
+                    json!(v),
+                );
+            }
+        }
+    }
 
     println!("\nMeltemi stats in Envoy's /stats (non-zero counters and gauges):");
     for (k, v) in envoy.stats() {
@@ -88,10 +243,18 @@ fn observe_redis() -> Res {
             println!("  {k}: {v}");
         }
     }
-    Ok(())
+    Ok(serde_json::Value::Object(bars))
 }
 
-fn route_thrift() -> Res {
+/// The `.so`'s per-destination request counter of version `v` of the demo service.
+fn version_requests(v: &str) -> String {
+    format!(
+        "envoy_dynamicmodulescustom_thrift_outbound_9090_calc_demo_svc_cluster_local_\
+         destination_meltemi_bridge_outbound_9090_{v}_calc_demo_svc_cluster_local_requests"
+    )
+}
+
+fn route_thrift(prom: &mut Prometheus) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let dir = TempDir::new("demo-routes")?;
     let (_v1, p1) = version_server(&dir, "v1")?;
     let (_v2, p2) = version_server(&dir, "v2")?;
@@ -147,6 +310,7 @@ fn route_thrift() -> Res {
         "Envoy 1.40 (pid {}) runs `meltemi bootstrap --adapter module --routes-address 127.0.0.1:{routes_port}`: listener 127.0.0.1:{listen}",
         envoy.pid()
     );
+    scrape(prom, &envoy)?;
 
     // ONE connection for everything below.
     let mut conn = ThriftConn::connect(listen)?;
@@ -154,7 +318,11 @@ fn route_thrift() -> Res {
     println!("\nONE client connection from {local}, framed binary Thrift calls of `get`:");
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let t = Instant::now();
-    while counts.values().sum::<u64>() < 1000 && t.elapsed() < Duration::from_secs(10) {
+    let split_start = unix_now();
+    // At least 2 s, so Prometheus's 1 s scrapes see the split as a rate.
+    while (counts.values().sum::<u64>() < 1000 || t.elapsed() < Duration::from_secs(2))
+        && t.elapsed() < Duration::from_secs(10)
+    {
         *counts.entry(conn.call("get")?).or_default() += 1;
     }
     let total: u64 = counts.values().sum();
@@ -172,9 +340,13 @@ fn route_thrift() -> Res {
     // The change, while the same connection keeps calling.
     write_calc_router(&manifests, "split", &[("v2", 100)])?;
     let written = Instant::now();
+    let written_unix = unix_now();
     println!("\nMetaRouter rewritten: 100 % to v2 (the connection keeps calling)");
     let (mut calls, mut run, mut run_start) = (0u64, 0u64, Duration::ZERO);
-    while run < 300 && written.elapsed() < Duration::from_secs(15) {
+    // Until 300 calls in a row went to v2, and 2.5 s at least (for the picture).
+    while (run < 300 || written.elapsed() < Duration::from_millis(2500))
+        && written.elapsed() < Duration::from_secs(15)
+    {
         let at = written.elapsed();
         let a = conn.call("get")?;
         calls += 1;
@@ -190,6 +362,8 @@ fn route_thrift() -> Res {
     if run < 300 {
         return Err("the route change did not land within 15 s".into());
     }
+    let end_unix = unix_now();
+    let landed_unix = written_unix + run_start.as_secs_f64();
     println!(
         "  landed after {} ms (route refresh interval 1000 ms): from then on only v2, {run} calls in a row",
         run_start.as_millis()
@@ -250,5 +424,66 @@ fn route_thrift() -> Res {
     if shown == 0 {
         println!("  (none)");
     }
-    Ok(())
+
+    // The same story from Prometheus, while the connection is still open.
+    settle(prom, end_unix)?;
+    let at = unix_now() + 1.0;
+    let window = format!("{}s", (at - split_start).ceil() as u64 + 1);
+    println!("\nFrom Prometheus (PromQL):");
+    let (c1, c2) = (
+        one(prom, &version_requests("v1"), written_unix)?,
+        one(prom, &version_requests("v2"), written_unix)?,
+    );
+    println!(
+        "  split at the last scrape before the rewrite: v1 {c1} ({:.1} %), v2 {c2} ({:.1} %)",
+        100.0 * c1 / (c1 + c2),
+        100.0 * c2 / (c1 + c2)
+    );
+    let rate = |v: &str, t: f64| one(prom, &format!("rate({}[2s])", version_requests(v)), t);
+    println!(
+        "  rate (2 s) before the rewrite: v1 {:.0} req/s, v2 {:.0} req/s; at the end: v1 {:.0} req/s, v2 {:.0} req/s",
+        rate("v1", written_unix)?,
+        rate("v2", written_unix)?,
+        rate("v1", end_unix)?,
+        rate("v2", end_unix)?,
+    );
+    let istio = r#"istio_requests_total{request_protocol="thrift"}"#;
+    println!(
+        "  istio_requests_total (the .so's, relabelled as deploy/grafana/prometheus-relabel.yaml says): {:.0} req/s over the run, success {:.1} %",
+        one(prom, &format!("sum(rate({istio}[{window}]))"), at)?,
+        100.0
+            * one(
+                prom,
+                &format!(
+                    r#"sum(rate(istio_requests_total{{request_protocol="thrift",response_code="0"}}[{window}])) / sum(rate({istio}[{window}]))"#
+                ),
+                at
+            )?,
+    );
+    println!(
+        "  istio_request_duration_milliseconds: {}",
+        percentiles(
+            prom,
+            r#"istio_request_duration_milliseconds_bucket{request_protocol="thrift"}"#,
+            &window,
+            at,
+            1.0
+        )?
+    );
+    let mut versions = serde_json::Map::new();
+    for v in ["v1", "v2"] {
+        let r = prom.query_range(
+            &format!("rate({}[2s])", version_requests(v)),
+            split_start - 1.0,
+            end_unix + 1.0,
+            1.0,
+        )?;
+        versions.insert(v.to_string(), points(&r));
+    }
+    Ok(json!({
+        "versions": versions,
+        "rewrite": written_unix,
+        "landed": landed_unix,
+        "t0": split_start - 1.0,
+    }))
 }
