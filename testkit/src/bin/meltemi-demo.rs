@@ -11,8 +11,8 @@
 
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::routing::{
-    await_listening, meltemi_binary, version_server, without_top_level, write_calc_router,
-    write_calc_service, ROUTE_DISCOVERY_FLAGS,
+    await_listening, meltemi_binary, route_counts, version_server, without_top_level,
+    write_calc_router, write_calc_service, ROUTE_DISCOVERY_FLAGS,
 };
 use meltemi_testkit::{
     free_port, prometheus_samples, redis_cli, Envoy, EnvoyOptions, Process, RedisServer, TempDir,
@@ -89,6 +89,15 @@ fn observe_redis() -> Res {
         }
     }
     Ok(())
+}
+
+/// The route stats line: how many of the split's requests took the detour.
+fn print_route_counts(phase: &str, (requests, detoured): (u64, u64)) {
+    println!(
+        "  route.split {phase}: requests {requests}, detoured {detoured} ({:.1} %), fast path {}",
+        100.0 * detoured as f64 / requests.max(1) as f64,
+        requests - detoured.min(requests)
+    );
 }
 
 fn route_thrift() -> Res {
@@ -169,6 +178,9 @@ fn route_thrift() -> Res {
         );
     }
 
+    let split_counts = route_counts(&envoy.stats(), "split");
+    print_route_counts("90/10", split_counts);
+
     // The change, while the same connection keeps calling.
     write_calc_router(&manifests, "split", &[("v2", 100)])?;
     let written = Instant::now();
@@ -201,6 +213,11 @@ fn route_thrift() -> Res {
 
     // Read while the connection is still open: one connection ever, none closed.
     let stats = envoy.stats();
+    let now = route_counts(&stats, "split");
+    print_route_counts(
+        "after the change (v2 is reached by detour: tcp_proxy's cluster stays v1 on this listener)",
+        (now.0 - split_counts.0, now.1 - split_counts.1),
+    );
     let cx = |s: &str| {
         stats
             .get(&format!("listener.127.0.0.1_{listen}.{s}"))
