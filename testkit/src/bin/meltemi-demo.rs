@@ -215,7 +215,7 @@ fn route_thrift() -> Res {
     let stats = envoy.stats();
     let now = route_counts(&stats, "split");
     print_route_counts(
-        "after the change (v2 is reached by detour: tcp_proxy's cluster stays v1 on this listener)",
+        "during the change (v1 on the fast path until it landed, then v2 by detour: tcp_proxy's cluster stays v1 on this listener)",
         (now.0 - split_counts.0, now.1 - split_counts.1),
     );
     let cx = |s: &str| {
