@@ -119,11 +119,13 @@ pub fn bootstrap(inputs: &Inputs, opts: &BootstrapOptions) -> Result<Value, Boot
         if used_ports.insert(listen, ()).is_some() {
             return Err(BootstrapError::PortClash(listen));
         }
-        let primary = sp.cluster("");
-        clusters.insert(
-            primary.clone(),
-            cluster(&primary, &subset_endpoints(sp, None)),
-        );
+        let all = sp.cluster("");
+        clusters.insert(all.clone(), cluster(&all, &subset_endpoints(sp, None)));
+        // tcp_proxy forwards to the routes' primary cluster (the fast path).
+        let primary = config
+            .routes
+            .as_ref()
+            .map_or(all, |t| t.primary_cluster.clone());
         for (name, labels) in subsets {
             let c = sp.cluster(name);
             clusters.insert(c.clone(), cluster(&c, &subset_endpoints(sp, Some(labels))));

@@ -57,8 +57,9 @@ impl RouteStore {
         let keys: Vec<String> = tables.keys().chain(new.keys()).cloned().collect();
         for key in keys {
             let entry = tables.entry(key.clone()).or_default();
-            // The primary cluster is the listener's (tcp_proxy's): filters refuse a table that
-            // names another one. A table that disappears keeps the one it had.
+            // The primary cluster is the table's likeliest destination; a filter whose listener
+            // (tcp_proxy) has another keeps its own and detours this one. A table that
+            // disappears keeps the one it had.
             let (services, primary_cluster) = match new.get(&key) {
                 Some(t) => (t.services.clone(), t.primary_cluster.clone()),
                 None => (Vec::new(), entry.table.primary_cluster.clone()),

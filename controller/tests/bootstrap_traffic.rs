@@ -85,3 +85,59 @@ fn bootstrap_carries_real_redis_traffic_through_both_adapters() {
         assert_eq!(find(".command.get.success"), Some(1), "{adapter}");
     }
 }
+
+/// The fast path in what users get: `meltemi bootstrap --adapter module` of a MetaRouter gives
+/// tcp_proxy the likeliest destination. Through the real Envoy, one client connection each:
+/// a pinned MetaRouter (every request to v1) detours none; a 90/10 split detours the 10 %
+/// (within binomial bounds) and exactly the calls v2 answered.
+#[test]
+fn rendered_routes_take_the_fast_path() {
+    use meltemi_testkit::routing::{
+        route_counts, version_server, write_calc_router, write_calc_service, ThriftConn,
+    };
+    let dir = TempDir::new("bootstrap-fastpath").unwrap();
+    let (_v1, p1) = version_server(&dir, "v1").expect("thrift v1");
+    let (_v2, p2) = version_server(&dir, "v2").expect("thrift v2");
+    let manifests = TempDir::new("bootstrap-fastpath-manifests").unwrap();
+    for (name, weights, calls) in [
+        ("pinned", &[("v1", 100)][..], 500u64),
+        ("split", &[("v1", 90), ("v2", 10)][..], 2000),
+    ] {
+        let listen = free_port();
+        write_calc_service(manifests.path(), listen, p1, p2).unwrap();
+        write_calc_router(manifests.path(), name, weights).unwrap();
+        let yaml = rendered_bootstrap(&manifests, "module");
+        assert!(
+            yaml.contains("cluster: outbound|9090|v1|calc.demo.svc.cluster.local"),
+            "tcp_proxy forwards to the v1 subset:\n{yaml}"
+        );
+        let envoy =
+            Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
+        let mut conn = ThriftConn::connect(listen).expect("connect");
+        let mut v2 = 0u64;
+        for i in 0..calls {
+            match conn.call("get").expect("call").as_str() {
+                "v1" => {}
+                "v2" => v2 += 1,
+                other => panic!("{name}: call {i} answered {other:?}"),
+            }
+        }
+        let (requests, detoured) = route_counts(&envoy.stats(), name);
+        eprintln!("{name}: {calls} calls, v2 {v2}, route.{name}: requests {requests}, detoured {detoured}");
+        assert_eq!(requests, calls, "{name}: every call counted");
+        assert_eq!(detoured, v2, "{name}: exactly the v2 calls took the detour");
+        if name == "pinned" {
+            assert_eq!(detoured, 0, "a pinned MetaRouter pays nothing for routing");
+        } else {
+            // Bin(2000, 0.1): mean 200, sd 13.4; 4.5 sd either side.
+            assert!(
+                (140..=260).contains(&detoured),
+                "{name}: detoured {detoured}"
+            );
+        }
+        assert_eq!(
+            envoy.stat(&format!("listener.127.0.0.1_{listen}.downstream_cx_total")),
+            Some(1)
+        );
+    }
+}

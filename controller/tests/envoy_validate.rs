@@ -169,6 +169,12 @@ fn proxy_with_patches(inputs: &Inputs, context: impl Fn(&str) -> bool) -> Value 
             .filter(|p| context(&p.match_.context))
         {
             match p.apply_to.as_str() {
+                // The tcp_proxy MERGE (the routes' primary cluster) is a whole TcpProxy here.
+                "NETWORK_FILTER" if p.patch.operation == "MERGE" => listeners.push(json!({
+                    "name": format!("l{i}_{}", listeners.len()),
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 20000 + listeners.len()}},
+                    "filter_chains": [{"filters": [p.patch.value]}],
+                })),
                 "NETWORK_FILTER" => listeners.push(json!({
                     "name": format!("l{i}_{}", listeners.len()),
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": 20000 + listeners.len()}},

@@ -252,6 +252,20 @@ spec:
     Ok(yaml)
 }
 
+/// `route.<route>.requests` and `route.<route>.detoured` of the module's stats (any listener),
+/// from Envoy's `/stats`: how many requests the route saw and how many of them took the detour.
+pub fn route_counts(stats: &std::collections::BTreeMap<String, u64>, route: &str) -> (u64, u64) {
+    let sum = |stat: &str| -> u64 {
+        let tail = format!(".route.{route}.{stat}");
+        stats
+            .iter()
+            .filter(|(k, _)| k.starts_with("dynamicmodulescustom.") && k.ends_with(&tail))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    (sum("requests"), sum("detoured"))
+}
+
 /// The route-discovery render flags shared by `meltemi serve-routes` and `meltemi bootstrap`
 /// (the `.so`, a 1 s refresh, outbound only).
 pub const ROUTE_DISCOVERY_FLAGS: &[&str] = &[

@@ -25,7 +25,8 @@
 //! Usage (after `scripts/build-artifacts.sh`):
 //! `cargo run --release -p meltemi-benches --bin e2e-rpc -- [--quick] [--rounds N] [--secs S]
 //! [--only thrift|dubbo] [--setups 0,3,..] [--shapes 1x16,16x1] [--perf DIR] [--baseline DIR]`. Not a test: it asserts
-//! nothing, it measures. `--baseline DIR` adds `(before)` rows (indices 9-11) running the
+//! nothing, it measures. Rows 9-11 are built by `meltemi bootstrap` from
+//! MetaRouter manifests (pinned, 90/10, method rule). `--baseline DIR` adds `(before)` rows (indices 12-14) running the
 //! `libmeltemi.so` / `meltemi_wasm.wasm` found in DIR, for before/after in the same run.
 
 use meltemi_benches::driver::{self, Responder, Timing, Window};
@@ -253,6 +254,14 @@ enum Setup {
     BytesSo,
     /// Diagnosis: the same in the `.wasm` filter (the cost of the v8 hooks alone).
     BytesWasm,
+    /// What a user gets: `meltemi bootstrap --adapter module` of a ServiceEntry (v1/v2
+    /// endpoints), a DestinationRule (subsets) and a MetaRouter sending every request to v1.
+    RenderedPinned,
+    /// The same with a 90/10 split v1/v2.
+    RenderedSplit,
+    /// The same with a method rule (a method the client never calls to v2) before a route to
+    /// v1 without conditions.
+    RenderedMethod,
     /// `--baseline DIR`: [`Setup::ObserveSo`] with the `libmeltemi.so` in DIR (an older build),
     /// for a before/after comparison in one run.
     ObserveSoBefore,
@@ -272,7 +281,7 @@ const BEFORE: [Setup; 3] = [
 /// `--baseline DIR`: where the older artifacts are.
 static BASELINE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
 
-const SETUPS: [Setup; 9] = [
+const SETUPS: [Setup; 12] = [
     Setup::TcpProxy,
     Setup::NativePinned,
     Setup::NativeSplit,
@@ -282,6 +291,9 @@ const SETUPS: [Setup; 9] = [
     Setup::RouteSoSplit,
     Setup::BytesSo,
     Setup::BytesWasm,
+    Setup::RenderedPinned,
+    Setup::RenderedSplit,
+    Setup::RenderedMethod,
 ];
 
 impl Setup {
@@ -300,6 +312,9 @@ impl Setup {
             Setup::RouteSoSplit => "meltemi .so route, 90/10".into(),
             Setup::BytesSo => "(diag) .so bytes only + tcp_proxy".into(),
             Setup::BytesWasm => "(diag) .wasm bytes only + tcp_proxy".into(),
+            Setup::RenderedPinned => "meltemi bootstrap (MetaRouter), pinned".into(),
+            Setup::RenderedSplit => "meltemi bootstrap (MetaRouter), 90/10".into(),
+            Setup::RenderedMethod => "meltemi bootstrap (MetaRouter), method rule".into(),
             Setup::ObserveSoBefore => "(before) .so observe + tcp_proxy".into(),
             Setup::ObserveWasmBefore => "(before) .wasm observe + tcp_proxy".into(),
             Setup::RouteSoPinnedBefore => "(before) .so route, pinned".into(),
@@ -314,8 +329,10 @@ impl Setup {
             | Setup::RouteSoPinned
             | Setup::ObserveSoBefore
             | Setup::ObserveWasmBefore
-            | Setup::RouteSoPinnedBefore => Some(Setup::NativePinned),
-            Setup::RouteSoSplit => Some(Setup::NativeSplit),
+            | Setup::RouteSoPinnedBefore
+            | Setup::RenderedPinned
+            | Setup::RenderedMethod => Some(Setup::NativePinned),
+            Setup::RouteSoSplit | Setup::RenderedSplit => Some(Setup::NativeSplit),
             _ => None,
         }
     }
@@ -323,7 +340,13 @@ impl Setup {
     fn uses_module(self) -> bool {
         matches!(
             self,
-            Setup::ObserveSo | Setup::RouteSoPinned | Setup::RouteSoSplit | Setup::BytesSo
+            Setup::ObserveSo
+                | Setup::RouteSoPinned
+                | Setup::RouteSoSplit
+                | Setup::BytesSo
+                | Setup::RenderedPinned
+                | Setup::RenderedSplit
+                | Setup::RenderedMethod
         )
     }
 
@@ -412,7 +435,91 @@ fn bridge_cluster(name: &str, proto: &str, port: u16) -> String {
     )
 }
 
+/// The manifests of a rendered set-up: service `bench.demo.svc.cluster.local` (v1 and v2
+/// endpoints on the responders, listener on `listen`), its subsets, and the MetaRouter's routes.
+fn manifests(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
+    let p = w.name();
+    let dest = |subset: &str| {
+        format!("{{destination: {{host: bench.demo.svc.cluster.local, subset: {subset}}}}}")
+    };
+    let routes = match setup {
+        Setup::RenderedPinned => format!("    - name: pinned\n      route: [{}]\n", dest("v1")),
+        Setup::RenderedSplit => format!(
+            "    - name: split\n      route:\n        - {}\n        - {}\n",
+            dest("v1").replace("}}", "}, weight: 90}"),
+            dest("v2").replace("}}", "}, weight: 10}")
+        ),
+        _ => format!(
+            "    - name: getv2\n      match: {{attributes: {{method: {{exact: getV2}}}}}}\n      route: [{}]\n    - name: rest\n      route: [{}]\n",
+            dest("v2"),
+            dest("v1")
+        ),
+    };
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: bench, namespace: demo, annotations: {{meltemi.io/listen-port: "{listen}"}}}}
+spec:
+  hosts: [bench.demo.svc.cluster.local]
+  ports: [{{number: 9090, name: tcp-{p}, protocol: TCP}}]
+  resolution: STATIC
+  endpoints:
+    - {{address: 127.0.0.1, ports: {{tcp-{p}: {v1}}}, labels: {{version: v1}}}}
+    - {{address: 127.0.0.1, ports: {{tcp-{p}: {v2}}}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: bench, namespace: demo}}
+spec:
+  host: bench.demo.svc.cluster.local
+  subsets:
+    - {{name: v1, labels: {{version: v1}}}}
+    - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: metaprotocol.aeraki.io/v1alpha1
+kind: MetaRouter
+metadata: {{name: bench, namespace: demo}}
+spec:
+  hosts: [bench.demo.svc.cluster.local]
+  routes:
+{routes}"#
+    )
+}
+
+/// `meltemi bootstrap --adapter module` of [`manifests`] (its admin section is the rig's).
+fn rendered(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
+    static MELTEMI: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let bin = MELTEMI.get_or_init(|| {
+        meltemi_testkit::routing::meltemi_binary().expect("build the meltemi binary")
+    });
+    let dir = meltemi_testkit::TempDir::new("bench-render").expect("temp dir");
+    std::fs::write(
+        dir.path().join("bench.yaml"),
+        manifests(setup, w, listen, v1, v2),
+    )
+    .expect("write manifests");
+    let out = Command::new(bin)
+        .arg("bootstrap")
+        .arg("-f")
+        .arg(dir.path())
+        .args(["--adapter", "module", "--no-inbound"])
+        .output()
+        .expect("run meltemi");
+    assert!(
+        out.status.success(),
+        "meltemi bootstrap: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    meltemi_testkit::routing::without_top_level(&String::from_utf8_lossy(&out.stdout), "admin")
+}
+
 fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
+    if matches!(
+        setup,
+        Setup::RenderedPinned | Setup::RenderedSplit | Setup::RenderedMethod
+    ) {
+        return rendered(setup, w, listen, v1, v2);
+    }
     let p = w.name();
     let method = match w.proto {
         Proto::Thrift => "add",
@@ -436,6 +543,9 @@ fn yaml(setup: Setup, w: &Wire, listen: u16, v1: u16, v2: u16) -> String {
         Setup::BytesWasm => vec![Filter::Wasm(bytes_only), tcp],
         Setup::RouteSoPinned | Setup::RouteSoPinnedBefore => {
             vec![route(r#"{"primary_cluster":"v1"}"#), tcp]
+        }
+        Setup::RenderedPinned | Setup::RenderedSplit | Setup::RenderedMethod => {
+            unreachable!("rendered by meltemi bootstrap")
         }
         Setup::RouteSoSplit => vec![
             route(

@@ -240,7 +240,7 @@ pub fn render<'a>(
         let adapter = resolve_adapter(sp, t.routers.is_empty(), settings);
         let prefix = format!("gateway_{port}_{}", stat_piece(&sp.host));
         let (table, contributors) =
-            route_table(sp, &t.routers, adapter, look.cat, &mut out.reports);
+            route_table(sp, &t.routers, adapter, false, look.cat, &mut out.reports);
         let subsets = look
             .subsets_by_host
             .get(sp.host.as_str())

@@ -54,10 +54,15 @@ pub(super) fn resolve_adapter(sp: &ServicePort, no_routers: bool, settings: &Set
 }
 
 /// The route table of `sp` from the MetaRouters naming its host, and the routers that went in.
+///
+/// `fast_path`: make the likeliest destination the primary cluster (sidecars, whose `tcp_proxy`
+/// gets that cluster by a patch). A gateway keeps the service's cluster: its `tcp_proxy` is the
+/// one the gateway's own TCP route configures.
 pub(super) fn route_table(
     sp: &ServicePort,
     routers: &[&MetaRouter],
     adapter: Adapter,
+    fast_path: bool,
     cat: &Catalog<'_>,
     reports: &mut BTreeMap<ObjectKey, ObjectReport>,
 ) -> (Option<pb::RouteTable>, Vec<ObjectKey>) {
@@ -92,15 +97,76 @@ pub(super) fn route_table(
     if services.is_empty() {
         return (None, contributors);
     }
-    // tcp_proxy keeps the service's own cluster: requests routed there stay on the fast path,
-    // every subset-routed request is detoured through its bridge twin.
-    let table = pb::RouteTable {
+    let mut table = pb::RouteTable {
         version,
         services,
         primary_cluster: sp.cluster(""),
         retry_budget: None,
     };
+    if fast_path {
+        set_primary(&mut table, sp);
+    }
     (Some(table), contributors)
+}
+
+/// Name of the catch-all route the controller appends when the primary is not the service's
+/// cluster: requests that match no route go where Istio sends them (all endpoints). Its stats
+/// are the ones the filter keeps for unmatched requests (`route.default.*`).
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// Whether a route matches every request (no method, no attribute condition).
+fn unconditional(r: &pb::Route) -> bool {
+    r.r#match
+        .as_ref()
+        .is_none_or(|m| m.method.is_none() && m.attributes.is_empty())
+}
+
+/// The heaviest destination of a route (the first one listed on a tie).
+fn heaviest(r: &pb::Route) -> Option<&str> {
+    let a = r.action.as_ref()?;
+    if !a.cluster.is_empty() {
+        return Some(&a.cluster);
+    }
+    let mut best: Option<&pb::WeightedCluster> = None;
+    for w in &a.weighted_clusters {
+        if best.is_none_or(|b| w.weight > b.weight) {
+            best = Some(w);
+        }
+    }
+    best.map(|w| w.cluster.as_str())
+}
+
+/// The primary cluster of a rendered table: the destination most requests are expected to take,
+/// a static guess (the controller sees no traffic). The table's default route decides: the first
+/// route without conditions (it takes every request the routes before it leave), else the first
+/// route (Aeraki's examples pin or split the one method their clients call); its destination, or
+/// its heaviest weight. No route: the service's cluster. When the primary is not the service's
+/// cluster and no route catches every request, a catch-all route to the service's cluster is
+/// appended, so a request that matches no route goes where Istio sends it (by detour).
+pub(super) fn set_primary(t: &mut pb::RouteTable, sp: &ServicePort) {
+    let all = sp.cluster("");
+    let Some(s) = t.services.first_mut() else {
+        return;
+    };
+    let default_route = s
+        .routes
+        .iter()
+        .find(|r| unconditional(r))
+        .or(s.routes.first());
+    let primary = default_route.and_then(heaviest).unwrap_or(&all).to_owned();
+    if primary != all && !s.routes.iter().any(unconditional) {
+        let taken: BTreeSet<&str> = s.routes.iter().map(|r| r.name.as_str()).collect();
+        let name = std::iter::once(DEFAULT_ROUTE.to_owned())
+            .chain((1..).map(|i| format!("{DEFAULT_ROUTE}-{i}")))
+            .find(|n| !taken.contains(n.as_str()))
+            .unwrap_or_default();
+        s.routes.push(pb::Route {
+            name,
+            action: Some(pb::RouteAction::cluster(all)),
+            ..Default::default()
+        });
+    }
+    t.primary_cluster = primary;
 }
 
 /// Clusters that need a bridge twin: every subset of the host and every cluster a route names

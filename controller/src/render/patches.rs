@@ -47,6 +47,31 @@ fn bridge_cluster_patch(
     }
 }
 
+/// Points `tcp_proxy` in the listener `listener` of `context` at `cluster` (MERGE of its `cluster`
+/// field): the routes' primary cluster when it is not the service's (Istio's `tcp_proxy` forwards
+/// to the service's cluster, all endpoints). `stat_prefix` as Istio names it: the cluster.
+pub(super) fn tcp_proxy_cluster(
+    context: &str,
+    listener: ListenerMatch,
+    stat_prefix: &str,
+    cluster: &str,
+) -> ConfigPatch {
+    let mut p = before_tcp_proxy(
+        context,
+        listener,
+        serde_json::json!({
+            "name": TCP_PROXY,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": stat_prefix,
+                "cluster": cluster,
+            },
+        }),
+    );
+    p.patch.operation = "MERGE".into();
+    p
+}
+
 /// Our filter `value` inserted before `tcp_proxy` in the listener `listener` of `context`.
 pub(super) fn before_tcp_proxy(
     context: &str,

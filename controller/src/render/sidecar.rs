@@ -11,7 +11,9 @@ use super::listener::{
 };
 use super::names::{dns_piece, object_name, stat_prefix};
 use super::output::{ListenerPlan, RenderError, Rendered};
-use super::patches::{before_tcp_proxy, envoy_filter, filter_annotations, twin_patches};
+use super::patches::{
+    before_tcp_proxy, envoy_filter, filter_annotations, tcp_proxy_cluster, twin_patches,
+};
 use crate::crd::MetaRouter;
 use crate::inputs::Settings;
 use crate::istio::{FilterChainMatch, ListenerMatch, WorkloadSelector};
@@ -36,7 +38,7 @@ pub(super) fn render(
         .unwrap_or_default();
     let adapter = resolve_adapter(sp, routers.is_empty(), settings);
     let prefix = stat_prefix("outbound", sp);
-    let (table, contributors) = route_table(sp, routers, adapter, &ix.cat, &mut out.reports);
+    let (table, contributors) = route_table(sp, routers, adapter, true, &ix.cat, &mut out.reports);
     let bridged = bridged_clusters(sp, table.as_ref(), &subsets);
     let config = listener_config(sp, &prefix, table, settings, &mut out.route_tables)?;
 
@@ -45,14 +47,29 @@ pub(super) fn render(
         Some(vip) => format!("{vip}_{}", sp.port),
         None => format!("0.0.0.0_{}", sp.port),
     };
+    let listener = ListenerMatch {
+        name: Some(listener_name),
+        ..Default::default()
+    };
     let mut patches = vec![before_tcp_proxy(
         "SIDECAR_OUTBOUND",
-        ListenerMatch {
-            name: Some(listener_name),
-            ..Default::default()
-        },
+        listener.clone(),
         filter_value(adapter, &config, settings, true),
     )];
+    // The fast path: tcp_proxy forwards to the routes' primary cluster.
+    if let Some(primary) = config
+        .routes
+        .as_ref()
+        .map(|t| &t.primary_cluster)
+        .filter(|c| **c != sp.cluster(""))
+    {
+        patches.push(tcp_proxy_cluster(
+            "SIDECAR_OUTBOUND",
+            listener,
+            primary,
+            primary,
+        ));
+    }
     patches.extend(twin_patches(
         &bridged,
         "SIDECAR_OUTBOUND",

@@ -13,9 +13,12 @@
 //!   themselves, on traffic, when the last poll is older than the interval (one connection
 //!   claims the poll with a compare-and-swap). Both end in [`Discovery::on_answer`].
 //! - a table is refused (and the old one stays) when it is not UTF-8 JSON of the schema, fails
-//!   the schema's checks or the engine's compilation, is older than the current one, or names
-//!   another primary cluster than the listener's `tcp_proxy`. Refusals count in
+//!   the schema's checks or the engine's compilation, or is older than the current one. Refusals count in
 //!   `rds.update_rejected` and are logged once per distinct reason.
+//! - a table naming another primary cluster than the listener's (a route edit moved the heaviest
+//!   destination) is used with the listener's: `tcp_proxy`'s upstream is fixed for the life of a
+//!   connection, so requests for the listener's primary stay on the fast path and the table's
+//!   primary is reached by detour until a listener update brings it (`docs/routing.md`).
 //! - tables are compiled where the answer arrives (main thread or the polling worker), never on
 //!   the request path.
 
@@ -294,11 +297,10 @@ impl Discovery {
         if t.version < held {
             return Err(format!("version {} is older than {held}", t.version));
         }
+        let mut t = t;
         if t.primary_cluster != self.primary {
-            return Err(format!(
-                "primaryCluster {:?} is not the listener's {:?} (tcp_proxy's cluster is fixed by the listener)",
-                t.primary_cluster, self.primary
-            ));
+            // tcp_proxy's cluster is the listener's: keep it, detour the table's primary.
+            t.primary_cluster.clone_from(&self.primary);
         }
         if let Err(errs) = meltemi_proto::validate_route_table(&t, &|_| Ok(())) {
             return Err(errs
@@ -592,23 +594,20 @@ mod tests {
         }
         let older = table(3, "outbound|9090|v1|calc");
         assert_eq!(d.offer(older.as_bytes(), &mut s), Update::Rejected);
-        let other_primary = v5.replace("\"5\"", "\"6\"").replace("9090||calc", "1||x");
-        assert_eq!(d.offer(other_primary.as_bytes(), &mut s), Update::Rejected);
         let bad_regex = table(7, "c").replace(
             r#""action""#,
             r#""match":{"method":{"regex":"("}},"action""#,
         );
         assert_eq!(d.offer(bad_regex.as_bytes(), &mut s), Update::Rejected);
         assert_eq!(d.offer(&[0xff, 0xfe], &mut s), Update::Rejected);
-        assert_eq!(count(&reg, &s, "thrift.calc.rds.update_rejected"), 7);
+        assert_eq!(count(&reg, &s, "thrift.calc.rds.update_rejected"), 6);
         let logs = s.logs.borrow()[logs_before..].to_vec();
-        assert_eq!(logs.len(), 5, "{logs:#?}");
+        assert_eq!(logs.len(), 4, "{logs:#?}");
         assert!(logs[1].contains("older than 5"), "{}", logs[1]);
-        assert!(logs[2].contains("primaryCluster"), "{}", logs[2]);
         assert!(
-            logs[3].contains("regex") || logs[3].contains("("),
+            logs[2].contains("regex") || logs[2].contains("("),
             "{}",
-            logs[3]
+            logs[2]
         );
         assert_eq!(d.version(), 5);
         assert!(Arc::ptr_eq(&d.current(), &cur));
@@ -620,6 +619,30 @@ mod tests {
             Update::PollFailed
         );
         assert_eq!(count(&reg, &s, "thrift.calc.rds.poll_failed"), 2);
+    }
+
+    /// A route edit that moves the heaviest destination: the table names another primary. The
+    /// listener's (tcp_proxy's) is kept: the table's primary is reached by its bridge twin and
+    /// a destination equal to the listener's stays on the fast path.
+    #[test]
+    fn a_table_with_another_primary_keeps_the_listeners_and_detours_its_own() {
+        let (c, _) = setup();
+        let d = c.discovery.as_ref().unwrap();
+        let mut s = Sink::default();
+        let moved = r#"{"version":"8","primaryCluster":"outbound|9090|v2|calc","services":[{"name":"*","routes":[
+            {"name":"split","action":{"weightedClusters":[{"cluster":"outbound|9090|v2|calc","weight":90},
+            {"cluster":"outbound|9090||calc","weight":10}]}}]}]}"#;
+        assert_eq!(d.offer(moved.as_bytes(), &mut s), Update::Swapped(8));
+        let cur = d.current();
+        assert_eq!(cur.table.primary(), "outbound|9090||calc");
+        assert!(cur
+            .table
+            .clusters
+            .contains(&"meltemi-bridge|outbound|9090|v2|calc".to_owned()));
+        assert!(!cur
+            .table
+            .clusters
+            .contains(&"outbound|9090|v2|calc".to_owned()));
     }
 
     #[test]

@@ -130,7 +130,12 @@ impl StatBook {
                 routes.insert(r.name.clone(), route(&r.name)?);
             }
         }
-        let default = route("default")?;
+        // A table may carry a catch-all route named `default` (the controller's, for requests
+        // that match no route): it shares the stats of the implicit default.
+        let default = match routes.get("default") {
+            Some(r) => *r,
+            None => route("default")?,
+        };
         let other = if with_other {
             Some(route("other")?)
         } else {

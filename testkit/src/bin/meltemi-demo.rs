@@ -17,8 +17,8 @@
 use meltemi_testkit::config::{bootstrap, Filter};
 use meltemi_testkit::prometheus::{unix_now, RangeSeries};
 use meltemi_testkit::routing::{
-    await_listening, meltemi_binary, version_server, without_top_level, write_calc_router,
-    write_calc_service, ROUTE_DISCOVERY_FLAGS,
+    await_listening, meltemi_binary, route_counts, version_server, without_top_level,
+    write_calc_router, write_calc_service, ROUTE_DISCOVERY_FLAGS,
 };
 use meltemi_testkit::{
     free_port, prometheus_samples, redis_cli, run_client, Envoy, EnvoyOptions, Process, Prometheus,
@@ -246,11 +246,22 @@ fn observe_redis(prom: &mut Prometheus) -> Result<serde_json::Value, Box<dyn std
     Ok(serde_json::Value::Object(bars))
 }
 
-/// The `.so`'s per-destination request counter of version `v` of the demo service.
+/// The route stats line: how many of the split's requests took the detour.
+fn print_route_counts(phase: &str, (requests, detoured): (u64, u64)) {
+    println!(
+        "  route.split {phase}: requests {requests}, detoured {detoured} ({:.1} %), fast path {}",
+        100.0 * detoured as f64 / requests.max(1) as f64,
+        requests - detoured.min(requests)
+    );
+}
+
+/// The `.so`'s per-destination request counter of version `v` of the demo service: the
+/// subset's own cluster when it is the listener's primary (fast path), its bridge twin when
+/// requests reach it by detour.
 fn version_requests(v: &str) -> String {
     format!(
-        "envoy_dynamicmodulescustom_thrift_outbound_9090_calc_demo_svc_cluster_local_\
-         destination_meltemi_bridge_outbound_9090_{v}_calc_demo_svc_cluster_local_requests"
+        "{{__name__=~\"envoy_dynamicmodulescustom_thrift_outbound_9090_calc_demo_svc_cluster_local_\
+         destination_(meltemi_bridge_)?outbound_9090_{v}_calc_demo_svc_cluster_local_requests\"}}"
     )
 }
 
@@ -337,6 +348,9 @@ fn route_thrift(prom: &mut Prometheus) -> Result<serde_json::Value, Box<dyn std:
         );
     }
 
+    let split_counts = route_counts(&envoy.stats(), "split");
+    print_route_counts("90/10", split_counts);
+
     // The change, while the same connection keeps calling.
     write_calc_router(&manifests, "split", &[("v2", 100)])?;
     let written = Instant::now();
@@ -375,6 +389,11 @@ fn route_thrift(prom: &mut Prometheus) -> Result<serde_json::Value, Box<dyn std:
 
     // Read while the connection is still open: one connection ever, none closed.
     let stats = envoy.stats();
+    let now = route_counts(&stats, "split");
+    print_route_counts(
+        "during the change (v1 on the fast path until it landed, then v2 by detour: tcp_proxy's cluster stays v1 on this listener)",
+        (now.0 - split_counts.0, now.1 - split_counts.1),
+    );
     let cx = |s: &str| {
         stats
             .get(&format!("listener.127.0.0.1_{listen}.{s}"))
