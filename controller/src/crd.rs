@@ -465,7 +465,7 @@ pub fn crds_yaml() -> String {
         RedisDestination::crd(),
     ] {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd).unwrap_or_default());
+        out.push_str(&serde_yaml_ng::to_string(&crd).unwrap_or_default());
     }
     out
 }

@@ -137,10 +137,10 @@ impl Inputs {
     /// Adds the objects of one (multi-document) YAML text.
     pub fn add_yaml(&mut self, origin: &str, text: &str, errors: &mut Vec<ManifestError>) {
         use serde::Deserialize;
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             let object = format!("{origin}#{}", i + 1);
-            let value = match serde_yaml::Value::deserialize(doc) {
-                Ok(serde_yaml::Value::Null) => continue,
+            let value = match serde_yaml_ng::Value::deserialize(doc) {
+                Ok(serde_yaml_ng::Value::Null) => continue,
                 Ok(v) => v,
                 Err(e) => {
                     errors.push(ManifestError {
@@ -148,7 +148,10 @@ impl Inputs {
                         path: String::new(),
                         message: format!("not YAML: {e}"),
                     });
-                    continue;
+                    // The parser cannot resynchronise after a syntax error: the stream's
+                    // iterator would yield the same error for ever (it did: an endless loop
+                    // that ate memory), so the rest of this file is not read.
+                    break;
                 }
             };
             let value: serde_json::Value = match serde_json::to_value(&value) {
@@ -262,4 +265,22 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A syntax error ends the file with one error that names the line (the multi-document
+    /// iterator would repeat it for ever: `meltemi validate` hung and ate memory).
+    #[test]
+    fn a_syntax_error_is_one_error_with_its_line() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\nmetadata: {name: x\n  bad: [\n";
+        let mut inputs = Inputs::default();
+        let mut errors = Vec::new();
+        inputs.add_yaml("m.yaml", text, &mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].object, "m.yaml#2");
+        assert!(errors[0].message.contains("line 6"), "{}", errors[0].message);
+    }
 }

@@ -21,6 +21,7 @@ pub mod istio;
 pub mod mesh_bootstrap;
 pub mod model;
 pub mod mtls;
+pub mod process;
 pub mod reconcile;
 pub mod render;
 pub mod routes;

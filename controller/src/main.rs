@@ -230,7 +230,10 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
                     "{}",
                     serde_json::to_string_pretty(&b).map_err(|e| e.to_string())?
                 ),
-                Format::Yaml => print!("{}", serde_yaml::to_string(&b).map_err(|e| e.to_string())?),
+                Format::Yaml => print!(
+                    "{}",
+                    serde_yaml_ng::to_string(&b).map_err(|e| e.to_string())?
+                ),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -279,7 +282,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             for ns in &namespaces {
                 let cm = mesh_bootstrap::config_map(&name, ns, &module_name);
                 text += "---\n";
-                text += &serde_yaml::to_string(&cm).map_err(|e| e.to_string())?;
+                text += &serde_yaml_ng::to_string(&cm).map_err(|e| e.to_string())?;
             }
             // An error (a closed pipe), not a panic as `print!` would.
             std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())
@@ -340,10 +343,7 @@ async fn serve_routes(r: RenderArgs, listen: String, poll_ms: u64) -> Result<Exi
         let inputs = r.load()?;
         let out = render_all(&inputs).map_err(|e| e.to_string())?;
         let changed = shared.store.update(&out.route_tables);
-        shared
-            .metrics
-            .route_updates
-            .fetch_add(changed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        shared.metrics.route_updates.inc_by(changed.len() as u64);
         for k in &changed {
             tracing::info!(table = %k, version = shared.store.get(k).map(|x| x.0).unwrap_or(0), "route table published");
         }
@@ -354,7 +354,10 @@ async fn serve_routes(r: RenderArgs, listen: String, poll_ms: u64) -> Result<Exi
         .await
         .map_err(|e| format!("{listen}: {e}"))?;
     tracing::info!(%listen, "serving route tables");
-    let server = tokio::spawn(serve::serve(listener, shared.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve::serve_until(listener, shared.clone(), async {
+        let _ = stopped.await;
+    }));
     let mut last = newest_mtime(&dir);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -371,8 +374,24 @@ async fn serve_routes(r: RenderArgs, listen: String, poll_ms: u64) -> Result<Exi
             }
         }
     }
-    server.abort();
+    stop_gracefully(stop, server).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stops the endpoint: no new connections, the requests in progress are answered (for at most
+/// a few seconds).
+async fn stop_gracefully(
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let _ = stop.send(());
+    let abort = server.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 async fn run(r: RenderArgs, listen: String) -> Result<ExitCode, String> {
@@ -383,8 +402,11 @@ async fn run(r: RenderArgs, listen: String) -> Result<ExitCode, String> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("{listen}: {e}"))?;
-    let server = tokio::spawn(serve::serve(listener, shared.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve::serve_until(listener, shared.clone(), async {
+        let _ = stopped.await;
+    }));
     reconcile::run(client, r.settings(), shared, shutdown_signal()).await;
-    server.abort();
+    stop_gracefully(stop, server).await;
     Ok(ExitCode::SUCCESS)
 }

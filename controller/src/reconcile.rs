@@ -12,10 +12,10 @@
 //! Leader election: not implemented; the Deployment runs one replica with `strategy: Recreate`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use backon::BackoffBuilder;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -73,26 +73,13 @@ pub async fn load(client: &Client, settings: &Settings) -> Result<Inputs, kube::
     })
 }
 
-/// RFC 3339 UTC of a Unix time (no date crate for one format).
+/// RFC 3339 UTC of a Unix time, seconds precision (as Kubernetes writes condition times).
 pub fn rfc3339(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let secs = unix_secs % 86_400;
-    // Civil-from-days (H. Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let secs = i64::try_from(unix_secs).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// The status an object gets from its report. `previous` keeps `lastTransitionTime` when a
@@ -186,17 +173,14 @@ pub async fn reconcile_once(
     settings: &Settings,
     shared: &Shared,
 ) -> Result<Summary, Error> {
-    shared.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.reconciles.inc();
     let inputs = load(client, settings).await?;
     let rendered = render_all(&inputs)?;
     let mut summary = Summary::default();
 
     // Route tables first: a filter that fetches them right after its EnvoyFilter lands finds them.
     let changed = shared.store.update(&rendered.route_tables);
-    shared
-        .metrics
-        .route_updates
-        .fetch_add(changed.len() as u64, Ordering::Relaxed);
+    shared.metrics.route_updates.inc_by(changed.len() as u64);
 
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let mut desired = BTreeSet::new();
@@ -206,7 +190,7 @@ pub async fn reconcile_once(
         Api::<EnvoyFilter>::namespaced(client.clone(), &ns)
             .patch(&name, &pp, &Patch::Apply(ef))
             .await?;
-        shared.metrics.applied.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.applied.inc();
         summary.applied.push(format!("{ns}/{name}"));
         desired.insert((ns, name));
     }
@@ -220,7 +204,7 @@ pub async fn reconcile_once(
             Api::<EnvoyFilter>::namespaced(client.clone(), &ns)
                 .delete(&name, &DeleteParams::default())
                 .await?;
-            shared.metrics.pruned.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.pruned.inc();
             summary.pruned.push(format!("{ns}/{name}"));
         }
     }
@@ -313,7 +297,16 @@ pub async fn run(
         watch::<EnvoyFilter>(&client),
     ]);
     tokio::pin!(shutdown);
-    let mut backoff = Duration::from_secs(1);
+    // Failed passes retry after 1 s, 2 s, 4 s, ... up to 60 s; a good pass starts over.
+    let backoff = || {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(60))
+            .with_factor(2.0)
+            .without_max_times()
+            .build()
+    };
+    let mut delays = backoff();
     let mut due = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -340,17 +333,14 @@ pub async fn run(
                     statuses = s.statuses.len(),
                     "reconciled"
                 );
-                backoff = Duration::from_secs(1);
+                delays = backoff();
                 due = tokio::time::Instant::now() + RESYNC;
             }
             Err(e) => {
-                shared
-                    .metrics
-                    .reconcile_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, retry_in = ?backoff, "reconcile failed");
-                due = tokio::time::Instant::now() + backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
+                shared.metrics.reconcile_errors.inc();
+                let retry_in = delays.next().unwrap_or(Duration::from_secs(60));
+                tracing::warn!(error = %e, ?retry_in, "reconcile failed");
+                due = tokio::time::Instant::now() + retry_in;
             }
         }
     }
@@ -365,5 +355,19 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn the_retry_delays_double_to_a_minute() {
+        let d: Vec<u64> = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(60))
+            .with_factor(2.0)
+            .without_max_times()
+            .build()
+            .take(8)
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(d, [1, 2, 4, 8, 16, 32, 60, 60]);
     }
 }

@@ -7,17 +7,28 @@
 //!
 //! Versions: a table's version grows by one whenever its content changes, starting from the
 //! store's creation time in milliseconds, so a restarted controller still serves higher versions
-//! than any table a filter holds. The HTTP/1.1 handling is deliberately minimal (GET only, no
-//! bodies, keep-alive); it faces the sidecars' callouts and Prometheus, not browsers.
+//! than any table a filter holds. Served by axum (hyper: HTTP/1.1 with keep-alive and HTTP/2), with
+//! a request timeout, a bound on concurrent requests and graceful shutdown; it faces the
+//! sidecars' callouts and Prometheus.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use meltemi_proto::RouteTable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
 
 #[derive(Debug, Default)]
 struct Entry {
@@ -107,63 +118,65 @@ impl Default for RouteStore {
     }
 }
 
-/// The controller's own metrics.
+/// The controller's own metrics, in Prometheus naming (`meltemi_*_total` counters), plus the
+/// usual `process_*` metrics; encoded by `prometheus-client` (OpenMetrics text).
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub reconciles: AtomicU64,
-    pub reconcile_errors: AtomicU64,
-    pub applied: AtomicU64,
-    pub pruned: AtomicU64,
-    pub route_requests: AtomicU64,
-    pub route_not_modified: AtomicU64,
-    pub route_updates: AtomicU64,
+    pub reconciles: Counter,
+    pub reconcile_errors: Counter,
+    pub applied: Counter,
+    pub pruned: Counter,
+    pub route_requests: Counter,
+    pub route_not_modified: Counter,
+    pub route_updates: Counter,
 }
 
 impl Metrics {
+    /// The metrics as OpenMetrics text.
     fn render(&self, store: &RouteStore) -> String {
-        let c = |n: &str, help: &str, v: &AtomicU64| {
-            format!(
-                "# HELP meltemi_{n} {help}\n# TYPE meltemi_{n} counter\nmeltemi_{n} {}\n",
-                v.load(Ordering::Relaxed)
-            )
+        let mut r = Registry::default();
+        let mut counter = |name: &str, help: &str, c: &Counter| {
+            r.register(name, help, c.clone());
         };
-        let mut s = String::new();
-        s += &c("reconciles_total", "Reconcile passes.", &self.reconciles);
-        s += &c(
-            "reconcile_errors_total",
-            "Reconcile passes that failed (retried with backoff).",
+        counter("meltemi_reconciles", "Reconcile passes", &self.reconciles);
+        counter(
+            "meltemi_reconcile_errors",
+            "Reconcile passes that failed (retried with backoff)",
             &self.reconcile_errors,
         );
-        s += &c(
-            "envoyfilters_applied_total",
-            "EnvoyFilters applied (server-side apply).",
+        counter(
+            "meltemi_envoyfilters_applied",
+            "EnvoyFilters applied (server-side apply)",
             &self.applied,
         );
-        s += &c(
-            "envoyfilters_pruned_total",
-            "EnvoyFilters deleted because nothing renders them any more.",
+        counter(
+            "meltemi_envoyfilters_pruned",
+            "EnvoyFilters deleted because nothing renders them any more",
             &self.pruned,
         );
-        s += &c(
-            "route_requests_total",
-            "Route table requests served.",
+        counter(
+            "meltemi_route_requests",
+            "Route table requests served",
             &self.route_requests,
         );
-        s += &c(
-            "route_not_modified_total",
-            "Route table requests answered 304.",
+        counter(
+            "meltemi_route_not_modified",
+            "Route table requests answered 304",
             &self.route_not_modified,
         );
-        s += &c(
-            "route_table_updates_total",
-            "Route table versions published.",
+        counter(
+            "meltemi_route_table_updates",
+            "Route table versions published",
             &self.route_updates,
         );
-        let v = store.versions();
-        s +=
-            "# HELP meltemi_route_tables Route tables served.\n# TYPE meltemi_route_tables gauge\n";
-        s += &format!("meltemi_route_tables {}\n", v.len());
-        s
+        let tables = Gauge::<i64>::default();
+        tables.set(store.versions().len() as i64);
+        r.register("meltemi_route_tables", "Route tables served", tables);
+        r.register_collector(Box::new(crate::process::ProcessCollector));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &r);
+        out
     }
 }
 
@@ -174,140 +187,96 @@ pub struct Shared {
     pub metrics: Metrics,
 }
 
+/// How long one request may take before it is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests served at once; more wait (the sidecars poll every few seconds each).
+const MAX_CONCURRENT: usize = 1024;
+
+/// The endpoint as an axum router (HTTP/1.1 with keep-alive, and HTTP/2).
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/routes/v1", get(list))
+        .route("/routes/v1/", get(list))
+        .route("/routes/v1/{key}", get(route_table))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .layer(
+            ServiceBuilder::new()
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT)),
+        )
+        .with_state(shared)
+}
+
 /// Serves until the listener fails or the task is dropped.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
-    loop {
-        let (conn, _) = listener.accept().await?;
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _ = handle(conn, &shared).await;
-        });
-    }
+    serve_until(listener, shared, std::future::pending()).await
 }
 
-const MAX_HEAD: usize = 16 * 1024;
-
-async fn handle(mut conn: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.len() > MAX_HEAD {
-                return conn.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n").await;
-            }
-            let mut chunk = [0u8; 2048];
-            let n = conn.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        buf.drain(..head_end);
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next().unwrap_or("");
-        let mut parts = request_line.split(' ');
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let mut if_none_match = None;
-        let mut close = request_line.ends_with("HTTP/1.0");
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-                match k.as_str() {
-                    "if-none-match" => if_none_match = Some(v.to_string()),
-                    "connection" => close = v.eq_ignore_ascii_case("close"),
-                    "content-length" if v != "0" => close = true, // no bodies expected
-                    _ => {}
-                }
-            }
-        }
-        let path = target.split('?').next().unwrap_or("");
-        let (status, ctype, etag, body) = respond(method, path, if_none_match.as_deref(), shared);
-        let mut resp = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        if let Some(e) = etag {
-            resp += &format!("etag: \"{e}\"\r\n");
-        }
-        if close {
-            resp += "connection: close\r\n";
-        }
-        resp += "\r\n";
-        conn.write_all(resp.as_bytes()).await?;
-        conn.write_all(body.as_bytes()).await?;
-        if close {
-            return Ok(());
-        }
-    }
+/// Serves until `shutdown` completes, then finishes the requests in progress (graceful).
+pub async fn serve_until(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
-fn respond(
-    method: &str,
-    path: &str,
-    if_none_match: Option<&str>,
-    shared: &Shared,
-) -> (&'static str, &'static str, Option<u64>, String) {
-    const JSON: &str = "application/json";
-    if method != "GET" && method != "HEAD" {
-        return (
-            "405 Method Not Allowed",
-            "text/plain",
-            None,
-            "GET only\n".into(),
-        );
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.metrics.render(&shared.store),
+    )
+}
+
+async fn list(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.store.versions()).into_response()
+}
+
+async fn route_table(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    shared.metrics.route_requests.inc();
+    let Some((version, json)) = shared.store.get(&key) else {
+        return (StatusCode::NOT_FOUND, format!("no route table {key:?}\n")).into_response();
+    };
+    let etag = format!("\"{version}\"");
+    let held = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_matches('"'));
+    let json_type = (header::CONTENT_TYPE, "application/json".to_string());
+    if held == Some(version.to_string().as_str()) {
+        shared.metrics.route_not_modified.inc();
+        return (StatusCode::NOT_MODIFIED, [json_type, (header::ETAG, etag)]).into_response();
     }
-    match path {
-        "/healthz" | "/readyz" => ("200 OK", "text/plain", None, "ok\n".into()),
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            None,
-            shared.metrics.render(&shared.store),
-        ),
-        "/routes/v1" | "/routes/v1/" => (
-            "200 OK",
-            JSON,
-            None,
-            serde_json::to_string(&shared.store.versions()).unwrap_or_default(),
-        ),
-        p => match p.strip_prefix("/routes/v1/") {
-            None => ("404 Not Found", "text/plain", None, "not found\n".into()),
-            Some(key) => {
-                shared
-                    .metrics
-                    .route_requests
-                    .fetch_add(1, Ordering::Relaxed);
-                match shared.store.get(key) {
-                    None => (
-                        "404 Not Found",
-                        "text/plain",
-                        None,
-                        format!("no route table {key:?}\n"),
-                    ),
-                    Some((v, _))
-                        if if_none_match.map(|t| t.trim_matches('"'))
-                            == Some(v.to_string().as_str()) =>
-                    {
-                        shared
-                            .metrics
-                            .route_not_modified
-                            .fetch_add(1, Ordering::Relaxed);
-                        ("304 Not Modified", JSON, Some(v), String::new())
-                    }
-                    Some((v, json)) => ("200 OK", JSON, Some(v), json.as_ref().clone()),
-                }
-            }
-        },
-    }
+    (
+        StatusCode::OK,
+        [json_type, (header::ETAG, etag)],
+        json.as_ref().clone(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use meltemi_proto::{Route, RouteAction, ServiceRoutes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     fn table(cluster: &str) -> RouteTable {
         RouteTable {
@@ -366,6 +335,94 @@ mod tests {
         assert!(got.contains("etag: \"11\""), "{got}");
         assert!(got.contains(r#"{"version":"11","services":[{"name":"*","routes":[{"name":"r","action":{"cluster":"x"}}]}],"primaryCluster":"outbound|1||p"}"#), "{got}");
         assert!(got.contains("HTTP/1.1 304 Not Modified"), "{got}");
-        assert_eq!(shared.metrics.route_not_modified.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.metrics.route_not_modified.get(), 1);
+    }
+
+    async fn start() -> (Arc<Shared>, std::net::SocketAddr) {
+        let shared = Arc::new(Shared {
+            store: RouteStore::with_floor(10),
+            metrics: Metrics::default(),
+        });
+        shared
+            .store
+            .update(&BTreeMap::from([("out_1".to_string(), table("x"))]));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, shared.clone()));
+        (shared, addr)
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn metrics_are_openmetrics_with_process_metrics() {
+        let (shared, addr) = start().await;
+        shared.metrics.reconciles.inc();
+        let got = get(addr, "/metrics").await;
+        assert!(got.starts_with("HTTP/1.1 200 OK"), "{got}");
+        assert!(got.contains("application/openmetrics-text"), "{got}");
+        for line in [
+            "# TYPE meltemi_reconciles counter",
+            "meltemi_reconciles_total 1",
+            "meltemi_route_tables 1",
+            "# TYPE process_cpu_seconds counter",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "# EOF",
+        ] {
+            assert!(got.contains(line), "{line:?} missing in {got}");
+        }
+        let missing = get(addr, "/nope").await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        let health = get(addr, "/healthz").await;
+        assert!(
+            health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+            "{health}"
+        );
+    }
+
+    /// HTTP/2 without TLS (prior knowledge), as a gRPC client on the same server stack would
+    /// speak it; checked with curl's own HTTP/2 client.
+    #[tokio::test]
+    async fn http2_prior_knowledge() {
+        let (_shared, addr) = start().await;
+        let url = format!("http://{addr}/routes/v1/out_1");
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-s", "-i", "--http2-prior-knowledge", &url])
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("HTTP/2 200"), "{text}");
+        assert!(text.contains("etag: \"11\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn graceful_shutdown_finishes_and_stops_accepting() {
+        let shared = Arc::new(Shared::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_until(listener, shared, async {
+            let _ = stopped.await;
+        }));
+        assert!(get(addr, "/healthz").await.ends_with("ok\n"));
+        stop.send(()).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(5), server).await;
+        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+        assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
     }
 }

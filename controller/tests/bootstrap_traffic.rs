@@ -23,11 +23,11 @@ fn rendered_bootstrap(dir: &TempDir, adapter: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     // The rig adds its own admin section (on a port it reads back).
-    let mut v: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).expect("YAML");
+    let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&out.stdout).expect("YAML");
     v.as_mapping_mut()
         .expect("a mapping")
-        .remove(serde_yaml::Value::from("admin"));
-    serde_yaml::to_string(&v).unwrap()
+        .remove(serde_yaml_ng::Value::from("admin"));
+    serde_yaml_ng::to_string(&v).unwrap()
 }
 
 fn redis_service(dir: &TempDir, listen: u16, backend: u16) {

@@ -53,7 +53,7 @@ fn aeraki_examples_pass_our_crd_schemas() {
     let mut checked = 0;
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             use serde::Deserialize;
             let Ok(v) = serde_json::Value::deserialize(doc) else {
                 continue;

@@ -67,7 +67,7 @@ fn render_text(inputs: &Inputs, with_bootstrap: bool) -> String {
         })
         .collect();
     out.push_str("---\n# reports (become status.conditions)\n");
-    out.push_str(&serde_yaml::to_string(&reports).unwrap());
+    out.push_str(&serde_yaml_ng::to_string(&reports).unwrap());
     if with_bootstrap {
         let b = bootstrap(
             inputs,
@@ -78,7 +78,7 @@ fn render_text(inputs: &Inputs, with_bootstrap: bool) -> String {
         )
         .expect("bootstrap");
         out.push_str("---\n# bootstrap\n");
-        out.push_str(&serde_yaml::to_string(&b).unwrap());
+        out.push_str(&serde_yaml_ng::to_string(&b).unwrap());
     }
     out
 }
@@ -140,7 +140,7 @@ fn protocols_with_route_discovery() {
         )
         .expect("bootstrap");
         text.push_str("---\n# bootstrap --routes-address 127.0.0.1:8080\n");
-        text.push_str(&serde_yaml::to_string(&b).unwrap());
+        text.push_str(&serde_yaml_ng::to_string(&b).unwrap());
         check_golden(&format!("protocol-{p}-discovery"), &text);
     }
 }
@@ -194,7 +194,7 @@ fn mesh_bootstrap_override() {
     let cm = meltemi_controller::mesh_bootstrap::config_map("meltemi-bootstrap", "demo", "meltemi");
     check_golden(
         "mesh-bootstrap-override",
-        &serde_yaml::to_string(&cm).unwrap(),
+        &serde_yaml_ng::to_string(&cm).unwrap(),
     );
 }
 

@@ -108,7 +108,7 @@ pub fn to_yaml(filters: &[EnvoyFilter]) -> String {
     let mut out = String::new();
     for f in filters {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(f).unwrap_or_default());
+        out.push_str(&serde_yaml_ng::to_string(f).unwrap_or_default());
     }
     out
 }

@@ -79,14 +79,14 @@ fn a_route_change_reaches_a_live_connection_without_draining_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut v: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("DynamicModuleBootstrapExtension"), "{text}");
     v.as_mapping_mut()
         .unwrap()
-        .remove(serde_yaml::Value::from("admin"));
+        .remove(serde_yaml_ng::Value::from("admin"));
     let envoy = Envoy::start_with(
-        EnvoyOptions::new(serde_yaml::to_string(&v).unwrap()).with_dynamic_module(),
+        EnvoyOptions::new(serde_yaml_ng::to_string(&v).unwrap()).with_dynamic_module(),
     )
     .expect("envoy");
 
