@@ -281,6 +281,10 @@ mod tests {
         inputs.add_yaml("m.yaml", text, &mut errors);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].object, "m.yaml#2");
-        assert!(errors[0].message.contains("line 6"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("line 6"),
+            "{}",
+            errors[0].message
+        );
     }
 }

@@ -448,7 +448,7 @@ fn deploy_names_only_images_the_script_builds_pinned_by_digest() {
     assert!(seen >= 3, "image references found in deploy/: {seen}");
     // The Helm chart: repository and registry/digest values, the repository one we build.
     let values = fs::read_to_string(deploy.join("helm/meltemi/values.yaml")).unwrap();
-    let values: serde_yaml::Value = serde_yaml::from_str(&values).unwrap();
+    let values: serde_yaml_ng::Value = serde_yaml_ng::from_str(&values).unwrap();
     assert_eq!(values["image"]["repository"], "meltemi/controller");
     assert_eq!(
         values["image"]["digest"], "",
