@@ -302,6 +302,7 @@ pub enum Protocol {
     Redis = 5,
     /// Opaque TCP: bytes and connections only.
     Tcp = 6,
+    Tars = 7,
 }
 
 /// What a filter does with bytes that do not frame as the protocol.
@@ -700,6 +701,7 @@ json_enum!(protocol_json, Protocol, [
     Zookeeper => "zookeeper",
     Redis => "redis",
     Tcp => "tcp",
+    Tars => "tars",
 ]);
 
 json_enum!(on_decode_error_json, OnDecodeError, [

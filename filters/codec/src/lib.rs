@@ -1,10 +1,10 @@
-//! Sans-IO, zero-copy codecs for the protocols Meltemi manages: Dubbo 2, Thrift, Kafka,
+//! Sans-IO, zero-copy codecs for the protocols Meltemi manages: Dubbo 2, Thrift, TARS, Kafka,
 //! ZooKeeper and Redis (RESP2/RESP3).
 //!
 //! Every codec has the same decode shape: given `&[u8]`, it returns either a borrowed view of
 //! exactly one frame plus the number of bytes that frame used ([`Decoded::Frame`]), or
 //! [`Decoded::NeedMore`] with the total frame length when the length prefix is already known
-//! (Kafka, Dubbo, ZooKeeper, framed Thrift) or a lower bound otherwise (RESP, unframed Thrift).
+//! (Kafka, Dubbo, TARS, ZooKeeper, framed Thrift) or a lower bound otherwise (RESP, unframed Thrift).
 //! A caller waits until it holds that many bytes before calling again, so a frame is never
 //! re-parsed from zero for every arriving byte.
 //!
@@ -23,6 +23,7 @@ pub mod wire;
 pub mod dubbo;
 pub mod kafka;
 pub mod redis;
+pub mod tars;
 pub mod thrift;
 pub mod zookeeper;
 

@@ -69,7 +69,7 @@ pub struct FilterConfig {
     pub max_held_bytes: usize,
     /// Most bytes the adapter lets one worker hold across its connections.
     pub worker_held_budget: usize,
-    /// Dubbo/Thrift methods that get their own stats (`method` or `service:method`); every other
+    /// Dubbo/Thrift/TARS methods that get their own stats (`method` or `service:method`); every other
     /// method counts under `other`, so stat cardinality stays what the operator configured.
     pub methods: Vec<String>,
     /// One log line per request/response pair.
@@ -131,7 +131,7 @@ impl FilterConfig {
                 err(
                     "protocol",
                     format!(
-                        "unknown protocol {p:?}; expected one of redis, dubbo, thrift, kafka, zookeeper, tcp"
+                        "unknown protocol {p:?}; expected one of redis, dubbo, thrift, kafka, zookeeper, tars, tcp"
                     ),
                 )
             })?,

@@ -14,6 +14,8 @@ pub enum Protocol {
     Kafka,
     /// Apache ZooKeeper.
     ZooKeeper,
+    /// TARS (and TUP over TARS packets).
+    Tars,
     /// Bytes only: no decoding (counts bytes and connections).
     Raw,
 }
@@ -27,6 +29,7 @@ impl Protocol {
             Protocol::Thrift => "thrift",
             Protocol::Kafka => "kafka",
             Protocol::ZooKeeper => "zookeeper",
+            Protocol::Tars => "tars",
             Protocol::Raw => "raw",
         }
     }
@@ -39,6 +42,7 @@ impl Protocol {
             "thrift" => Protocol::Thrift,
             "kafka" => Protocol::Kafka,
             "zookeeper" => Protocol::ZooKeeper,
+            "tars" => Protocol::Tars,
             "raw" | "tcp" => Protocol::Raw,
             _ => return None,
         })

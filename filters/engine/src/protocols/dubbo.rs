@@ -121,21 +121,8 @@ impl Observe for Dubbo {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Engine, FilterConfig, MetricId, MetricSink, Session};
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Sink(HashMap<u32, i64>);
-
-    impl MetricSink for Sink {
-        fn inc(&mut self, id: MetricId, d: u64) {
-            *self.0.entry(id.0).or_default() += d as i64;
-        }
-        fn gauge_add(&mut self, id: MetricId, d: i64) {
-            *self.0.entry(id.0).or_default() += d;
-        }
-        fn record(&mut self, _: MetricId, _: u64) {}
-    }
+    use crate::protocols::TestSink as Sink;
+    use crate::{Engine, FilterConfig, Session};
 
     fn frame(name: &str) -> Vec<u8> {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -182,14 +169,7 @@ mod tests {
             3,
             &mut sink,
         );
-        let get = |name: &str| {
-            let i = e
-                .metrics
-                .defs()
-                .iter()
-                .position(|d| d.name == format!("dubbo.d.{name}"));
-            sink.0.get(&(i.expect(name) as u32)).copied().unwrap_or(0)
-        };
+        let get = |name: &str| sink.get(&e, &format!("dubbo.d.{name}"));
         assert_eq!(get("request"), 1);
         assert_eq!(get("request_event"), 1);
         assert_eq!(get("response_success"), 1);

@@ -19,6 +19,7 @@ mod dubbo;
 mod kafka;
 mod raw;
 mod redis;
+mod tars;
 mod thrift;
 mod zookeeper;
 
@@ -207,6 +208,7 @@ table! {
     Thrift => thrift::Thrift,
     Kafka => kafka::Kafka,
     ZooKeeper => zookeeper::ZooKeeper,
+    Tars => tars::Tars,
     Raw => raw::Raw,
 }
 
@@ -336,6 +338,36 @@ impl<S: MetricSink> FrameDecoder for Direction<'_, '_, S> {
 
     fn stream(&mut self, data: &[u8]) -> Result<Option<usize>, DecodeFailure> {
         self.wire.stream(data, self.request)
+    }
+}
+
+/// A metric sink for the protocols' session tests: every counter and gauge by id.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestSink(pub(crate) HashMap<u32, i64>);
+
+#[cfg(test)]
+impl MetricSink for TestSink {
+    fn inc(&mut self, id: crate::MetricId, d: u64) {
+        *self.0.entry(id.0).or_default() += d as i64;
+    }
+    fn gauge_add(&mut self, id: crate::MetricId, d: i64) {
+        *self.0.entry(id.0).or_default() += d;
+    }
+    fn record(&mut self, _: crate::MetricId, _: u64) {}
+}
+
+#[cfg(test)]
+impl TestSink {
+    /// The value of the stat named `name` (its full name) in `e`'s table.
+    pub(crate) fn get(&self, e: &crate::Engine, name: &str) -> i64 {
+        let i = e
+            .metrics
+            .defs()
+            .iter()
+            .position(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no stat {name}"));
+        self.0.get(&(i as u32)).copied().unwrap_or(0)
     }
 }
 
