@@ -302,6 +302,10 @@ pub enum Protocol {
     Redis = 5,
     /// Opaque TCP: bytes and connections only.
     Tcp = 6,
+    /// MySQL/MariaDB (8, 9: leaves 7 to the next protocol added in parallel).
+    Mysql = 8,
+    /// PostgreSQL v3.
+    Postgres = 9,
 }
 
 /// What a filter does with bytes that do not frame as the protocol.
@@ -700,6 +704,8 @@ json_enum!(protocol_json, Protocol, [
     Zookeeper => "zookeeper",
     Redis => "redis",
     Tcp => "tcp",
+    Mysql => "mysql",
+    Postgres => "postgres",
 ]);
 
 json_enum!(on_decode_error_json, OnDecodeError, [

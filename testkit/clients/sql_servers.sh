@@ -2,7 +2,9 @@
 # Starts a throwaway MariaDB or PostgreSQL on 127.0.0.1:PORT with its own data dir DIR, in the
 # foreground (exec: the caller owns the PID and stops it). Runs the server as the packages'
 # unprivileged users when started as root (both servers refuse to run as root).
-#   sql_servers.sh mariadb|postgres PORT DIR
+#   sql_servers.sh mariadb|postgres PORT DIR [--init-only]
+# --init-only creates the data dir and stops (testkit then starts the server binary itself
+# under that user, so the PID it kills is the server's).
 # Users created: MariaDB 'meltemi'@'%' / 'meltemi' (database meltemi); PostgreSQL superuser
 # meltemi / 'meltemi' (md5 over TCP, database meltemi, pg_stat_statements loaded).
 set -euo pipefail
@@ -27,6 +29,7 @@ SQL
   else
     init=()
   fi
+  [ "${4:-}" = --init-only ] && exit 0
   exec_as=(); [ "$(id -u)" = 0 ] && exec_as=(runuser -u $u --)
   exec "${exec_as[@]}" /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --port="$port" \
     --bind-address=127.0.0.1 --socket="$dir/sock" --pid-file="$dir/pid" --skip-log-bin \
@@ -40,6 +43,7 @@ postgres)
     as $u "$bin/initdb" -D "$dir/data" -U meltemi --pwfile="$dir/pw" -A md5 >"$dir/initdb.log" 2>&1
     printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\nfsync = off\nunix_socket_directories = '%s'\n" "$dir" >>"$dir/data/postgresql.conf"
   fi
+  [ "${4:-}" = --init-only ] && exit 0
   exec_as=(); [ "$(id -u)" = 0 ] && exec_as=(runuser -u $u --)
   exec "${exec_as[@]}" "$bin/postgres" -D "$dir/data" -p "$port" -c listen_addresses=127.0.0.1
   ;;

@@ -59,7 +59,7 @@ fn events(name: &str) -> Vec<String> {
                                     String::from_utf8_lossy(code)
                                 ),
                             }),
-                            ServerMsg::Ready { skipped } if skipped > 0 => {
+                            ServerMsg::Ready { skipped, .. } if skipped > 0 => {
                                 ev.push(format!("skipped {skipped}"))
                             }
                             _ => {}

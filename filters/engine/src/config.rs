@@ -131,7 +131,7 @@ impl FilterConfig {
                 err(
                     "protocol",
                     format!(
-                        "unknown protocol {p:?}; expected one of redis, dubbo, thrift, kafka, zookeeper, tcp"
+                        "unknown protocol {p:?}; expected one of redis, dubbo, thrift, kafka, zookeeper, mysql, postgres, tcp"
                     ),
                 )
             })?,

@@ -14,6 +14,10 @@ pub enum Protocol {
     Kafka,
     /// Apache ZooKeeper.
     ZooKeeper,
+    /// MySQL/MariaDB client/server protocol.
+    MySql,
+    /// PostgreSQL v3.
+    Postgres,
     /// Bytes only: no decoding (counts bytes and connections).
     Raw,
 }
@@ -27,6 +31,8 @@ impl Protocol {
             Protocol::Thrift => "thrift",
             Protocol::Kafka => "kafka",
             Protocol::ZooKeeper => "zookeeper",
+            Protocol::MySql => "mysql",
+            Protocol::Postgres => "postgres",
             Protocol::Raw => "raw",
         }
     }
@@ -39,6 +45,8 @@ impl Protocol {
             "thrift" => Protocol::Thrift,
             "kafka" => Protocol::Kafka,
             "zookeeper" => Protocol::ZooKeeper,
+            "mysql" => Protocol::MySql,
+            "postgres" => Protocol::Postgres,
             "raw" | "tcp" => Protocol::Raw,
             _ => return None,
         })

@@ -296,10 +296,12 @@ pub enum ServerMsg<'a> {
     /// A statement ended.
     Done(Outcome<'a>),
     /// `ReadyForQuery`; `skipped`: `Execute`s of the batch that the server skipped after an
-    /// error ([`Connection::last_error`] holds its SQLSTATE).
+    /// error, and that error's SQLSTATE.
     Ready {
         /// Statements skipped.
         skipped: u32,
+        /// The SQLSTATE of the error that made them skipped.
+        code: [u8; 5],
     },
     /// Any other message (`R`, `S`, `K`, `T`, `D`, `1`, `2`, notices, COPY, ...).
     Other(u8),
@@ -697,7 +699,10 @@ impl Connection {
                             Pending::Query { .. } | Pending::Sync => break,
                         }
                     }
-                    ServerMsg::Ready { skipped }
+                    ServerMsg::Ready {
+                        skipped,
+                        code: self.last_error,
+                    }
                 }
                 t => ServerMsg::Other(t),
             }

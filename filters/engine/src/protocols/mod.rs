@@ -19,6 +19,7 @@ mod dubbo;
 mod kafka;
 mod raw;
 mod redis;
+mod sql;
 mod thrift;
 mod zookeeper;
 
@@ -207,6 +208,8 @@ table! {
     Thrift => thrift::Thrift,
     Kafka => kafka::Kafka,
     ZooKeeper => zookeeper::ZooKeeper,
+    MySql => sql::MySql,
+    Postgres => sql::Postgres,
     Raw => raw::Raw,
 }
 
