@@ -27,6 +27,8 @@ pub fn protocol_of_port_name(name: &str) -> Option<Protocol> {
         "kafka" => Some(Protocol::Kafka),
         "zookeeper" => Some(Protocol::Zookeeper),
         "redis" => Some(Protocol::Redis),
+        "mysql" => Some(Protocol::Mysql),
+        "postgres" | "postgresql" => Some(Protocol::Postgres),
         _ => None,
     }
 }
@@ -252,7 +254,12 @@ mod tests {
             Some(Protocol::Zookeeper)
         );
         assert_eq!(protocol_of_port_name("http-dubbo"), None);
-        assert_eq!(protocol_of_port_name("tcp-mysql"), None);
+        assert_eq!(protocol_of_port_name("tcp-mysql"), Some(Protocol::Mysql));
+        assert_eq!(
+            protocol_of_port_name("tcp-postgres-main"),
+            Some(Protocol::Postgres)
+        );
+        assert_eq!(protocol_of_port_name("tcp-mongo"), None);
         assert_eq!(protocol_of_port_name("tcp-dubbox"), None);
     }
 }

@@ -303,6 +303,10 @@ pub enum Protocol {
     /// Opaque TCP: bytes and connections only.
     Tcp = 6,
     Tars = 7,
+    /// MySQL/MariaDB (8, 9: leaves 7 to the next protocol added in parallel).
+    Mysql = 8,
+    /// PostgreSQL v3.
+    Postgres = 9,
 }
 
 /// What a filter does with bytes that do not frame as the protocol.
@@ -702,6 +706,8 @@ json_enum!(protocol_json, Protocol, [
     Redis => "redis",
     Tcp => "tcp",
     Tars => "tars",
+    Mysql => "mysql",
+    Postgres => "postgres",
 ]);
 
 json_enum!(on_decode_error_json, OnDecodeError, [

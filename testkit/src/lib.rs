@@ -17,8 +17,8 @@ pub mod routing;
 
 pub use envoy::{find_envoy_binary, Envoy, EnvoyOptions};
 pub use peers::{
-    redis_cli, run_client, venv_python, DubboProvider, KafkaBroker, RedisServer, ThriftServer,
-    ZooKeeperServer,
+    redis_cli, run_client, venv_python, DubboProvider, KafkaBroker, RedisServer, SqlKind,
+    SqlServer, ThriftServer, ZooKeeperServer,
 };
 pub use proc::{free_port, workspace_root, Process, TempDir};
 pub use prometheus::Prometheus;

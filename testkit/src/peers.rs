@@ -392,3 +392,180 @@ impl DubboProvider {
         self.process.log()
     }
 }
+
+/// Which SQL server [`SqlServer`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlKind {
+    /// Debian's MariaDB (`mariadbd`).
+    MariaDb,
+    /// Debian's PostgreSQL (`postgres`, with `pg_stat_statements`).
+    Postgres,
+}
+
+/// A real MariaDB or PostgreSQL on 127.0.0.1 with its own data dir (created by
+/// `testkit/clients/sql_servers.sh --init-only`), run as the package's unprivileged user when
+/// the tests run as root, stopped by PID on drop. User `meltemi`, password `meltemi`,
+/// database `meltemi`.
+#[derive(Debug)]
+pub struct SqlServer {
+    process: Process,
+    port: u16,
+    dir: TempDir,
+}
+
+impl SqlServer {
+    /// Initializes a data dir, starts the server on a free port and waits until it answers.
+    pub fn start(kind: SqlKind) -> io::Result<SqlServer> {
+        use std::os::unix::process::CommandExt;
+        let (name, user) = match kind {
+            SqlKind::MariaDb => ("mariadb", "mysql"),
+            SqlKind::Postgres => ("postgres", "postgres"),
+        };
+        let dir = TempDir::new(name)?;
+        let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+        let port = free_port();
+        let script = crate::workspace_root().join("testkit/clients/sql_servers.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .args([name, &port.to_string()])
+            .arg(dir.path().join("srv"))
+            .arg("--init-only")
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "{name} init: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let srv = dir.path().join("srv");
+        let mut cmd = match kind {
+            SqlKind::MariaDb => {
+                let mut c = Command::new("/usr/sbin/mariadbd");
+                c.arg("--no-defaults")
+                    .arg(format!("--datadir={}", srv.join("data").display()))
+                    .arg(format!("--port={port}"))
+                    .arg("--bind-address=127.0.0.1")
+                    .arg(format!("--socket={}", srv.join("sock").display()))
+                    .arg(format!("--pid-file={}", srv.join("pid").display()))
+                    .arg(format!("--init-file={}", srv.join("init.sql").display()))
+                    .args(["--skip-log-bin", "--innodb-buffer-pool-size=32M"])
+                    .args(["--skip-name-resolve", "--innodb-flush-log-at-trx-commit=0"]);
+                c
+            }
+            SqlKind::Postgres => {
+                let bin = std::fs::read_dir("/usr/lib/postgresql")?
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path().join("bin/postgres"))
+                    .filter(|p| p.exists())
+                    .max()
+                    .ok_or_else(|| io::Error::other("no /usr/lib/postgresql/*/bin/postgres"))?;
+                let mut c = Command::new(bin);
+                c.arg("-D").arg(srv.join("data")).args([
+                    "-p",
+                    &port.to_string(),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                ]);
+                c
+            }
+        };
+        if is_root() {
+            let id = |flag: &str| -> io::Result<u32> {
+                let o = Command::new("id").args([flag, user]).output()?;
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse()
+                    .map_err(|_| io::Error::other(format!("no user {user}")))
+            };
+            cmd.uid(id("-u")?).gid(id("-g")?);
+        }
+        let mut process = Process::spawn(name, cmd, dir.path().join("server.log"))?;
+        let up = wait_for(Duration::from_secs(30), || {
+            if !process.is_running() {
+                return Some(false);
+            }
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| true)
+        });
+        if up != Some(true) {
+            return Err(io::Error::other(format!(
+                "{name} did not start: {}",
+                process.log_tail(20)
+            )));
+        }
+        let s = SqlServer { process, port, dir };
+        // MariaDB runs its init file (the meltemi user) before it listens; PostgreSQL needs its
+        // database and the statistics extension.
+        if kind == SqlKind::Postgres {
+            for sql in [
+                "create database meltemi",
+                "create extension pg_stat_statements",
+            ] {
+                let db = if sql.starts_with("create database") {
+                    "postgres"
+                } else {
+                    "meltemi"
+                };
+                s.psql_direct(db, sql)?;
+            }
+        }
+        Ok(s)
+    }
+
+    /// The port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's PID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// Runs `sql` with `psql` straight to the server (not through Envoy); its output, unaligned.
+    pub fn psql_direct(&self, db: &str, sql: &str) -> io::Result<String> {
+        sql_cli(
+            Command::new("psql")
+                .env("PGPASSWORD", "meltemi")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", "meltemi", "-d", db, "-At", "-c", sql]),
+        )
+    }
+
+    /// Runs `sql` with the `mariadb` CLI straight to the server; its output (tab-separated).
+    pub fn mariadb_direct(&self, sql: &str) -> io::Result<String> {
+        sql_cli(
+            Command::new("mariadb")
+                .args(["-h", "127.0.0.1", "-P", &self.port.to_string()])
+                .args(["-umeltemi", "-pmeltemi", "-N", "-B", "-e", sql]),
+        )
+    }
+
+    /// The data dir's parent (kept until drop).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+fn sql_cli(cmd: &mut Command) -> io::Result<String> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// True when this process runs as root (then the servers run as their package users).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}

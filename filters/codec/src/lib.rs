@@ -1,5 +1,5 @@
 //! Sans-IO, zero-copy codecs for the protocols Meltemi manages: Dubbo 2, Thrift, TARS, Kafka,
-//! ZooKeeper and Redis (RESP2/RESP3).
+//! ZooKeeper, Redis (RESP2/RESP3), MySQL/MariaDB and PostgreSQL v3.
 //!
 //! Every codec has the same decode shape: given `&[u8]`, it returns either a borrowed view of
 //! exactly one frame plus the number of bytes that frame used ([`Decoded::Frame`]), or
@@ -22,8 +22,11 @@ pub mod wire;
 
 pub mod dubbo;
 pub mod kafka;
+pub mod mysql;
+pub mod postgres;
 pub mod redis;
 pub mod tars;
+pub mod sql;
 pub mod thrift;
 pub mod zookeeper;
 
@@ -67,6 +70,15 @@ impl<F> Decoded<F> {
             Decoded::Frame { frame, used } => Some((frame, used)),
             Decoded::NeedMore(_) => None,
         }
+    }
+}
+
+/// A whole-frame decode from a head decode: a frame longer than `held` bytes needs them all.
+#[inline]
+pub(crate) fn whole<F>(d: Decoded<F>, held: usize) -> Decoded<F> {
+    match d {
+        Decoded::Frame { used, .. } if used > held => Decoded::NeedMore(Need::Exact(used)),
+        d => d,
     }
 }
 

@@ -131,7 +131,7 @@ impl FilterConfig {
                 err(
                     "protocol",
                     format!(
-                        "unknown protocol {p:?}; expected one of redis, dubbo, thrift, kafka, zookeeper, tars, tcp"
+                        "unknown protocol {p:?}; expected one of redis, dubbo, thrift, kafka, zookeeper, tars, mysql, postgres, tcp"
                     ),
                 )
             })?,

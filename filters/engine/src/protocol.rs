@@ -16,6 +16,10 @@ pub enum Protocol {
     ZooKeeper,
     /// TARS (and TUP over TARS packets).
     Tars,
+    /// MySQL/MariaDB client/server protocol.
+    MySql,
+    /// PostgreSQL v3.
+    Postgres,
     /// Bytes only: no decoding (counts bytes and connections).
     Raw,
 }
@@ -30,6 +34,8 @@ impl Protocol {
             Protocol::Kafka => "kafka",
             Protocol::ZooKeeper => "zookeeper",
             Protocol::Tars => "tars",
+            Protocol::MySql => "mysql",
+            Protocol::Postgres => "postgres",
             Protocol::Raw => "raw",
         }
     }
@@ -43,6 +49,8 @@ impl Protocol {
             "kafka" => Protocol::Kafka,
             "zookeeper" => Protocol::ZooKeeper,
             "tars" => Protocol::Tars,
+            "mysql" => Protocol::MySql,
+            "postgres" => Protocol::Postgres,
             "raw" | "tcp" => Protocol::Raw,
             _ => return None,
         })

@@ -20,6 +20,7 @@ mod kafka;
 mod raw;
 mod redis;
 mod tars;
+mod sql;
 mod thrift;
 mod zookeeper;
 
@@ -209,6 +210,8 @@ table! {
     Kafka => kafka::Kafka,
     ZooKeeper => zookeeper::ZooKeeper,
     Tars => tars::Tars,
+    MySql => sql::MySql,
+    Postgres => sql::Postgres,
     Raw => raw::Raw,
 }
 
