@@ -90,6 +90,61 @@ pub struct Config {
         skip_serializing_if = "is_zero_u32"
     )]
     pub worker_held_budget_bytes: u32,
+    /// Redis key-prefix routing ([`RedisRouting`]; dynamic module only). Absent: observe only.
+    #[prost(message, optional, tag = "12")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisRouting>,
+}
+
+/// Redis routing, shaped like Envoy's `redis_proxy` `prefix_routes` (`docs/redis.md`).
+#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RedisRouting {
+    /// Key-prefix routes; the longest matching prefix wins (ties: the first listed).
+    #[prost(message, repeated, tag = "1")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RedisRoute>,
+    /// Prefixes match ignoring ASCII case.
+    #[prost(bool, tag = "2")]
+    #[serde(alias = "case_insensitive", skip_serializing_if = "is_false")]
+    pub case_insensitive: bool,
+    /// Keys no prefix matches; absent: those commands get an error reply.
+    #[prost(message, optional, tag = "3")]
+    #[serde(alias = "catch_all_route", skip_serializing_if = "Option::is_none")]
+    pub catch_all_route: Option<RedisRoute>,
+    /// The upstreams the routes name (the module opens its own connections to them).
+    #[prost(message, repeated, tag = "4")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<RedisUpstream>,
+}
+
+/// One Redis key-prefix route.
+#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RedisRoute {
+    /// Key prefix (empty only in `catchAllRoute`).
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// Name of an entry of [`RedisRouting::clusters`].
+    #[prost(string, tag = "2")]
+    pub cluster: String,
+    /// Send the key without the matched prefix.
+    #[prost(bool, tag = "3")]
+    #[serde(alias = "remove_prefix", skip_serializing_if = "is_false")]
+    pub remove_prefix: bool,
+}
+
+/// An upstream Redis server a route sends to.
+#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RedisUpstream {
+    /// The name routes use.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// `host:port` (one address per cluster in this phase).
+    #[prost(string, tag = "2")]
+    pub address: String,
 }
 
 /// Labels of the Istio-style request metrics (`istio_requests_total`,
@@ -886,6 +941,12 @@ impl Validator<'_> {
         if let Some(m) = &cfg.istio_metrics {
             self.istio_metrics(m);
         }
+        if let Some(r) = &cfg.redis {
+            if protocol.is_some_and(|p| p != Protocol::Redis) {
+                self.err("redis", "key-prefix routing is for protocol redis");
+            }
+            self.redis(r);
+        }
         if let Some(d) = &cfg.route_discovery {
             if cfg.routes.is_none() {
                 self.err(
@@ -899,6 +960,74 @@ impl Validator<'_> {
             if !d.path.starts_with('/') {
                 self.err("routeDiscovery.path", "must start with '/'");
             }
+        }
+    }
+
+    fn redis(&mut self, r: &RedisRouting) {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in r.clusters.iter().enumerate() {
+            if c.name.is_empty() {
+                self.err(format!("redis.clusters[{i}].name"), "required");
+            } else if !names.insert(c.name.as_str()) {
+                self.err(
+                    format!("redis.clusters[{i}].name"),
+                    format!("{:?} is listed twice", c.name),
+                );
+            }
+            let ok = match c.address.rsplit_once(':') {
+                Some((h, p)) => !h.is_empty() && p.parse::<u16>().is_ok(),
+                None => false,
+            };
+            if !ok {
+                self.err(
+                    format!("redis.clusters[{i}].address"),
+                    format!("{:?} must be host:port", c.address),
+                );
+            }
+        }
+        let mut prefixes = std::collections::BTreeSet::new();
+        let routes = r
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (format!("redis.routes[{i}]"), x));
+        let all: Vec<(String, &RedisRoute)> = routes
+            .chain(
+                r.catch_all_route
+                    .iter()
+                    .map(|x| ("redis.catchAllRoute".to_owned(), x)),
+            )
+            .collect();
+        for (path, route) in all {
+            if !names.contains(route.cluster.as_str()) {
+                self.err(
+                    format!("{path}.cluster"),
+                    format!("{:?} is not in redis.clusters", route.cluster),
+                );
+            }
+            if path.starts_with("redis.routes") {
+                let key = if r.case_insensitive {
+                    route.prefix.to_ascii_lowercase()
+                } else {
+                    route.prefix.clone()
+                };
+                if route.prefix.is_empty() {
+                    self.err(
+                        format!("{path}.prefix"),
+                        "required (use catchAllRoute for all keys)",
+                    );
+                } else if !prefixes.insert(key) {
+                    self.err(
+                        format!("{path}.prefix"),
+                        format!("{:?} is listed twice", route.prefix),
+                    );
+                }
+            } else if !route.prefix.is_empty() || route.remove_prefix {
+                self.err(path, "the catch-all route takes only a cluster");
+            }
+        }
+        if r.routes.is_empty() && r.catch_all_route.is_none() {
+            self.err("redis", "needs routes or a catchAllRoute");
         }
     }
 
@@ -1113,6 +1242,7 @@ mod tests {
             max_frame_bytes: 8 << 20,
             max_held_bytes: 0,
             worker_held_budget_bytes: 0,
+            redis: None,
             methods: vec!["sayHello".into()],
             routes: Some(RouteTable {
                 version: 7,

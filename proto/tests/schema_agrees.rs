@@ -33,6 +33,23 @@ fn full() -> Config {
         max_frame_bytes: 1024,
         max_held_bytes: 4096,
         worker_held_budget_bytes: 1 << 20,
+        redis: Some(meltemi_proto::RedisRouting {
+            routes: vec![meltemi_proto::RedisRoute {
+                prefix: "a:".into(),
+                cluster: "ra".into(),
+                remove_prefix: true,
+            }],
+            case_insensitive: true,
+            catch_all_route: Some(meltemi_proto::RedisRoute {
+                prefix: String::new(),
+                cluster: "rc".into(),
+                remove_prefix: false,
+            }),
+            clusters: vec![meltemi_proto::RedisUpstream {
+                name: "ra".into(),
+                address: "127.0.0.1:6379".into(),
+            }],
+        }),
         methods: vec!["add".into(), "Calc:get".into()],
         routes: Some(RouteTable {
             version: u64::MAX - 1,

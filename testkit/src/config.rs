@@ -11,6 +11,9 @@ pub enum Filter {
     /// The dynamic module with `dynamic_module_config.metrics_namespace` set (first) and this
     /// JSON configuration (second).
     ModuleIn(String, String),
+    /// The dynamic module as the connection's terminal filter (`terminal_filter: true`, no
+    /// `tcp_proxy` after it: the Redis router) with this JSON configuration.
+    TerminalModule(String),
     /// Meltemi's proxy-wasm filter with this JSON configuration.
     Wasm(String),
     /// `tcp_proxy` to a cluster.
@@ -39,6 +42,19 @@ impl Filter {
                 } else {
                     format!(", metrics_namespace: {namespace}")
                 },
+                json.replace('\'', "''")
+            ),
+            Filter::TerminalModule(json) => format!(
+                r#"
+      - name: envoy.filters.network.dynamic_modules
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter
+          dynamic_module_config: {{ name: meltemi }}
+          filter_name: meltemi
+          terminal_filter: true
+          filter_config:
+            "@type": type.googleapis.com/google.protobuf.StringValue
+            value: '{}'"#,
                 json.replace('\'', "''")
             ),
             Filter::Wasm(json) => format!(

@@ -221,6 +221,7 @@ pub(super) fn listener_config(
         route_discovery: None,
         methods: Vec::new(),
         istio_metrics: istio_metrics(settings, sp, "source"),
+        redis: None,
     };
     if let Some(t) = table {
         if let Some(cluster) = &settings.route_discovery_cluster {
@@ -269,6 +270,7 @@ pub(super) fn inbound_config(sp: &ServicePort, settings: &Settings) -> pb::Confi
         route_discovery: None,
         methods: Vec::new(),
         istio_metrics: istio_metrics(settings, sp, "destination"),
+        redis: None,
     }
 }
 

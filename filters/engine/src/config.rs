@@ -79,6 +79,8 @@ pub struct FilterConfig {
     pub routing: Option<RawRouting>,
     /// Istio-style request metrics and their fixed labels (only when enabled).
     pub istio: Option<meltemi_proto::IstioMetrics>,
+    /// Redis key-prefix routing (the schema's `redis`), compiled.
+    pub redis: Option<crate::redis_route::RedisRouter>,
 }
 
 impl FilterConfig {
@@ -96,6 +98,7 @@ impl FilterConfig {
             access_log: false,
             routing: None,
             istio: None,
+            redis: None,
         }
     }
 
@@ -200,6 +203,12 @@ impl FilterConfig {
             access_log: pb.access_log,
             routing,
             istio: pb.istio_metrics.filter(|m| m.enabled),
+            redis: match &pb.redis {
+                None => None,
+                Some(r) => Some(
+                    crate::redis_route::RedisRouter::compile(r).map_err(|e| err("redis", e.0))?,
+                ),
+            },
         };
         cfg.validate()?;
         Ok(cfg)

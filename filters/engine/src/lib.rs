@@ -19,6 +19,7 @@ mod fasthash;
 mod framer;
 mod protocol;
 
+pub mod redis_route;
 pub mod route;
 
 pub mod batch;

@@ -130,6 +130,9 @@ pub type NetworkFilterConfigModulePtr = *const c_void;
 pub type NetworkFilterEnvoyPtr = *mut c_void;
 /// `envoy_dynamic_module_type_network_filter_module_ptr` (`const void*`).
 pub type NetworkFilterModulePtr = *const c_void;
+/// `envoy_dynamic_module_type_network_filter_scheduler_module_ptr` (`void*`): made by Envoy in
+/// `..._network_filter_scheduler_new`, owned by the module until `..._scheduler_delete`.
+pub type NetworkFilterSchedulerPtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_on_network_filter_data_status`.
 #[repr(transparent)]
@@ -255,6 +258,22 @@ extern "C" {
 
     // ---- network filter: connection ----
     /// Writes directly to the downstream connection; `end_stream` half-closes after writing.
+    /// `envoy_dynamic_module_callback_network_filter_scheduler_new`: a handle that posts
+    /// `envoy_dynamic_module_on_network_filter_scheduled` onto this connection's worker (NULL
+    /// when the connection has no dispatcher yet). Call on the worker.
+    pub fn envoy_dynamic_module_callback_network_filter_scheduler_new(
+        filter_envoy_ptr: NetworkFilterEnvoyPtr,
+    ) -> NetworkFilterSchedulerPtr;
+    /// `envoy_dynamic_module_callback_network_filter_scheduler_commit`: callable from any
+    /// thread; the hook runs later on the worker if the filter still exists.
+    pub fn envoy_dynamic_module_callback_network_filter_scheduler_commit(
+        scheduler: NetworkFilterSchedulerPtr,
+        event_id: u64,
+    );
+    /// `envoy_dynamic_module_callback_network_filter_scheduler_delete`.
+    pub fn envoy_dynamic_module_callback_network_filter_scheduler_delete(
+        scheduler: NetworkFilterSchedulerPtr,
+    );
     pub fn envoy_dynamic_module_callback_network_filter_write(
         filter_envoy_ptr: NetworkFilterEnvoyPtr,
         data: ModuleBuffer,

@@ -79,6 +79,9 @@ pub struct Config {
     pub routing: Option<Arc<Routing>>,
     /// Newer route tables fetched without a listener update (`routeDiscovery`).
     pub discovery: Option<Arc<Discovery>>,
+    /// Redis routing: the module's own upstream connections, indexed like the router's
+    /// clusters (`engine.config.redis`); empty without a `redis` section.
+    pub shards: Vec<crate::shards::Shard>,
 }
 
 /// Why a config was refused.
@@ -228,6 +231,14 @@ impl Config {
                 "routeDiscovery needs dubbo or thrift routes (an initial table, version 0 is fine)",
             ));
         }
+        let shards = match &engine.config.redis {
+            Some(r) => r
+                .clusters()
+                .iter()
+                .map(|(name, addr)| crate::shards::Shard::new(name, addr))
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(Config {
             engine,
             probe,
@@ -235,6 +246,7 @@ impl Config {
             metrics,
             routing,
             discovery,
+            shards,
         })
     }
 

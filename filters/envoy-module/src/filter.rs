@@ -107,6 +107,8 @@ pub struct Filter {
     events: Events,
     probes_in_flight: u32,
     logged: bool,
+    /// Redis routing: this connection's router state (the module is the terminal filter).
+    redis: Option<crate::redis::RedisConn>,
 }
 
 impl Filter {
@@ -122,6 +124,7 @@ impl Filter {
             events: Events::default(),
             probes_in_flight: 0,
             logged: false,
+            redis: None,
         }
     }
 
@@ -137,6 +140,10 @@ impl Filter {
             None => config.routing.clone(),
         };
         self.poll_on_traffic = config.discovery.is_some() && !rds::bootstrap_polling();
+        if config.engine.config.redis.is_some() {
+            let max = config.engine.config.max_frame_bytes;
+            self.redis = Some(crate::redis::RedisConn::new(host, max));
+        }
         if let Some(r) = &self.routing {
             self.routing_version = r.version;
             self.detour = Some(Detour::new(&config, r, host.connection_id()));
@@ -152,6 +159,22 @@ impl Filter {
             if contains(&host.chunks(Direction::Downstream), &probe.on) {
                 return self.start_probe(host);
             }
+        }
+        if let (Some(r), Some(router)) = (self.redis.as_mut(), &config.engine.config.redis) {
+            // Observability as for a pass-through: the client's commands, then the replies
+            // the module wrote.
+            let now = now_ns();
+            if let Some(session) = self.session.as_mut() {
+                for &chunk in host.chunks(Direction::Downstream).iter() {
+                    let _ = session.on_downstream(&config.engine, chunk, now, &mut self.events);
+                }
+            }
+            let out = r.on_read(host, router, &config.shards);
+            if let Some(session) = self.session.as_mut() {
+                let _ = session.on_upstream(&config.engine, &out, now, &mut self.events);
+            }
+            flush(&mut self.events, &config, host);
+            return Flow::Stop;
         }
         if config.routing.is_some() {
             return self.routed(host, true);
@@ -251,6 +274,10 @@ impl Filter {
         _len: usize,
         _end_stream: bool,
     ) -> Flow {
+        if self.redis.is_some() {
+            // Only the module's own replies reach here (terminal filter, no upstream).
+            return Flow::Continue;
+        }
         if self.config.routing.is_some() {
             return self.routed(host, false);
         }
@@ -302,9 +329,24 @@ impl Filter {
         }
     }
 
+    /// Work handed back from another thread (Redis replies from the module's shard readers).
+    pub fn on_scheduled(&mut self, host: &mut impl NetworkHost, _event: u64) {
+        let config = Arc::clone(&self.config);
+        if let Some(r) = self.redis.as_mut() {
+            let out = r.on_scheduled(host);
+            if let Some(session) = self.session.as_mut() {
+                let _ = session.on_upstream(&config.engine, &out, now_ns(), &mut self.events);
+            }
+            flush(&mut self.events, &config, host);
+        }
+    }
+
     /// The connection closed (either side) or the filter is going away.
     pub fn on_close(&mut self, host: &mut impl NetworkHost) {
         let config = Arc::clone(&self.config);
+        if let Some(r) = self.redis.as_mut() {
+            r.on_close();
+        }
         if let Some(d) = self.detour.as_mut() {
             d.on_close();
         }

@@ -43,4 +43,6 @@ pub mod filter;
 mod held;
 pub mod host;
 pub mod rds;
+pub mod redis;
 pub mod routing;
+pub mod shards;

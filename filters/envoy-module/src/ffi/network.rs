@@ -292,6 +292,24 @@ pub extern "C" fn envoy_dynamic_module_on_network_filter_http_callout_done(
     )
 }
 
+/// `envoy_dynamic_module_on_network_filter_scheduled`: posted by `scheduler_commit` from a
+/// module thread; runs on the connection's worker, only while the filter exists.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_network_filter_scheduled(
+    filter_envoy_ptr: abi::NetworkFilterEnvoyPtr,
+    filter_module_ptr: abi::NetworkFilterModulePtr,
+    event_id: u64,
+) {
+    with_filter(
+        "on_network_filter_scheduled",
+        filter_envoy_ptr,
+        filter_module_ptr,
+        (),
+        (),
+        |f, h| f.on_scheduled(h, event_id),
+    )
+}
+
 /// `envoy_dynamic_module_on_network_filter_destroy`.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_network_filter_destroy(

@@ -3,7 +3,7 @@
 
 use super::{
     BridgeHost, CalloutError, CalloutOutcome, Chunks, Close, CounterId, Direction, GaugeId,
-    HistogramId, Level, MetricsRegistry, NetworkHost,
+    HistogramId, Level, MetricsRegistry, NetworkHost, Wake,
 };
 use crate::abi::{self, EnvoyBuffer, ModuleBuffer, ModuleHttpHeader};
 
@@ -255,6 +255,32 @@ impl EnvoyNetworkHost {
     }
 }
 
+/// Envoy's network-filter scheduler: `commit` from any thread posts the connection's
+/// `on_network_filter_scheduled` onto its worker; dropped = `scheduler_delete`.
+struct EnvoyScheduler(abi::NetworkFilterSchedulerPtr);
+
+// SAFETY: Envoy's scheduler only posts to the worker's dispatcher (thread-safe `post`) and holds
+// a weak pointer to the filter; commit is documented as callable from any thread. The module
+// serialises commit and delete (the owner holds the value behind a mutex).
+unsafe impl Send for EnvoyScheduler {}
+// SAFETY: as for `Send`: `commit` takes `&self` and only posts.
+unsafe impl Sync for EnvoyScheduler {}
+
+impl Wake for EnvoyScheduler {
+    fn wake(&self, event: u64) {
+        // SAFETY: the pointer came from scheduler_new and is deleted only in `drop`, which
+        // cannot run while `&self` is borrowed.
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_commit(self.0, event) }
+    }
+}
+
+impl Drop for EnvoyScheduler {
+    fn drop(&mut self) {
+        // SAFETY: from scheduler_new, deleted exactly once here.
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_delete(self.0) }
+    }
+}
+
 impl NetworkHost for EnvoyNetworkHost {
     fn chunks(&self, dir: Direction) -> Chunks<'_> {
         // SAFETY: `self.filter` is live for this hook (constructor contract).
@@ -394,6 +420,16 @@ impl NetworkHost for EnvoyNetworkHost {
                 ModuleBuffer::from_bytes(data),
             )
         }
+    }
+
+    fn scheduler(&mut self) -> Option<Box<dyn Wake>> {
+        // SAFETY: `self.filter` is the live filter of the running hook (on its worker).
+        let p =
+            unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_new(self.filter) };
+        if p.is_null() {
+            return None;
+        }
+        Some(Box::new(EnvoyScheduler(p)))
     }
 
     fn close(&mut self, how: Close) {

@@ -163,6 +163,9 @@ impl NetworkHost for FakeNetworkHost {
     fn connection_id(&self) -> u64 {
         7
     }
+    fn scheduler(&mut self) -> Option<Box<dyn super::Wake>> {
+        None
+    }
     fn log(&self, level: Level, msg: &str) {
         self.logs.borrow_mut().push((level, msg.to_owned()));
     }

@@ -23,6 +23,12 @@ pub use envoy::{
     bootstrap_callout, log, ConfigStats, EnvoyBridgeHost, EnvoyNetworkHost, EnvoyNetworkMetrics,
 };
 
+/// Wakes a connection's worker from another thread: the filter's `on_scheduled` runs there
+/// later (if the connection still exists). Dropping it releases Envoy's handle.
+pub trait Wake: Send + Sync {
+    fn wake(&self, event: u64);
+}
+
 /// Which side of the connection a buffer belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -181,6 +187,9 @@ pub trait NetworkHost {
         body: &[u8],
         timeout_ms: u64,
     ) -> Result<u64, CalloutError>;
+    /// A handle another thread uses to run this connection's `on_scheduled` on its worker;
+    /// `None` when Envoy gives none.
+    fn scheduler(&mut self) -> Option<Box<dyn Wake>>;
     /// Envoy's id of this connection (for log lines).
     fn connection_id(&self) -> u64;
     /// Logs one line (through Envoy's `[dynamic_modules]` logger in the real host).
