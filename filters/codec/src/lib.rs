@@ -25,8 +25,8 @@ pub mod kafka;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
-pub mod tars;
 pub mod sql;
+pub mod tars;
 pub mod thrift;
 pub mod zookeeper;
 

@@ -19,8 +19,8 @@ mod dubbo;
 mod kafka;
 mod raw;
 mod redis;
-mod tars;
 mod sql;
+mod tars;
 mod thrift;
 mod zookeeper;
 
