@@ -411,7 +411,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn graceful_shutdown_finishes_and_stops_accepting() {
+    async fn graceful_shutdown_ends_the_server() {
         let shared = Arc::new(Shared::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -422,7 +422,8 @@ mod tests {
         assert!(get(addr, "/healthz").await.ends_with("ok\n"));
         stop.send(()).unwrap();
         let done = tokio::time::timeout(Duration::from_secs(5), server).await;
+        // The server task ends (its listener is dropped): whether a connect to the port fails
+        // afterwards is not asserted, another test may be handed the freed port at once.
         assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
-        assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
     }
 }
