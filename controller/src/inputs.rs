@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use serde::de::DeserializeOwned;
 
 use crate::crd::{MetaRouter, RedisDestination, RedisService};
-use crate::istio::{DestinationRule, Gateway, ServiceEntry};
+use crate::istio::{DestinationRule, Gateway, ServiceEntry, VirtualService};
 
 /// Which data-plane artifact a service gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -87,6 +87,8 @@ pub struct Inputs {
     /// Istio Gateways (ingress and egress): where `MetaRouter.spec.gateways` and the
     /// `meltemi.io/gateways` service annotation put the filter on gateway listeners.
     pub gateways: Vec<Gateway>,
+    /// Istio VirtualServices; those naming a Dubbo/Thrift host route it (`http` routes).
+    pub virtual_services: Vec<VirtualService>,
     pub meta_routers: Vec<MetaRouter>,
     pub redis_services: Vec<RedisService>,
     pub redis_destinations: Vec<RedisDestination>,
@@ -209,6 +211,9 @@ impl Inputs {
             }
             ("networking.istio.io", "Gateway") => {
                 push(&object, &ns, value, &mut self.gateways, errors)
+            }
+            ("networking.istio.io", "VirtualService") => {
+                push(&object, &ns, value, &mut self.virtual_services, errors)
             }
             ("", "Service") if api == "v1" => push(&object, &ns, value, &mut self.services, errors),
             ("metaprotocol.aeraki.io", "MetaRouter") => {
