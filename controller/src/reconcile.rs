@@ -73,7 +73,7 @@ async fn list_virtual_services(client: &Client) -> Result<Vec<VirtualService>, k
 
 /// Reads every input from the API server.
 pub async fn load(client: &Client, settings: &Settings) -> Result<Inputs, kube::Error> {
-    Ok(Inputs {
+    let mut inputs = Inputs {
         service_entries: list_all::<ServiceEntry>(client).await?,
         services: list_all::<Service>(client).await?,
         destination_rules: list_all::<DestinationRule>(client).await?,
@@ -83,7 +83,10 @@ pub async fn load(client: &Client, settings: &Settings) -> Result<Inputs, kube::
         redis_services: list_all::<RedisService>(client).await?,
         redis_destinations: list_all::<RedisDestination>(client).await?,
         settings: settings.clone(),
-    })
+        field_problems: Vec::new(),
+    };
+    inputs.check_typed_fields();
+    Ok(inputs)
 }
 
 /// RFC 3339 UTC of a Unix time, seconds precision (as Kubernetes writes condition times).

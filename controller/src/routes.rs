@@ -487,18 +487,6 @@ pub fn convert(
                 idempotent_methods: rt.idempotent_methods.clone(),
             }
         });
-        if !r.request_mutation.is_empty() {
-            p.warn(
-                rp.field("requestMutation"),
-                "accepted but not applied: the Meltemi data plane does not mutate requests yet",
-            );
-        }
-        if !r.response_mutation.is_empty() {
-            p.warn(
-                rp.field("responseMutation"),
-                "accepted but not applied: the Meltemi data plane does not mutate responses yet",
-            );
-        }
         routes.push(pb::Route {
             name,
             r#match: m,
@@ -513,12 +501,6 @@ pub fn convert(
         .local_rate_limit
         .as_ref()
         .and_then(|l| rate_limit(Loc::root("spec").field("localRateLimit"), l, p));
-    if spec.global_rate_limit.is_some() {
-        p.warn(
-            "spec.globalRateLimit",
-            "accepted but not applied: no global rate limit service integration yet",
-        );
-    }
     if spec.routes.is_empty() && rl.is_none() {
         p.warn(
             "spec",

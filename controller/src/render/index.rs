@@ -85,7 +85,7 @@ fn catalog<'a>(inputs: &'a Inputs, ports: &'a [ServicePort]) -> Catalog<'a> {
 
 /// The FQDNs a route's host may mean: itself, and for Kubernetes short names (`svc`, `svc.ns`)
 /// the service's FQDN.
-fn host_candidates(pattern: &str, ns: &str, domain: &str) -> Vec<String> {
+pub(super) fn host_candidates(pattern: &str, ns: &str, domain: &str) -> Vec<String> {
     let mut v = vec![pattern.to_string()];
     match pattern.matches('.').count() {
         0 => v.push(format!("{pattern}.{ns}.svc.{domain}")),
@@ -118,6 +118,7 @@ fn match_routers<'a>(
         let key = key_of("MetaRouter", &mr.metadata);
         let report = reports.entry(key.clone()).or_default();
         report.generation = mr.metadata.generation;
+        export_to_warning(&mr.spec.export_to, &mut report.problems);
         let mut matched = Vec::new();
         for (i, h) in mr.spec.hosts.iter().enumerate() {
             let hits: Vec<&ServicePort> = host_candidates(h, &key.namespace, domain)
@@ -156,6 +157,17 @@ fn match_routers<'a>(
         routed.push((mr, matched));
     }
     (routers_by_host, routed)
+}
+
+/// `exportTo` other than `[]`, `["*"]` (every namespace: the root namespace) or `["."]` (the
+/// object's namespace): a namespace list, which the render does not apply.
+fn export_to_warning(export_to: &[String], p: &mut crate::routes::Problems) {
+    if !(export_to.is_empty() || export_to == ["*"] || export_to == ["."]) {
+        p.warn(
+            "spec.exportTo",
+            format!("{export_to:?}: not applied: only [\".\"] (this namespace) and [\"*\"] are; the EnvoyFilter goes to the root namespace, seen by every namespace"),
+        );
+    }
 }
 
 /// The VirtualServices by the Dubbo/Thrift sidecar hosts they name. Only those naming such a host
@@ -200,6 +212,7 @@ fn match_virtual_services<'a>(
         }
         let report = reports.entry(key).or_default();
         report.generation = vs.metadata.generation;
+        export_to_warning(&vs.spec.export_to, &mut report.problems);
         let gateways = &vs.spec.gateways;
         let mesh = gateways.is_empty() || gateways.iter().any(|g| g == gateway::MESH);
         for (i, g) in gateways.iter().enumerate() {
