@@ -64,10 +64,10 @@ pub fn inputs(services: usize, routes: usize) -> Inputs {
                     .map(|v| Subset {
                         name: v.to_string(),
                         labels: BTreeMap::from([("version".into(), v.to_string())]),
-                        traffic_policy: None,
+                        ..Default::default()
                     })
                     .collect(),
-                export_to: vec![],
+                ..Default::default()
             },
         );
         dr.metadata = meta(&format!("svc-{i}"));

@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::Service;
 use serde::de::DeserializeOwned;
 
 use crate::crd::{MetaRouter, RedisDestination, RedisService};
-use crate::istio::{DestinationRule, Gateway, ServiceEntry};
+use crate::fields::{self, FieldProblem};
+use crate::istio::{DestinationRule, Gateway, ServiceEntry, VirtualService};
 
 /// Which data-plane artifact a service gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -87,10 +88,15 @@ pub struct Inputs {
     /// Istio Gateways (ingress and egress): where `MetaRouter.spec.gateways` and the
     /// `meltemi.io/gateways` service annotation put the filter on gateway listeners.
     pub gateways: Vec<Gateway>,
+    /// Istio VirtualServices; those naming a Dubbo/Thrift host route it (`http` routes).
+    pub virtual_services: Vec<VirtualService>,
     pub meta_routers: Vec<MetaRouter>,
     pub redis_services: Vec<RedisService>,
     pub redis_destinations: Vec<RedisDestination>,
     pub settings: Settings,
+    /// Fields of the route objects and DestinationRules that are set but not applied, or unknown
+    /// (`crate::fields`); the render puts them in the objects' reports.
+    pub field_problems: Vec<FieldProblem>,
 }
 
 /// A manifest problem: which file/document/object and which field.
@@ -200,6 +206,14 @@ impl Inputs {
             .unwrap_or(&default_ns)
             .to_string();
         let object = format!("{origin} ({kind} {ns}/{name})");
+        if let Some(kind) = fields::KINDS.iter().find(|k| **k == kind) {
+            if matches!(
+                group,
+                "networking.istio.io" | "metaprotocol.aeraki.io" | "redis.aeraki.io"
+            ) {
+                self.add_field_problems(kind, &ns, name, &value);
+            }
+        }
         match (group, kind) {
             ("networking.istio.io", "ServiceEntry") => {
                 push(&object, &ns, value, &mut self.service_entries, errors)
@@ -209,6 +223,9 @@ impl Inputs {
             }
             ("networking.istio.io", "Gateway") => {
                 push(&object, &ns, value, &mut self.gateways, errors)
+            }
+            ("networking.istio.io", "VirtualService") => {
+                push(&object, &ns, value, &mut self.virtual_services, errors)
             }
             ("", "Service") if api == "v1" => push(&object, &ns, value, &mut self.services, errors),
             ("metaprotocol.aeraki.io", "MetaRouter") => {
@@ -221,6 +238,56 @@ impl Inputs {
                 push(&object, &ns, value, &mut self.redis_destinations, errors)
             }
             _ => {}
+        }
+    }
+}
+
+impl Inputs {
+    fn add_field_problems(
+        &mut self,
+        kind: &'static str,
+        ns: &str,
+        name: &str,
+        v: &serde_json::Value,
+    ) {
+        for (path, message) in fields::check(kind, v) {
+            self.field_problems.push(FieldProblem {
+                kind,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                path,
+                message,
+            });
+        }
+    }
+
+    /// The field problems of typed objects (as the API server gives them: its schemas pruned
+    /// unknown fields, so only fields not applied are found), replacing any found before.
+    pub fn check_typed_fields(&mut self) {
+        fn each<T: serde::Serialize + kube::Resource>(
+            kind: &'static str,
+            objects: &[T],
+            out: &mut Vec<(&'static str, String, String, serde_json::Value)>,
+        ) {
+            for o in objects {
+                let m = o.meta();
+                out.push((
+                    kind,
+                    m.namespace.clone().unwrap_or_else(|| "default".into()),
+                    m.name.clone().unwrap_or_default(),
+                    serde_json::to_value(o).unwrap_or_default(),
+                ));
+            }
+        }
+        let mut all = Vec::new();
+        each("MetaRouter", &self.meta_routers, &mut all);
+        each("RedisService", &self.redis_services, &mut all);
+        each("RedisDestination", &self.redis_destinations, &mut all);
+        each("VirtualService", &self.virtual_services, &mut all);
+        each("DestinationRule", &self.destination_rules, &mut all);
+        self.field_problems.clear();
+        for (kind, ns, name, v) in all {
+            self.add_field_problems(kind, &ns, &name, &v);
         }
     }
 }

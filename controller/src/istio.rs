@@ -1,6 +1,8 @@
-//! The parts of Istio's resources the controller reads (ServiceEntry, DestinationRule) and writes
-//! (EnvoyFilter). Only the fields used are typed; everything else is ignored on input. Istio owns
-//! these CRDs, so no schema is derived (`schema = "disabled"`).
+//! The parts of Istio's resources the controller reads (ServiceEntry, DestinationRule,
+//! VirtualService, Gateway) and writes (EnvoyFilter). Only the fields used are typed. The
+//! DestinationRule and VirtualService keep every other field in an `other` map, so the fields
+//! Meltemi does not apply are still there to be reported (`crate::fields`) when the objects come
+//! typed from the API server. Istio owns these CRDs, so no schema is derived (`schema = "disabled"`).
 
 use std::collections::BTreeMap;
 
@@ -74,7 +76,13 @@ pub struct Subset {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_policy: Option<TrafficPolicy>,
+    /// Fields not read by Meltemi (reported by `crate::fields`).
+    #[serde(flatten)]
+    pub other: Other,
 }
+
+/// Fields of an Istio object Meltemi does not read, kept as they came.
+pub type Other = BTreeMap<String, serde_json::Value>;
 
 /// The part of a DestinationRule traffic policy the bridge twins honour: client TLS.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +92,9 @@ pub struct TrafficPolicy {
     pub tls: Option<ClientTls>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub port_level_settings: Vec<PortTrafficPolicy>,
+    /// `loadBalancer`, `connectionPool`, `outlierDetection`, ...: not applied to the bridge twins.
+    #[serde(flatten)]
+    pub other: Other,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +104,8 @@ pub struct PortTrafficPolicy {
     pub port: Option<PortSelector>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTls>,
+    #[serde(flatten)]
+    pub other: Other,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +124,8 @@ pub struct ClientTls {
     pub sni: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subject_alt_names: Vec<String>,
+    #[serde(flatten)]
+    pub other: Other,
 }
 
 /// Istio `Gateway`: which gateway workloads (`selector`) listen on which ports for which hosts.
@@ -155,6 +170,77 @@ pub struct DestinationRuleSpec {
     pub subsets: Vec<Subset>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub export_to: Vec<String>,
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// Istio `VirtualService`: its `http` routes route Dubbo and Thrift hosts as Aeraki's
+/// `dubbo_proxy`/`thrift_proxy` generators read them (method and headers, subsets, weights).
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "networking.istio.io",
+    version = "v1beta1",
+    kind = "VirtualService",
+    namespaced,
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServiceSpec {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Empty or containing `mesh`: the sidecars; Gateway names are not applied by Meltemi.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpRoute>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export_to: Vec<String>,
+    /// `tcp`, `tls`: Istio applies them to connections (`tcp_proxy`); Meltemi does not.
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRoute {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Alternatives (any one matches); none: every request.
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_: Vec<HttpMatch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<HttpRouteDestination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::crd::Destination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_percentage: Option<crate::crd::Percent>,
+    /// Per-request timeout, a duration such as `1.5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpMatch {
+    /// The RPC method (Dubbo method, Thrift method name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<crate::crd::StringMatch>,
+    /// Dubbo attachments, Thrift THeader headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, crate::crd::StringMatch>,
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HttpRouteDestination {
+    pub destination: crate::crd::Destination,
+    /// Relative weight; unset is 0 (Istio), a single destination takes every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(flatten)]
+    pub other: Other,
 }
 
 /// What we write. Patch values stay JSON: they are Envoy configuration, checked by the real Envoy.

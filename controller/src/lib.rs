@@ -16,6 +16,7 @@
 
 pub mod bootstrap;
 pub mod crd;
+pub mod fields;
 pub mod inputs;
 pub mod istio;
 pub mod mesh_bootstrap;

@@ -11,7 +11,7 @@ use meltemi_controller::bootstrap::{bootstrap, BootstrapOptions};
 use meltemi_controller::inputs::{AdapterChoice, Inputs, Settings};
 use meltemi_controller::render::{render_all, to_yaml};
 use meltemi_controller::serve::Shared;
-use meltemi_controller::validate::{validate, Severity};
+use meltemi_controller::validate::{validate_with, Severity};
 use meltemi_controller::{crd, mesh_bootstrap, reconcile, serve};
 
 /// mimalloc: a render allocates and frees millions of small JSON nodes across threads.
@@ -57,7 +57,7 @@ enum Cmd {
     Validate {
         #[command(flatten)]
         r: RenderArgs,
-        /// Warnings fail too.
+        /// Warnings (fields set but not applied, unknown fields, ...) are errors.
         #[arg(long)]
         strict: bool,
     },
@@ -241,7 +241,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             let dir = r.dir.as_deref().ok_or("-f DIR is required")?;
             let (inputs, errors) = Inputs::load_dir(dir, r.settings())
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
-            let findings = validate(&inputs, &errors);
+            let findings = validate_with(&inputs, &errors, strict);
             for f in &findings {
                 println!("{f}");
             }
@@ -255,11 +255,12 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
                 inputs.service_entries.len()
                     + inputs.services.len()
                     + inputs.destination_rules.len()
+                    + inputs.virtual_services.len()
                     + inputs.meta_routers.len()
                     + inputs.redis_services.len()
                     + inputs.redis_destinations.len()
             );
-            Ok(if errors > 0 || (strict && warnings > 0) {
+            Ok(if errors > 0 {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -325,17 +325,19 @@ mod tests {
                 port_level_settings: vec![PortTrafficPolicy {
                     port: Some(PortSelector { number: 9 }),
                     tls: tls("DISABLE"),
+                    ..Default::default()
                 }],
+                ..Default::default()
             }),
             subsets: vec![Subset {
                 name: "v2".into(),
                 traffic_policy: Some(TrafficPolicy {
                     tls: tls("SIMPLE"),
-                    port_level_settings: vec![],
+                    ..Default::default()
                 }),
                 ..Default::default()
             }],
-            export_to: vec![],
+            ..Default::default()
         };
         let mode = |port, subset| client_tls(Some(&dr), port, subset).map(|t| t.mode.as_str());
         assert_eq!(mode(1, ""), Some("ISTIO_MUTUAL"));

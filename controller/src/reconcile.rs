@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::crd::{Condition, MetaRouter, RedisDestination, RedisService, RouteStatus};
 use crate::inputs::{Inputs, Settings};
-use crate::istio::{DestinationRule, EnvoyFilter, Gateway, ServiceEntry};
+use crate::istio::{DestinationRule, EnvoyFilter, Gateway, ServiceEntry, VirtualService};
 use crate::render::{render_all, ObjectKey, ObjectReport, MANAGED_BY};
 use crate::serve::Shared;
 
@@ -59,18 +59,34 @@ where
         .items)
 }
 
+/// VirtualServices, or none when the controller may not read them (a ClusterRole from before
+/// VirtualService support: 403) or Istio's CRD is absent (404); logged, the rest still renders.
+async fn list_virtual_services(client: &Client) -> Result<Vec<VirtualService>, kube::Error> {
+    match list_all::<VirtualService>(client).await {
+        Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {
+            tracing::warn!(error = %e, "cannot list VirtualServices: their routes are not applied (grant get/list/watch on networking.istio.io virtualservices)");
+            Ok(Vec::new())
+        }
+        other => other,
+    }
+}
+
 /// Reads every input from the API server.
 pub async fn load(client: &Client, settings: &Settings) -> Result<Inputs, kube::Error> {
-    Ok(Inputs {
+    let mut inputs = Inputs {
         service_entries: list_all::<ServiceEntry>(client).await?,
         services: list_all::<Service>(client).await?,
         destination_rules: list_all::<DestinationRule>(client).await?,
         gateways: list_all::<Gateway>(client).await?,
+        virtual_services: list_virtual_services(client).await?,
         meta_routers: list_all::<MetaRouter>(client).await?,
         redis_services: list_all::<RedisService>(client).await?,
         redis_destinations: list_all::<RedisDestination>(client).await?,
         settings: settings.clone(),
-    })
+        field_problems: Vec::new(),
+    };
+    inputs.check_typed_fields();
+    Ok(inputs)
 }
 
 /// RFC 3339 UTC of a Unix time, seconds precision (as Kubernetes writes condition times).
@@ -241,7 +257,18 @@ pub async fn reconcile_once(
         match k.kind {
             "MetaRouter" => write_status::<MetaRouter>(client, k, &status).await?,
             "RedisService" => write_status::<RedisService>(client, k, &status).await?,
-            _ => write_status::<RedisDestination>(client, k, &status).await?,
+            "RedisDestination" => write_status::<RedisDestination>(client, k, &status).await?,
+            // Istio's objects (VirtualService, DestinationRule): their status is istiod's; their
+            // problems are in `meltemi validate` and the controller's log.
+            _ => {
+                for p in &report.problems.errors {
+                    tracing::warn!(object = %format!("{} {}/{}", k.kind, k.namespace, k.name), path = %p.path, "{}", p.message);
+                }
+                for p in &report.problems.warnings {
+                    tracing::info!(object = %format!("{} {}/{}", k.kind, k.namespace, k.name), path = %p.path, "{}", p.message);
+                }
+                continue;
+            }
         }
         summary
             .statuses
@@ -291,6 +318,7 @@ pub async fn run(
         watch::<Service>(&client),
         watch::<DestinationRule>(&client),
         watch::<Gateway>(&client),
+        watch::<VirtualService>(&client),
         watch::<MetaRouter>(&client),
         watch::<RedisService>(&client),
         watch::<RedisDestination>(&client),

@@ -1,5 +1,6 @@
-//! Aeraki `MetaRouter` -> our route table (`meltemi_proto::ServiceRoutes`), with every problem
-//! reported against the MetaRouter's field path.
+//! Aeraki `MetaRouter` and Istio `VirtualService` (`http` routes of a Dubbo/Thrift host) -> our
+//! route table (`meltemi_proto::ServiceRoutes`), with every problem reported against the object's
+//! field path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -7,6 +8,7 @@ use std::fmt;
 use meltemi_proto as pb;
 
 use crate::crd::{self, MetaRouter};
+use crate::istio::{HttpMatch, VirtualService};
 use crate::model::{cluster_name, ServicePort};
 
 /// A problem in an input object. Errors stop that object from being rendered; warnings mean a part
@@ -307,7 +309,134 @@ fn destination_cluster(
     Some(cluster_name(port, subset, &d.host))
 }
 
+/// A route's name: its own (if set), else `route-<i>`; `-<i>` appended when already taken.
+fn route_name(given: Option<&str>, i: usize, names: &mut BTreeSet<String>) -> String {
+    let mut name = given
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| format!("route-{i}"), str::to_owned);
+    if names.contains(&name) {
+        name = format!("{name}-{i}");
+    }
+    names.insert(name.clone());
+    name
+}
+
+/// What a destination without `weight` weighs when a route has several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UnsetWeight {
+    /// MetaRouter: an error.
+    Required,
+    /// VirtualService: 0, as Istio reads it.
+    Zero,
+}
+
+/// The action of a route with destinations `dests` (each with its weight) under `route_loc`
+/// (`route[j].destination`, `route[j].weight`: the same names in MetaRouter and VirtualService).
+fn route_action(
+    route_loc: Loc<'_>,
+    dests: &[(&crd::Destination, Option<u32>)],
+    unset: UnsetWeight,
+    sp: &ServicePort,
+    cat: &Catalog<'_>,
+    p: &mut Problems,
+) -> Option<pb::RouteAction> {
+    match dests {
+        [] => {
+            p.error(route_loc, "needs at least one destination");
+            None
+        }
+        [(one, _)] => destination_cluster(route_loc.index(0).field("destination"), one, sp, cat, p)
+            .map(pb::RouteAction::cluster),
+        many => {
+            let mut weighted = Vec::with_capacity(many.len());
+            for (j, (d, w)) in many.iter().enumerate() {
+                let wp = route_loc.index(j);
+                let weight = match (w, unset) {
+                    (Some(w), _) => *w,
+                    (None, UnsetWeight::Zero) => 0,
+                    (None, UnsetWeight::Required) => {
+                        p.error(
+                            wp.field("weight"),
+                            "required when a route has several destinations",
+                        );
+                        continue;
+                    }
+                };
+                if let Some(c) = destination_cluster(wp.field("destination"), d, sp, cat, p) {
+                    weighted.push(pb::WeightedCluster { cluster: c, weight });
+                }
+            }
+            if weighted.len() == many.len() && weighted.iter().all(|w| w.weight == 0) {
+                p.error(route_loc, "weights sum to 0");
+            }
+            Some(pb::RouteAction {
+                cluster: String::new(),
+                weighted_clusters: weighted,
+            })
+        }
+    }
+}
+
+/// `mirror` + `mirrorPercentage` (default 100) of the route at `rp`.
+fn mirror(
+    rp: Loc<'_>,
+    to: Option<&crd::Destination>,
+    percentage: Option<&crd::Percent>,
+    sp: &ServicePort,
+    cat: &Catalog<'_>,
+    p: &mut Problems,
+) -> Option<pb::Mirror> {
+    let Some(d) = to else {
+        if percentage.is_some() {
+            p.warn(rp.field("mirrorPercentage"), "ignored without mirror");
+        }
+        return None;
+    };
+    let percent = percentage.map_or(100.0, |x| x.value);
+    if !(0.0..=100.0).contains(&percent) {
+        p.error(
+            rp.field("mirrorPercentage").field("value"),
+            format!("{percent} is not in 0..=100"),
+        );
+    }
+    destination_cluster(rp.field("mirror"), d, sp, cat, p)
+        .map(|cluster| pb::Mirror { cluster, percent })
+}
+
+fn timeout(rp: Loc<'_>, t: Option<&str>, p: &mut Problems) -> u32 {
+    t.map_or(0, |t| {
+        parse_duration_ms(t).unwrap_or_else(|e| {
+            p.error(rp.field("timeout"), e);
+            0
+        })
+    })
+}
+
+/// What MetaRouter and VirtualService routes share, under the same field names: `route`
+/// (destinations and weights), `mirror` + `mirrorPercentage`, `timeout`.
+struct Forwarding<'a> {
+    dests: Vec<(&'a crd::Destination, Option<u32>)>,
+    unset: UnsetWeight,
+    mirror: Option<&'a crd::Destination>,
+    percentage: Option<&'a crd::Percent>,
+    timeout: Option<&'a str>,
+}
+
+/// The action, mirror and timeout of the route at `rp`.
+fn forwarding(
+    rp: Loc<'_>,
+    f: Forwarding<'_>,
+    sp: &ServicePort,
+    cat: &Catalog<'_>,
+    p: &mut Problems,
+) -> (Option<pb::RouteAction>, Option<pb::Mirror>, u32) {
+    let action = route_action(rp.field("route"), &f.dests, f.unset, sp, cat, p);
+    let mirror = mirror(rp, f.mirror, f.percentage, sp, cat, p);
+    (action, mirror, timeout(rp, f.timeout, p))
+}
+
 /// Converts one MetaRouter for one service port. `None` when the router has errors (all are in `p`).
+/// Fields it accepts but does not apply are reported by `crate::fields`, once per object.
 pub fn convert(
     mr: &MetaRouter,
     sp: &ServicePort,
@@ -322,88 +451,24 @@ pub fn convert(
     let routes_loc = spec_loc.field("routes");
     for (i, r) in spec.routes.iter().enumerate() {
         let rp = routes_loc.index(i);
-        let mut name = r
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| format!("route-{i}"));
-        if names.contains(&name) {
-            name = format!("{name}-{i}");
-        }
+        let name = route_name(r.name.as_deref(), i, &mut names);
         let m = r
             .match_
             .as_ref()
             .map(|m| route_match(rp.field("match"), m, p));
-        let route_loc = rp.field("route");
-        let action = match r.route.as_slice() {
-            [] => {
-                p.error(route_loc, "needs at least one destination");
-                None
-            }
-            [one] => destination_cluster(
-                route_loc.index(0).field("destination"),
-                &one.destination,
-                sp,
-                cat,
-                p,
-            )
-            .map(pb::RouteAction::cluster),
-            many => {
-                let mut weighted = Vec::with_capacity(many.len());
-                for (j, w) in many.iter().enumerate() {
-                    let wp = route_loc.index(j);
-                    let Some(weight) = w.weight else {
-                        p.error(
-                            wp.field("weight"),
-                            "required when a route has several destinations",
-                        );
-                        continue;
-                    };
-                    if let Some(c) =
-                        destination_cluster(wp.field("destination"), &w.destination, sp, cat, p)
-                    {
-                        weighted.push(pb::WeightedCluster { cluster: c, weight });
-                    }
-                }
-                if weighted.len() == many.len() && weighted.iter().all(|w| w.weight == 0) {
-                    p.error(route_loc, "weights sum to 0");
-                }
-                Some(pb::RouteAction {
-                    cluster: String::new(),
-                    weighted_clusters: weighted,
-                })
-            }
-        };
-        let mirror = match &r.mirror {
-            None => {
-                if r.mirror_percentage.is_some() {
-                    p.warn(rp.field("mirrorPercentage"), "ignored without mirror");
-                }
-                None
-            }
-            Some(d) => {
-                let percent = r
-                    .mirror_percentage
-                    .as_ref()
-                    .map(|x| x.value)
-                    .unwrap_or(100.0);
-                if !(0.0..=100.0).contains(&percent) {
-                    p.error(
-                        rp.field("mirrorPercentage").field("value"),
-                        format!("{percent} is not in 0..=100"),
-                    );
-                }
-                destination_cluster(rp.field("mirror"), d, sp, cat, p)
-                    .map(|cluster| pb::Mirror { cluster, percent })
-            }
-        };
-        let timeout_ms = match &r.timeout {
-            None => 0,
-            Some(t) => parse_duration_ms(t).unwrap_or_else(|e| {
-                p.error(rp.field("timeout"), e);
-                0
-            }),
-        };
+        let (action, mirror, timeout_ms) = forwarding(
+            rp,
+            Forwarding {
+                dests: r.route.iter().map(|w| (&w.destination, w.weight)).collect(),
+                unset: UnsetWeight::Required,
+                mirror: r.mirror.as_ref(),
+                percentage: r.mirror_percentage.as_ref(),
+                timeout: r.timeout.as_deref(),
+            },
+            sp,
+            cat,
+            p,
+        );
         let retry = r.retries.as_ref().map(|rt| {
             if rt.attempts > pb::MAX_RETRY_ATTEMPTS {
                 p.error(
@@ -422,19 +487,6 @@ pub fn convert(
                 idempotent_methods: rt.idempotent_methods.clone(),
             }
         });
-        if !r.request_mutation.is_empty() {
-            p.warn(
-                rp.field("requestMutation"),
-                "accepted but not applied: the Meltemi data plane does not mutate requests yet",
-            );
-        }
-        if !r.response_mutation.is_empty() {
-            p.warn(
-                rp.field("responseMutation"),
-                "accepted but not applied: the Meltemi data plane does not mutate responses yet",
-            );
-        }
-        names.insert(name.clone());
         routes.push(pb::Route {
             name,
             r#match: m,
@@ -449,12 +501,6 @@ pub fn convert(
         .local_rate_limit
         .as_ref()
         .and_then(|l| rate_limit(Loc::root("spec").field("localRateLimit"), l, p));
-    if spec.global_rate_limit.is_some() {
-        p.warn(
-            "spec.globalRateLimit",
-            "accepted but not applied: no global rate limit service integration yet",
-        );
-    }
     if spec.routes.is_empty() && rl.is_none() {
         p.warn(
             "spec",
@@ -465,6 +511,95 @@ pub fn convert(
         name: "*".into(),
         routes,
         rate_limit: rl,
+    })
+}
+
+/// Istio's `match[i]` (method and headers; Aeraki's `dubbo_proxy` generator read the same two)
+/// as our match: headers become attribute matches (Dubbo attachments, Thrift THeader headers).
+fn http_match(path: Loc<'_>, m: &HttpMatch, p: &mut Problems) -> pb::RouteMatch {
+    let mut out = pb::RouteMatch::default();
+    if let Some(sm) = &m.method {
+        out.method = string_match(path.field("method"), sm, p);
+    }
+    let headers = path.field("headers");
+    for (k, v) in &m.headers {
+        let hp = headers.field(k);
+        if k.is_empty() {
+            p.error(hp, "empty header name");
+            continue;
+        }
+        if let Some(sm) = string_match(hp, v, p) {
+            out.attributes.insert(k.clone(), sm);
+        }
+    }
+    out
+}
+
+/// Converts the `http` routes of one VirtualService for one service port into the route table a
+/// MetaRouter with the same matches and destinations gives. Each `match[i]` (alternatives in
+/// Istio) becomes a route of its own with the same action, named `<name>` then `<name>-m<i>`.
+/// `None` when the VirtualService has errors (all are in `p`).
+pub fn convert_virtual_service(
+    vs: &VirtualService,
+    sp: &ServicePort,
+    cat: &Catalog<'_>,
+    p: &mut Problems,
+) -> Option<pb::ServiceRoutes> {
+    let before = p.errors.len();
+    let mut routes = Vec::new();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let spec_loc = Loc::root("spec");
+    let http_loc = spec_loc.field("http");
+    for (i, r) in vs.spec.http.iter().enumerate() {
+        let rp = http_loc.index(i);
+        let (action, mirror, timeout_ms) = forwarding(
+            rp,
+            Forwarding {
+                dests: r.route.iter().map(|w| (&w.destination, w.weight)).collect(),
+                unset: UnsetWeight::Zero,
+                mirror: r.mirror.as_ref(),
+                percentage: r.mirror_percentage.as_ref(),
+                timeout: r.timeout.as_deref(),
+            },
+            sp,
+            cat,
+            p,
+        );
+        let match_loc = rp.field("match");
+        let matches: Vec<Option<pb::RouteMatch>> = if r.match_.is_empty() {
+            vec![None]
+        } else {
+            r.match_
+                .iter()
+                .enumerate()
+                .map(|(m, x)| Some(http_match(match_loc.index(m), x, p)))
+                .collect()
+        };
+        let base = route_name(r.name.as_deref(), i, &mut names);
+        for (m, route_match) in matches.into_iter().enumerate() {
+            let name = if m == 0 {
+                base.clone()
+            } else {
+                route_name(Some(&format!("{base}-m{m}")), i, &mut names)
+            };
+            routes.push(pb::Route {
+                name,
+                r#match: route_match,
+                action: action.clone(),
+                rate_limit: None,
+                mirror: mirror.clone(),
+                timeout_ms,
+                retry: None,
+            });
+        }
+    }
+    if vs.spec.http.is_empty() {
+        p.warn("spec.http", "no http routes: nothing to apply");
+    }
+    (p.errors.len() == before).then(|| pb::ServiceRoutes {
+        name: "*".into(),
+        routes,
+        rate_limit: None,
     })
 }
 

@@ -68,9 +68,27 @@ fn finding(severity: Severity, k: &ObjectKey, p: &Problem) -> Finding {
     }
 }
 
-/// Load errors, render problems of each route object and service, and the rendered EnvoyFilters
-/// checked against Istio's EnvoyFilter schema, all from one render. Sorted: errors first.
+/// [`validate_with`], warnings kept as warnings.
 pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> {
+    validate_with(inputs, load_errors, false)
+}
+
+/// Load errors, render problems of each route object and service (fields set but not applied,
+/// unknown fields, route objects that lost to another on a host, ...), and the rendered
+/// EnvoyFilters checked against Istio's EnvoyFilter schema, all from one render. `strict`
+/// (`meltemi validate --strict`): every warning is an error. Sorted: errors first.
+pub fn validate_with(inputs: &Inputs, load_errors: &[ManifestError], strict: bool) -> Vec<Finding> {
+    let mut out = findings(inputs, load_errors);
+    if strict {
+        for f in &mut out {
+            f.severity = Severity::Error;
+        }
+    }
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+fn findings(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> {
     let rendered = render_all(inputs);
     let mut out: Vec<Finding> = load_errors
         .iter()
@@ -92,6 +110,12 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
                 .destination_rules
                 .iter()
                 .map(|o| ("DestinationRule", &o.metadata)),
+        )
+        .chain(
+            inputs
+                .virtual_services
+                .iter()
+                .map(|o| ("VirtualService", &o.metadata)),
         )
         .chain(
             inputs
@@ -206,7 +230,6 @@ pub fn validate(inputs: &Inputs, load_errors: &[ManifestError]) -> Vec<Finding> 
             }
         }
     }
-    out.sort_by_key(|f| f.severity);
     out
 }
 

@@ -141,3 +141,73 @@ fn rendered_routes_take_the_fast_path() {
         );
     }
 }
+
+/// An Istio VirtualService, as Aeraki users wrote them for a `tcp-thrift` port (Aeraki's e2e
+/// `virtualservice-traffic-splitting.yaml`: 30/70 by subset), rendered by `meltemi bootstrap
+/// --adapter module` and run in the real Envoy: over one client connection, the counts per
+/// version land within binomial bounds. The fast path takes the heavier v2; exactly the v1 calls
+/// take the detour.
+#[test]
+fn a_rendered_virtual_service_splits_thrift_30_70() {
+    use meltemi_testkit::routing::{route_counts, version_server, write_calc_service, ThriftConn};
+    let dir = TempDir::new("bootstrap-vs").unwrap();
+    let (_v1, p1) = version_server(&dir, "v1").expect("thrift v1");
+    let (_v2, p2) = version_server(&dir, "v2").expect("thrift v2");
+    let manifests = TempDir::new("bootstrap-vs-manifests").unwrap();
+    let listen = free_port();
+    write_calc_service(manifests.path(), listen, p1, p2).unwrap();
+    std::fs::write(
+        manifests.path().join("virtualservice.yaml"),
+        r#"apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: calc
+  namespace: demo
+spec:
+  hosts:
+    - calc.demo.svc.cluster.local
+  http:
+    - name: "thrift-traffic-splitting"
+      route:
+        - destination:
+            host: calc.demo.svc.cluster.local
+            subset: v1
+          weight: 30
+        - destination:
+            host: calc.demo.svc.cluster.local
+            subset: v2
+          weight: 70
+"#,
+    )
+    .unwrap();
+    let yaml = rendered_bootstrap(&manifests, "module");
+    assert!(
+        yaml.contains("cluster: outbound|9090|v2|calc.demo.svc.cluster.local"),
+        "tcp_proxy forwards to the heavier v2 subset:\n{yaml}"
+    );
+    let envoy = Envoy::start_with(EnvoyOptions::new(yaml).with_dynamic_module()).expect("envoy");
+    let mut conn = ThriftConn::connect(listen).expect("connect");
+    let calls = 2000u64;
+    let (mut v1, mut v2) = (0u64, 0u64);
+    for i in 0..calls {
+        match conn.call("get").expect("call").as_str() {
+            "v1" => v1 += 1,
+            "v2" => v2 += 1,
+            other => panic!("call {i} answered {other:?}"),
+        }
+    }
+    let (requests, detoured) = route_counts(&envoy.stats(), "thrift-traffic-splitting");
+    eprintln!("30/70: {calls} calls, v1 {v1}, v2 {v2}, requests {requests}, detoured {detoured}");
+    assert_eq!(
+        requests, calls,
+        "every call counted on the VirtualService's route"
+    );
+    assert_eq!(detoured, v1, "exactly the v1 calls took the detour");
+    // Bin(2000, 0.3): mean 600, sd 20.5; 4.5 sd either side.
+    assert!((508..=692).contains(&v1), "v1 {v1} of {calls}");
+    assert_eq!(v1 + v2, calls);
+    assert_eq!(
+        envoy.stat(&format!("listener.127.0.0.1_{listen}.downstream_cx_total")),
+        Some(1)
+    );
+}

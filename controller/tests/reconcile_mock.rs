@@ -54,6 +54,9 @@ fn mock_server(inputs: &Inputs, log: Log) -> kube::Client {
                     list("DestinationRule", drs.clone())
                 }
                 ("GET", "/apis/networking.istio.io/v1beta1/gateways") => list("Gateway", vec![]),
+                ("GET", "/apis/networking.istio.io/v1beta1/virtualservices") => {
+                    list("VirtualService", vec![])
+                }
                 ("GET", "/apis/metaprotocol.aeraki.io/v1alpha1/metarouters") => {
                     list("MetaRouter", mrs.clone())
                 }

@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 
 use super::json::filter_value;
-use super::listener::{bridged_clusters, listener_config, resolve_adapter, route_table};
+use super::listener::{
+    bridged_clusters, listener_config, resolve_adapter, route_table, RouteSource,
+};
 use super::names::{dns_piece, object_name, stat_piece};
 use super::output::{key_of, ObjectKey, RenderError, Rendered};
 use super::patches::{before_tcp_proxy, envoy_filter, filter_annotations, twin_patches};
@@ -239,8 +241,10 @@ pub fn render<'a>(
         let sp = t.sp;
         let adapter = resolve_adapter(sp, t.routers.is_empty(), settings);
         let prefix = format!("gateway_{port}_{}", stat_piece(&sp.host));
+        let sources: Vec<RouteSource<'_>> =
+            t.routers.iter().map(|m| RouteSource::Meta(m)).collect();
         let (table, contributors) =
-            route_table(sp, &t.routers, adapter, false, look.cat, &mut out.reports);
+            route_table(sp, &sources, adapter, false, look.cat, &mut out.reports);
         let subsets = look
             .subsets_by_host
             .get(sp.host.as_str())

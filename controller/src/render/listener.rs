@@ -1,6 +1,7 @@
 //! One listener's filter config: the adapter that serves the port, the route table from the
-//! MetaRouters naming its host, the clusters that need a bridge twin, the Istio metric labels, and
-//! the config checked against the schema's own validation.
+//! MetaRouters or the VirtualService naming its host (which one: [`pick_sources`]), the clusters
+//! that need a bridge twin, the Istio metric labels, and the config checked against the schema's
+//! own validation.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +11,7 @@ use super::names::stat_prefix;
 use super::output::{key_of, merge_problems, ObjectKey, ObjectReport, RenderError};
 use crate::crd::MetaRouter;
 use crate::inputs::{Adapter, AdapterChoice, Settings};
+use crate::istio::VirtualService;
 use crate::model::ServicePort;
 use crate::routes::{self, Catalog, Problems};
 
@@ -53,33 +55,138 @@ pub(super) fn resolve_adapter(sp: &ServicePort, no_routers: bool, settings: &Set
     })
 }
 
-/// The route table of `sp` from the MetaRouters naming its host, and the routers that went in.
+/// A route object that routes a host.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum RouteSource<'a> {
+    Meta(&'a MetaRouter),
+    Virtual(&'a VirtualService),
+}
+
+impl RouteSource<'_> {
+    pub(super) fn key(&self) -> ObjectKey {
+        match self {
+            RouteSource::Meta(m) => key_of("MetaRouter", &m.metadata),
+            RouteSource::Virtual(v) => key_of("VirtualService", &v.metadata),
+        }
+    }
+
+    fn generation(&self) -> Option<i64> {
+        match self {
+            RouteSource::Meta(m) => m.metadata.generation,
+            RouteSource::Virtual(v) => v.metadata.generation,
+        }
+    }
+
+    /// `exportTo: ["."]`: the outbound EnvoyFilter goes to the object's namespace.
+    pub(super) fn exported_locally(&self) -> bool {
+        match self {
+            RouteSource::Meta(m) => m.spec.export_to == ["."],
+            RouteSource::Virtual(v) => v.spec.export_to == ["."],
+        }
+    }
+}
+
+fn describe(k: &ObjectKey) -> String {
+    format!("{} {}/{}", k.kind, k.namespace, k.name)
+}
+
+/// Which route objects route `sp` on the sidecars. One VirtualService per host: the first by
+/// (namespace, name), as Aeraki used the first it listed. When MetaRouters and a VirtualService
+/// both name the host, the port decides as it did in Aeraki, where the port name picked the
+/// generator: a `tcp-metaprotocol-*` port went to the MetaProtocol proxy, configured from the
+/// MetaRouter only; a `tcp-dubbo`/`tcp-thrift` port went to Envoy's `dubbo_proxy`/`thrift_proxy`,
+/// configured from the VirtualService only. Every loser gets a warning naming the winner.
+pub(super) fn pick_sources<'a>(
+    sp: &ServicePort,
+    routers: &[&'a MetaRouter],
+    virtuals: &[&'a VirtualService],
+    reports: &mut BTreeMap<ObjectKey, ObjectReport>,
+) -> Vec<RouteSource<'a>> {
+    let at = format!("{} port {} ({})", sp.host, sp.port, sp.port_name);
+    let mut warn = |loser: ObjectKey, message: String| {
+        let r = reports.entry(loser).or_default();
+        let p = crate::routes::Problem {
+            path: "spec.hosts".into(),
+            message,
+        };
+        if !r.problems.warnings.contains(&p) {
+            r.problems.warnings.push(p);
+        }
+    };
+    let vs = virtuals.first().copied();
+    if let Some(first) = vs {
+        let winner = describe(&RouteSource::Virtual(first).key());
+        for other in &virtuals[1..] {
+            warn(
+                RouteSource::Virtual(other).key(),
+                format!("not applied to {at}: {winner} routes it (one VirtualService per host: the first by namespace/name)"),
+            );
+        }
+    }
+    let metas = || routers.iter().map(|m| RouteSource::Meta(m));
+    let Some(vs) = vs else {
+        return metas().collect();
+    };
+    if routers.is_empty() {
+        return vec![RouteSource::Virtual(vs)];
+    }
+    let why = "as in Aeraki, a tcp-metaprotocol-* port is routed by its MetaRouter, a tcp-dubbo/tcp-thrift port by its VirtualService";
+    if sp.port_name.starts_with("tcp-metaprotocol-") {
+        let winners: Vec<String> = metas().map(|m| describe(&m.key())).collect();
+        warn(
+            RouteSource::Virtual(vs).key(),
+            format!(
+                "not applied to {at}: {} routes it ({why})",
+                winners.join(", ")
+            ),
+        );
+        metas().collect()
+    } else {
+        let winner = describe(&RouteSource::Virtual(vs).key());
+        for m in metas() {
+            warn(
+                m.key(),
+                format!("not applied to {at}: {winner} routes it ({why})"),
+            );
+        }
+        vec![RouteSource::Virtual(vs)]
+    }
+}
+
+/// The route table of `sp` from `sources`, and the objects that went in.
 ///
 /// `fast_path`: make the likeliest destination the primary cluster (sidecars, whose `tcp_proxy`
 /// gets that cluster by a patch). A gateway keeps the service's cluster: its `tcp_proxy` is the
 /// one the gateway's own TCP route configures.
 pub(super) fn route_table(
     sp: &ServicePort,
-    routers: &[&MetaRouter],
+    sources: &[RouteSource<'_>],
     adapter: Adapter,
     fast_path: bool,
     cat: &Catalog<'_>,
     reports: &mut BTreeMap<ObjectKey, ObjectReport>,
 ) -> (Option<pb::RouteTable>, Vec<ObjectKey>) {
     let mut contributors = Vec::new();
-    if routers.is_empty() {
+    if sources.is_empty() {
         return (None, contributors);
     }
     let mut services = Vec::new();
     let mut version = 0u64;
-    for mr in routers {
-        let key = key_of("MetaRouter", &mr.metadata);
+    for src in sources {
+        let key = src.key();
         let report = reports.entry(key.clone()).or_default();
         let mut p = Problems::default();
-        if adapter == Adapter::Wasm {
+        let converted = if adapter == Adapter::Wasm {
             p.warn("spec", format!("host {} uses the wasm adapter (observe only): routes are not applied; annotate the service with meltemi.io/adapter: module", sp.host));
-        } else if let Some(s) = routes::convert(mr, sp, cat, &mut p) {
-            version = version.max(u64::try_from(mr.metadata.generation.unwrap_or(1)).unwrap_or(1));
+            None
+        } else {
+            match src {
+                RouteSource::Meta(mr) => routes::convert(mr, sp, cat, &mut p),
+                RouteSource::Virtual(vs) => routes::convert_virtual_service(vs, sp, cat, &mut p),
+            }
+        };
+        if let Some(s) = converted {
+            version = version.max(u64::try_from(src.generation().unwrap_or(1)).unwrap_or(1));
             services.push(s);
             contributors.push(key);
         }

@@ -91,6 +91,7 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
     let ix = Index::new(inputs, &ports, &mut out.reports);
     accept_redis_objects(inputs, &mut out);
+    field_warnings(inputs, &ix, &mut out);
 
     // Service ports are independent: contiguous chunks render on their own threads into their
     // own `Rendered`, merged in port order, so the output equals a sequential render.
@@ -124,21 +125,57 @@ pub fn render_all(inputs: &Inputs) -> Result<Rendered, RenderError> {
     Ok(out)
 }
 
-/// The Redis route objects get a report saying what of them is applied (observation only).
+/// The Redis route objects get a report (what of them is not applied comes from `fields`).
 fn accept_redis_objects(inputs: &Inputs, out: &mut Rendered) {
-    let services = inputs.redis_services.iter().map(|o| {
-        ("RedisService", &o.metadata, "accepted; Redis traffic is observed (commands, latency) but RedisService routing, auth and faults are not applied by Meltemi yet")
-    });
-    let destinations = inputs.redis_destinations.iter().map(|o| {
-        (
-            "RedisDestination",
-            &o.metadata,
-            "accepted; RedisDestination settings are not applied by Meltemi yet",
-        )
-    });
-    for (kind, meta, message) in services.chain(destinations) {
+    let services = inputs
+        .redis_services
+        .iter()
+        .map(|o| ("RedisService", &o.metadata));
+    let destinations = inputs
+        .redis_destinations
+        .iter()
+        .map(|o| ("RedisDestination", &o.metadata));
+    for (kind, meta) in services.chain(destinations) {
         let report = out.reports.entry(key_of(kind, meta)).or_default();
         report.generation = meta.generation;
-        report.problems.warn("spec", message);
+    }
+}
+
+/// The fields set but not applied, and the unknown ones (`crate::fields`), as warnings of their
+/// objects: every MetaRouter and Redis object; a VirtualService that routes a Dubbo/Thrift host
+/// (it has a report); a DestinationRule of a Dubbo/Thrift host (for any other host Istio alone
+/// applies it, and says so itself).
+fn field_warnings(inputs: &Inputs, ix: &Index<'_>, out: &mut Rendered) {
+    for f in &inputs.field_problems {
+        let key = ObjectKey {
+            kind: f.kind,
+            namespace: f.namespace.clone(),
+            name: f.name.clone(),
+        };
+        let ours = match f.kind {
+            "VirtualService" => out.reports.contains_key(&key),
+            "DestinationRule" => inputs.destination_rules.iter().any(|dr| {
+                key_of("DestinationRule", &dr.metadata) == key
+                    && index::host_candidates(
+                        &dr.spec.host,
+                        &key.namespace,
+                        &inputs.settings.cluster_domain,
+                    )
+                    .iter()
+                    .filter_map(|h| ix.cat.ports.get(h.as_str()))
+                    .flatten()
+                    .any(|sp| {
+                        matches!(
+                            sp.protocol,
+                            meltemi_proto::Protocol::Dubbo | meltemi_proto::Protocol::Thrift
+                        )
+                    })
+            }),
+            _ => true,
+        };
+        if ours {
+            let r = out.reports.entry(key).or_default();
+            r.problems.warn(f.path.clone(), f.message.clone());
+        }
     }
 }

@@ -6,8 +6,8 @@
 use super::index::Index;
 use super::json::filter_value;
 use super::listener::{
-    bridged_clusters, inbound_adapter, inbound_config, listener_config, resolve_adapter,
-    route_table,
+    bridged_clusters, inbound_adapter, inbound_config, listener_config, pick_sources,
+    resolve_adapter, route_table,
 };
 use super::names::{dns_piece, object_name, stat_prefix};
 use super::output::{ListenerPlan, RenderError, Rendered};
@@ -16,6 +16,7 @@ use super::patches::{
 };
 use crate::crd::MetaRouter;
 use crate::inputs::Settings;
+use crate::istio::VirtualService;
 use crate::istio::{FilterChainMatch, ListenerMatch, WorkloadSelector};
 use crate::model::ServicePort;
 
@@ -31,14 +32,20 @@ pub(super) fn render(
         .get(sp.host.as_str())
         .map(Vec::as_slice)
         .unwrap_or(&[]);
+    let virtuals: &[&VirtualService] = ix
+        .virtuals_by_host
+        .get(sp.host.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let sources = pick_sources(sp, routers, virtuals, &mut out.reports);
     let subsets = ix
         .subsets_by_host
         .get(sp.host.as_str())
         .cloned()
         .unwrap_or_default();
-    let adapter = resolve_adapter(sp, routers.is_empty(), settings);
+    let adapter = resolve_adapter(sp, sources.is_empty(), settings);
     let prefix = stat_prefix("outbound", sp);
-    let (table, contributors) = route_table(sp, routers, adapter, true, &ix.cat, &mut out.reports);
+    let (table, contributors) = route_table(sp, &sources, adapter, true, &ix.cat, &mut out.reports);
     let bridged = bridged_clusters(sp, table.as_ref(), &subsets);
     let config = listener_config(sp, &prefix, table, settings, &mut out.route_tables)?;
 
@@ -80,8 +87,7 @@ pub(super) fn render(
         &contributors,
         &mut out.reports,
     ));
-    let exported_locally =
-        routers.iter().any(|m| m.spec.export_to == ["."]) || sp.export_to == ["."];
+    let exported_locally = sources.iter().any(|s| s.exported_locally()) || sp.export_to == ["."];
     let out_ns = if exported_locally {
         sp.namespace.clone()
     } else {
